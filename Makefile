@@ -1,0 +1,58 @@
+# capaudit — operator targets. Everything installs into .venv/ from the lock file.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CAPAUDIT := $(VENV)/bin/capaudit
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+CONFIG ?= configs/default.toml
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint serve simulate bench bench-dispatch bench-receiver bench-warehouse lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check 'uv==0.13.9'
+	@$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP) ## create .venv/ from the lock file
+
+run: $(STAMP) ## run the audit on the sample data against the embedded simulator
+	$(CAPAUDIT) run --config $(CONFIG)
+
+test: $(STAMP) ## run the whole test suite
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy --strict on pipeline/
+	$(VENV)/bin/ruff check pipeline tests benchmarks
+	$(VENV)/bin/ruff format --check pipeline tests benchmarks
+	$(VENV)/bin/mypy
+
+serve: $(STAMP) ## run the webhook receiver (needs CAPAUDIT_WEBHOOK_SECRET)
+	$(CAPAUDIT) serve --config $(CONFIG)
+
+simulate: $(STAMP) ## run the Sinch simulator as a server
+	$(CAPAUDIT) simulate --config $(CONFIG)
+
+bench: bench-dispatch bench-receiver bench-warehouse ## run all three benchmarks
+
+bench-dispatch: $(STAMP) ## dispatcher pacing and CPU vs a bare aiohttp loop
+	$(PY) -m benchmarks.dispatch
+
+bench-receiver: $(STAMP) ## durable callbacks per second vs durability off
+	$(PY) -m benchmarks.receiver
+
+bench-warehouse: $(STAMP) ## contacts load and warehouse build at 10M rows vs bare DuckDB
+	$(PY) -m benchmarks.warehouse
+
+lock: ## re-resolve requirements.lock from pyproject.toml (needs the registry)
+	@test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'uv==0.13.9')
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean: ## remove generated outputs (keeps data/sample)
+	rm -rf data/warehouse.duckdb* data/landing data/reports .pytest_cache .mypy_cache .ruff_cache

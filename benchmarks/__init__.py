@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each prints `name: value unit` lines (DESIGN §8)."""

@@ -1,0 +1,257 @@
+"""`capaudit run`: load -> plan -> submit -> collect -> build -> report, resumable by run id.
+
+With `[sinch] base_url = "embedded"` the simulator and a receiver are started as child
+processes on free loopback ports for the submit and collect steps, and the webhook is
+registered through the API exactly as it would be with Sinch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from pipeline import ledger, steps
+from pipeline.contacts.load import LoadSummary
+from pipeline.contacts.sources import resolve_paths
+from pipeline.errors import CapauditError, Interrupted, UsageError
+from pipeline.ids import new_run_id
+from pipeline.report import ReportFiles, write_report
+from pipeline.services import child_service
+from pipeline.settings import Secret, Secrets, Settings
+from pipeline.sinch.client import SinchClient
+from pipeline.warehouse import open_warehouse
+from pipeline.webhooks import ensure_webhook
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    run_id: str | None = None
+    contacts: tuple[str, ...] = ()
+    resume: bool = False
+    refresh: bool = False
+    limit: int | None = None
+    dry_run: bool = False
+    deadline_seconds: float | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str = "running"
+    exit_code: int = 0
+    load: LoadSummary | None = None
+    plan: ledger.PlanSummary | None = None
+    submit: steps.SubmitSummary | None = None
+    collect: steps.CollectSummary | None = None
+    statuses: dict[str, int] = field(default_factory=dict)
+    report: ReportFiles | None = None
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    estimate: dict[str, float] = field(default_factory=dict)
+    warehouse: str = ""
+
+
+def config_digest(settings: Settings) -> str:
+    """A digest of every setting except the secrets: which configuration produced a run."""
+    data = {name: dataclasses.asdict(getattr(settings, name)) for name in
+            ("sinch", "dispatch", "receiver", "contacts", "freshness", "collect", "warehouse",
+             "reports", "simulator")}  # fmt: skip
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunResult:
+    result = RunResult(run_id=options.run_id or new_run_id(), warehouse=settings.warehouse.path)
+    with open_warehouse(Path(settings.warehouse.path)) as conn:
+        if options.dry_run:
+            return _dry_run(conn, settings, options, result)
+        _check_resume(conn, result.run_id, options)
+        inputs = [] if options.resume else [
+            ledger.file_digest(p) for p in resolve_paths(options.contacts or settings.contacts.paths)
+        ]  # fmt: skip
+        ledger.start_run(conn, result.run_id, config_digest=config_digest(settings), inputs=inputs)
+        try:
+            _run_steps(conn, settings, options, result, console)
+        except CapauditError as exc:
+            result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+            ledger.finish_run(conn, result.run_id, result.status, exc.exit_code, str(exc))
+            raise
+        except BaseException as exc:
+            ledger.finish_run(conn, result.run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
+            raise
+        result.status = "succeeded"
+        ledger.finish_run(conn, result.run_id, result.status, 0)
+    return result
+
+
+def _check_resume(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOptions) -> None:
+    row = conn.execute("SELECT status FROM runs WHERE run_id = $r", {"r": run_id}).fetchone()
+    if options.resume and row is None:
+        raise UsageError(f"--resume: there is no run {run_id} in the warehouse to resume")
+    if not options.resume and row is not None:
+        raise UsageError(
+            f"run {run_id} already exists (status {row[0]}); use --resume to continue it"
+        )
+
+
+def _timed(conn: duckdb.DuckDBPyConnection, run_id: str, step: str, work: Callable[[], T]) -> T:
+    started = time.monotonic()
+    outcome = work()
+    counts = dataclasses.asdict(outcome) if dataclasses.is_dataclass(outcome) else outcome
+    ledger.record_step(conn, run_id, step, time.monotonic() - started,
+                       counts if isinstance(counts, dict) else {})  # fmt: skip
+    return outcome
+
+
+def _run_steps(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
+) -> None:
+    run_id = result.run_id
+    if not options.resume:
+        result.load = _timed(conn, run_id, "load", lambda: steps.load(
+            conn, run_id, settings, options.contacts or None, options.limit))  # fmt: skip
+    result.plan = _timed(conn, run_id, "plan",
+                         lambda: steps.plan(conn, run_id, settings, refresh=options.refresh))  # fmt: skip
+    needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
+        steps.outstanding_targets(conn, run_id)
+    )
+    if needs_sinch:
+        with sinch_session(settings) as live:
+            asyncio.run(_exchange(conn, live, options, result, console))
+    result.statuses = _timed(conn, run_id, "build", lambda: steps.build(conn, run_id))
+    result.report = _timed(conn, run_id, "report", lambda: write_report(
+        conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs))  # fmt: skip
+    result.channels = [
+        dict(zip(("channel", "targets", "reachable_share"), row, strict=True))
+        for row in conn.execute(
+            "SELECT channel, targets, reachable_share FROM reachability WHERE run_id = $r "
+            "ORDER BY channel", {"r": run_id}).fetchall()
+    ]  # fmt: skip
+
+
+async def _exchange(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
+) -> None:
+    """Submit, then collect; SIGTERM/SIGINT stop sending and end the run as resumable."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await register_webhook(settings)
+        started = time.monotonic()
+        result.submit = await steps.submit(conn, result.run_id, settings, stop=stop,
+                                           console=console)  # fmt: skip
+        ledger.record_step(conn, result.run_id, "submit", time.monotonic() - started,
+                           dataclasses.asdict(result.submit))  # fmt: skip
+        if stop.is_set():
+            raise Interrupted(
+                f"stopped by a signal; {result.submit.not_sent:,} requests not sent yet. "
+                f"Continue with: capaudit run --resume --run-id {result.run_id}"
+            )
+        started = time.monotonic()
+        result.collect = await steps.collect(conn, result.run_id, settings, stop=stop,
+                                             deadline_seconds=options.deadline_seconds,
+                                             console=console)  # fmt: skip
+        ledger.record_step(conn, result.run_id, "collect", time.monotonic() - started,
+                           {"outstanding": result.collect.outstanding})  # fmt: skip
+        if stop.is_set():
+            raise Interrupted(
+                f"stopped while collecting callbacks; continue with: "
+                f"capaudit run --resume --run-id {result.run_id}"
+            )
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def register_webhook(settings: Settings) -> None:
+    secret = settings.secrets.webhook_secret
+    if secret is None:
+        log.warning("CAPAUDIT_WEBHOOK_SECRET is not set: not registering a webhook; callbacks "
+                    "go to whatever webhooks the app already has")  # fmt: skip
+        return
+    async with SinchClient(settings.sinch, settings.secrets) as client:
+        await ensure_webhook(client, settings.receiver.public_url, secret.reveal())
+
+
+@contextlib.contextmanager
+def sinch_session(settings: Settings) -> Iterator[Settings]:
+    """The settings to talk to Sinch with; for "embedded", start the simulator and a receiver."""
+    if not settings.sinch.embedded:
+        yield settings
+        return
+    live = with_embedded_secrets(settings)
+    env = {
+        "SINCH_KEY_ID": _reveal(live.secrets.key_id),
+        "SINCH_KEY_SECRET": _reveal(live.secrets.key_secret),
+        "CAPAUDIT_WEBHOOK_SECRET": ",".join(s.reveal() for s in live.secrets.webhook_secrets),
+    }
+    config = ["--config", settings.source] if settings.source != "<defaults>" else []
+    with (
+        child_service(["simulate", *config], "simulator", env=env) as sim_url,
+        child_service(["serve", *config], "receiver", env=env) as receiver_url,
+    ):
+        live = live.replace("sinch", base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
+        live = live.replace("receiver", public_url=f"{receiver_url}/callbacks/sinch")
+        log.info("embedded simulator at %s, receiver at %s", sim_url, receiver_url)
+        yield live
+
+
+def with_embedded_secrets(settings: Settings) -> Settings:
+    """Embedded runs need no real credentials: make up any that are missing, for this run only."""
+    current = settings.secrets
+    made = Secrets(
+        key_id=current.key_id or Secret("embedded-key"),
+        key_secret=current.key_secret or Secret(secrets.token_urlsafe(24)),
+        webhook_secrets=current.webhook_secrets or (Secret(secrets.token_urlsafe(32)),),
+    )
+    return dataclasses.replace(settings, secrets=made)
+
+
+def _reveal(secret: Secret | None) -> str:
+    return secret.reveal() if secret is not None else ""
+
+
+def _dry_run(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+) -> RunResult:
+    """Load and plan under a throw-away run id, report the plan, and remove every trace."""
+    run_id = f"dry-run-{result.run_id}"
+    try:
+        result.load = steps.load(conn, run_id, settings, options.contacts or None, options.limit)
+        result.plan = steps.plan(conn, run_id, settings, refresh=options.refresh)
+    finally:
+        for table in ("targets", "rejects", "requests"):
+            conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})  # noqa: S608
+    callback_rate = (settings.simulator.webhook_rate if settings.sinch.embedded
+                     else settings.collect.callback_rate_per_second)  # fmt: skip
+    result.estimate = {
+        "query_seconds": result.plan.requests / settings.dispatch.rate_per_second,
+        "callback_seconds": result.plan.to_query / callback_rate,
+        "callback_rate_per_second": callback_rate,
+    }
+    result.status = "dry-run"
+    return result

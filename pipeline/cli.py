@@ -1,0 +1,327 @@
+"""The `capaudit` command: parse flags, call one library function, map errors to exit codes.
+
+Exit codes (DESIGN §4): 0 success, 1 the run failed, 2 bad usage, config or input file,
+3 interrupted or incomplete but resumable with `--resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pipeline import __version__, audit, steps
+from pipeline.errors import EXIT_INTERRUPTED, CapauditError, UsageError
+from pipeline.logs import configure_logging, use_console
+from pipeline.settings import DEFAULT_CONFIG, Settings, load_settings
+
+log = logging.getLogger("capaudit")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(command: F) -> F:
+    """Every command takes --config (DESIGN §4)."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        help="TOML configuration file; CAPAUDIT_<SECTION>__<KEY> variables override it.",
+    )(command)
+
+
+def run_id_option(required: bool = True) -> Callable[[F], F]:
+    return click.option("--run-id", required=required, help="The run to work on.")
+
+
+def settings_for(config_path: Path) -> Settings:
+    settings = load_settings(config_path)
+    configure_logging(settings.logging.level, settings.logging.format)
+    return settings
+
+
+def handle_errors(command: F) -> F:
+    """Turn capaudit errors into a one-line message and the documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CapauditError as exc:
+            click.echo(f"capaudit: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("capaudit: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="capaudit")
+def main() -> None:
+    """Batch capability audit for the Sinch Conversation API.
+
+    \b
+    Example:
+      capaudit run                      # the whole audit, sample data, embedded simulator
+    """
+
+
+@main.command()
+@config_option
+@click.option("--contacts", multiple=True, help="Contact file or glob (repeatable).")
+@run_id_option(required=False)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (needs --run-id).")
+@click.option("--refresh", is_flag=True, help="Query every target, even with a fresh answer.")
+@click.option("--limit", type=click.IntRange(min=1), help="Audit only the first N contacts.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and estimates; send nothing.")
+@click.option("--deadline", "deadline", type=click.FloatRange(min=0),
+              help="Seconds to wait for callbacks after the last accepted request.")  # fmt: skip
+@handle_errors
+def run(config_path: Path, contacts: tuple[str, ...], run_id: str | None, resume: bool,
+        refresh: bool, limit: int | None, dry_run: bool, deadline: float | None) -> None:  # fmt: skip
+    """The nightly job: load, plan, submit, collect, build, report.
+
+    \b
+    Examples:
+      capaudit run
+      capaudit run --contacts 'lists/*.csv.gz' --run-id nightly-2026-11-25
+      capaudit run --resume --run-id nightly-2026-11-25
+      capaudit run --dry-run --limit 1000
+    """
+    if resume and not run_id:
+        raise UsageError("--resume needs --run-id: the run to continue")
+    settings = settings_for(config_path)
+    options = audit.RunOptions(run_id, contacts, resume, refresh, limit, dry_run, deadline)
+    from pipeline import console
+
+    result = audit.run_audit(settings, options, console=use_console(settings.logging.format))
+    if dry_run:
+        console.print_plan(result)
+        return
+    with _warehouse(settings, lock=False) as conn:
+        rows = conn.execute(
+            "SELECT * FROM reachability WHERE run_id = $r ORDER BY channel", {"r": result.run_id}
+        )
+        names = [d[0] for d in rows.description or []]
+        by_channel = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
+    console.print_run(result, by_channel)
+
+
+def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
+    from pipeline.warehouse import open_warehouse
+
+    return open_warehouse(Path(settings.warehouse.path), lock=lock)
+
+
+@main.command()
+@config_option
+@click.option("--host", help="Interface to listen on [config: receiver.host].")
+@click.option("--port", type=int, help="Port [config: receiver.port].")
+@click.option("--landing-dir", type=click.Path(path_type=Path), help="Where segments go.")
+@click.option("--insecure", is_flag=True, help="Accept unsigned callbacks (local tests only).")
+@click.option("--fd", type=int, hidden=True)
+@handle_errors
+def serve(config_path: Path, host: str | None, port: int | None, landing_dir: Path | None,
+          insecure: bool, fd: int | None) -> None:  # fmt: skip
+    """The webhook receiver: POST /callbacks/sinch, GET /healthz, GET /metrics.
+
+    \b
+    Example:
+      CAPAUDIT_WEBHOOK_SECRET=... capaudit serve --port 8751 --landing-dir data/landing
+    """
+    from pipeline.receiver import ReceiverConfig, create_app
+    from pipeline.services import die_with_parent, serve_asgi
+
+    die_with_parent()
+    settings = settings_for(config_path)
+    receiver = settings.receiver
+    overrides: dict[str, Any] = {"insecure": insecure or receiver.insecure}
+    if landing_dir is not None:
+        overrides["landing_dir"] = landing_dir
+    config = ReceiverConfig.from_settings(receiver, settings.secrets.webhook_secrets, **overrides)
+    app = create_app(config)
+    serve_asgi(app, host=host or receiver.host, port=port or receiver.port, fd=fd)
+
+
+@main.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8750, show_default=True)
+@click.option("--latency-ms", type=float, help="Simulated network latency per API call.")
+@click.option("--rate-limit", type=int, help="Requests per second per project (429 above).")
+@click.option("--webhook-rate", type=float, help="Callbacks per second per app.")
+@click.option("--seed", type=int, help="Seed of the outcome model.")
+@click.option("--fd", type=int, hidden=True)
+@handle_errors
+def simulate(config_path: Path, host: str, port: int, latency_ms: float | None,
+             rate_limit: int | None, webhook_rate: float | None, seed: int | None,
+             fd: int | None) -> None:  # fmt: skip
+    """The Sinch simulator as a server (API paths, OAuth2, callbacks, /_sim/stats).
+
+    \b
+    Example:
+      capaudit simulate --port 8750 --latency-ms 100 --rate-limit 800 --webhook-rate 25
+    """
+    from pipeline.services import die_with_parent, serve_asgi
+    from pipeline.simulator.app import create_app
+
+    die_with_parent()
+    settings = settings_for(config_path)
+    flags = {"latency_ms": latency_ms, "rate_limit": rate_limit, "webhook_rate": webhook_rate,
+             "seed": seed}  # fmt: skip
+    settings = settings.replace("simulator", **{k: v for k, v in flags.items() if v is not None})
+    serve_asgi(create_app(settings.simulator), host=host, port=port, fd=fd)
+
+
+# -- the steps of `run`, one at a time ----------------------------------------------------------
+
+
+@main.command()
+@config_option
+@run_id_option()
+@click.option("--contacts", multiple=True, help="Contact file or glob (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="Keep only the first N contacts.")
+@handle_errors
+def load(config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int | None) -> None:
+    """Read and validate the contact files into `targets` and `rejects`.
+
+    \b
+    Example:
+      capaudit load --run-id r1 --contacts data/sample/contacts.csv
+    """
+    settings = settings_for(config_path)
+    with _warehouse(settings) as conn:
+        _ensure_run(conn, run_id, settings)
+        summary = steps.load(conn, run_id, settings, contacts or None, limit)
+    _print_json(summary)
+
+
+@main.command()
+@config_option
+@run_id_option()
+@click.option("--refresh", is_flag=True, help="Query every target, even with a fresh answer.")
+@handle_errors
+def plan(config_path: Path, run_id: str, refresh: bool) -> None:
+    """Decide what to query: reuse fresh answers, write one request per contact to the ledger.
+
+    \b
+    Example:
+      capaudit plan --run-id r1
+    """
+    settings = settings_for(config_path)
+    with _warehouse(settings) as conn:
+        _print_json(steps.plan(conn, run_id, settings, refresh=refresh))
+
+
+@main.command()
+@config_option
+@run_id_option()
+@handle_errors
+def submit(config_path: Path, run_id: str) -> None:
+    """Send the run's planned requests (paced, retried, recorded in the ledger).
+
+    With the embedded simulator, it also waits for the callbacks, since the simulator stops
+    with the command.
+
+    \b
+    Example:
+      capaudit submit --run-id r1
+    """
+    settings = settings_for(config_path)
+    console = use_console(settings.logging.format)
+    with _warehouse(settings) as conn, audit.sinch_session(settings) as live:
+        stop = asyncio.Event()
+
+        async def work() -> Any:
+            await audit.register_webhook(live)
+            summary = await steps.submit(conn, run_id, live, stop=stop, console=console)
+            if settings.sinch.embedded:
+                await steps.collect(conn, run_id, live, stop=stop, console=console)
+            return summary
+
+        _print_json(asyncio.run(work()))
+
+
+@main.command()
+@config_option
+@run_id_option()
+@click.option("--deadline", type=click.FloatRange(min=0), help="Seconds to keep waiting.")
+@handle_errors
+def collect(config_path: Path, run_id: str, deadline: float | None) -> None:
+    """Ingest landed callbacks until the run's accepted requests are answered or time is up.
+
+    \b
+    Example:
+      capaudit collect --run-id r1 --deadline 60
+    """
+    settings = settings_for(config_path)
+    console = use_console(settings.logging.format)
+    with _warehouse(settings) as conn:
+        summary = asyncio.run(steps.collect(conn, run_id, settings, deadline_seconds=deadline,
+                                            stop=asyncio.Event(), console=console))  # fmt: skip
+    _print_json(summary)
+
+
+@main.command()
+@config_option
+@run_id_option()
+@handle_errors
+def build(config_path: Path, run_id: str) -> None:
+    """Build `capability`, `reachability` and `capability_changes` for the run.
+
+    \b
+    Example:
+      capaudit build --run-id r1
+    """
+    settings = settings_for(config_path)
+    with _warehouse(settings) as conn:
+        _print_json(steps.build(conn, run_id))
+
+
+@main.command()
+@config_option
+@run_id_option()
+@handle_errors
+def report(config_path: Path, run_id: str) -> None:
+    """Write the run's report files (HTML, JSON, CSV, Parquet).
+
+    \b
+    Example:
+      capaudit report --run-id r1
+    """
+    from pipeline.report import write_report
+
+    settings = settings_for(config_path)
+    with _warehouse(settings) as conn:
+        files = write_report(conn, run_id, Path(settings.reports.dir),
+                             trend_runs=settings.reports.trend_runs)  # fmt: skip
+    click.echo(str(files.index))
+
+
+def _ensure_run(conn: Any, run_id: str, settings: Settings) -> None:
+    from pipeline import ledger
+
+    exists = conn.execute("SELECT 1 FROM runs WHERE run_id = $r", {"r": run_id}).fetchone()
+    if not exists:
+        ledger.start_run(conn, run_id, config_digest=audit.config_digest(settings), inputs=[])
+
+
+def _print_json(value: Any) -> None:
+    import dataclasses
+
+    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

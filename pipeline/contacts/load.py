@@ -1,0 +1,224 @@
+"""Load contact files into `targets` and `rejects` for one run.
+
+Reading streams Arrow batches into a staging table; validation, phone normalisation and
+de-duplication then run as set operations in DuckDB. Every input row ends as at least one
+target or as exactly one reject (DESIGN §7 rule 1), and the whole load is one transaction: a
+file that cannot be read leaves nothing of the run half-loaded.
+
+Reject reasons (also in docs/contacts.md):
+    empty_row               every field is blank
+    too_few_fields          fewer fields than the header
+    too_many_fields         more fields than the header
+    missing_identity        long form: a channel without an identity
+    missing_channel         long form: an identity without a channel
+    unknown_channel         the channel is not one of Sinch's channels
+    invalid_phone           not a valid phone number for its country
+    phone_without_country   a national number and no [contacts] default_region to place it
+    invalid_identity        an app-scoped identity with spaces or over 256 characters
+    duplicate               this contact and channel already came earlier in the run's input
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.contacts.phones import normalise_phones
+from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources
+from pipeline.errors import InputFileError
+from pipeline.settings import ContactsSettings
+from pipeline.sinch.models import CHANNELS, PHONE_CHANNELS
+
+REJECT_REASONS = (
+    "empty_row", "too_few_fields", "too_many_fields", "missing_identity", "missing_channel",
+    "unknown_channel", "invalid_phone", "phone_without_country", "invalid_identity", "duplicate",
+)  # fmt: skip
+MAX_IDENTITY_LENGTH = 256
+
+
+@dataclass
+class LoadSummary:
+    rows: int = 0
+    targets: int = 0
+    contacts: int = 0
+    rejects: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+
+def column_names(settings: ContactsSettings) -> ColumnNames:
+    return ColumnNames(
+        contact_id=settings.contact_id_column,
+        phone=settings.phone_column,
+        channel=settings.channel_column,
+        identity=settings.identity_column,
+    )
+
+
+def load_contacts(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    settings: ContactsSettings,
+    paths: Sequence[str] | None = None,
+) -> LoadSummary:
+    """Replace the run's targets and rejects with those of `paths` (default: settings.paths)."""
+    summary = LoadSummary()
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        _stage(conn, paths or settings.paths, column_names(settings), summary)
+        _validate(conn, settings)
+        _write(conn, run_id)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    _summarise(conn, run_id, summary)
+    return summary
+
+
+def _stage(
+    conn: duckdb.DuckDBPyConnection,
+    paths: Sequence[str],
+    names: ColumnNames,
+    summary: LoadSummary,
+) -> None:
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE staged ("
+        + ", ".join(f"{f.name} {_duck_type(f.type)}" for f in SCHEMA)
+        + ", file_index INTEGER)"
+    )
+    seen: dict[str, int] = {}
+    for batch in read_sources(paths, names):
+        source = batch.column(0)[0].as_py()
+        file_index = seen.setdefault(source, len(seen))
+        conn.register("batch", pa.Table.from_batches([batch]))
+        conn.execute(f"INSERT INTO staged SELECT *, {file_index} FROM batch")
+        conn.unregister("batch")
+        summary.rows += batch.num_rows
+    summary.sources = list(seen)
+    if not seen:
+        raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
+
+
+def _duck_type(arrow_type: pa.DataType) -> str:
+    return "BIGINT" if arrow_type == pa.int64() else "VARCHAR"
+
+
+def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> None:
+    channels = ", ".join(f"'{c}'" for c in CHANNELS)
+    phone_channels = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
+    # 1. Tidy each row and find the phone numbers to normalise.
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE tidy AS
+        SELECT *,
+            nullif(trim(contact_id), '') AS cid,
+            nullif(upper(trim(channel)), '') AS chan,
+            nullif(trim(coalesce(phone, identity)), '') AS ident,
+            form = '{LONG}' AS is_long
+        FROM staged
+    """)
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE phones AS
+        SELECT DISTINCT ident AS raw FROM tidy
+        WHERE problem IS NULL AND ident IS NOT NULL AND (NOT is_long OR chan IN ({phone_channels}))
+    """)
+    normalised = normalise_phones(conn, "phones", settings.default_region)
+    # 2. Decide each row: a reject reason, or what it asks for.
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE decided AS
+        SELECT t.*, p.e164,
+            CASE
+                WHEN t.problem IS NOT NULL THEN t.problem
+                WHEN t.ident IS NULL AND t.chan IS NULL THEN
+                    CASE WHEN t.cid IS NULL THEN 'empty_row' END
+                WHEN t.is_long AND t.chan IS NULL THEN 'missing_channel'
+                WHEN t.is_long AND t.chan NOT IN ({channels}) THEN 'unknown_channel'
+                WHEN t.is_long AND t.ident IS NULL THEN 'missing_identity'
+                WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.reason
+                WHEN length(t.ident) > {MAX_IDENTITY_LENGTH}
+                    OR regexp_matches(t.ident, '\\s') THEN 'invalid_identity'
+            END AS reason,
+            CASE
+                WHEN t.ident IS NULL THEN NULL
+                WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.e164
+                ELSE t.ident
+            END AS norm_identity
+        FROM tidy t LEFT JOIN {normalised} p ON p.raw = t.ident
+    """)
+    # 3. Expand accepted rows to one candidate target per channel asked.
+    wide = _list_sql(settings.phone_channels)
+    by_id = _list_sql(settings.contact_id_channels)
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE candidates AS
+        SELECT file_index, source, row_number, cid AS contact_id,
+            coalesce(cid, norm_identity) AS contact_key,
+            unnest(CASE
+                WHEN norm_identity IS NULL THEN {by_id}
+                WHEN is_long THEN [chan]
+                ELSE {wide} END) AS channel,
+            norm_identity AS identity
+        FROM decided WHERE reason IS NULL
+    """)
+
+
+def _list_sql(values: Sequence[str]) -> str:
+    return "[" + ", ".join(f"'{v.upper()}'" for v in values) + "]::VARCHAR[]"
+
+
+def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    conn.execute("DELETE FROM targets WHERE run_id = $run_id", {"run_id": run_id})
+    conn.execute("DELETE FROM rejects WHERE run_id = $run_id", {"run_id": run_id})
+    # The first occurrence of a (contact, channel) wins; later ones are duplicates.
+    conn.execute("""
+        CREATE OR REPLACE TEMP TABLE ranked AS
+        SELECT *, row_number() OVER (
+            PARTITION BY contact_key, channel ORDER BY file_index, row_number) AS occurrence
+        FROM candidates
+    """)
+    conn.execute(
+        """
+        INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, row_number)
+        SELECT $run_id, contact_key, contact_id, channel, identity, source, row_number
+        FROM ranked WHERE occurrence = 1
+        """,
+        {"run_id": run_id},
+    )
+    conn.execute(
+        """
+        INSERT INTO rejects
+        SELECT $run_id, source, row_number, reason, NULL, contact_id, phone, channel, identity,
+            raw_line
+        FROM (
+            SELECT source, row_number, reason, contact_id, phone, channel, identity,
+                raw AS raw_line
+            FROM decided WHERE reason IS NOT NULL
+            UNION ALL
+            SELECT d.source, d.row_number, 'duplicate', d.contact_id, d.phone, d.channel,
+                d.identity, NULL
+            FROM decided d
+            JOIN (
+                SELECT source, row_number FROM ranked GROUP BY source, row_number
+                HAVING min(occurrence) > 1
+            ) dup USING (source, row_number)
+        )
+        """,
+        {"run_id": run_id},
+    )
+
+
+def _summarise(conn: duckdb.DuckDBPyConnection, run_id: str, summary: LoadSummary) -> None:
+    params = {"run_id": run_id}
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT contact_key) FROM targets WHERE run_id = $run_id", params
+    ).fetchone()
+    summary.targets, summary.contacts = (int(row[0]), int(row[1])) if row else (0, 0)
+    reasons = conn.execute(
+        "SELECT reason, count(*) FROM rejects WHERE run_id = $run_id GROUP BY reason "
+        "ORDER BY count(*) DESC",
+        params,
+    ).fetchall()
+    summary.rejects_by_reason = {str(r): int(n) for r, n in reasons}
+    summary.rejects = sum(summary.rejects_by_reason.values())

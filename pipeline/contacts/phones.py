@@ -1,0 +1,172 @@
+"""Phone numbers to E.164 digits, country-aware, once per distinct input string.
+
+Two paths, one set of rules (Google's libphonenumber metadata, via the `phonenumbers` package):
+
+- the fast path runs inside DuckDB over all distinct numbers at once: strip separators, read an
+  international prefix (`+` or `00`) or, with a default region, a national number (dropping
+  the trunk prefix), split the country calling code and match the national number against
+  every number-type pattern of that country's regions, exactly what `is_valid_number` checks;
+- every number the fast path cannot decide (letters, extensions, `(0)` trunk digits inside an
+  international number, regions with unusual trunk rules, or a number the patterns refuse) goes
+  through `phonenumbers.parse` itself, which then has the last word.
+
+    normalise_phones(conn, "distinct_phones", default_region="SE")
+    # adds columns e164 (digits, no '+') and reason (a reject reason code, or NULL)
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import duckdb
+import phonenumbers
+import pyarrow as pa
+from phonenumbers import PhoneMetadata
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+INVALID_PHONE = "invalid_phone"
+PHONE_WITHOUT_COUNTRY = "phone_without_country"
+NUMBER_TYPES = (
+    "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost",
+    "personal_number", "voip", "pager", "uan", "voicemail",
+)  # fmt: skip
+SEPARATORS = r"[\s\-\.\(\)/\x{00A0}]"
+SLOW_BATCH = 50_000
+
+
+@functools.cache
+def country_patterns() -> dict[str, str]:
+    """Country calling code -> one regex a valid national number matches in full."""
+    patterns: dict[str, str] = {}
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        parts: list[str] = []
+        for region in regions:
+            metadata = (
+                PhoneMetadata.metadata_for_nongeo_region(code)
+                if region == "001"
+                else PhoneMetadata.metadata_for_region(region)
+            )
+            if metadata is None:
+                continue
+            for number_type in NUMBER_TYPES:
+                desc = getattr(metadata, number_type)
+                if desc is not None and desc.national_number_pattern:
+                    parts.append(desc.national_number_pattern)
+        if parts:
+            patterns[str(code)] = "|".join(f"(?:{p})" for p in dict.fromkeys(parts))
+    return patterns
+
+
+def trunk_rule(region: str) -> tuple[str, str] | None:
+    """(country code, trunk prefix) when the region's national numbers can be read simply."""
+    metadata = PhoneMetadata.metadata_for_region(region.upper())
+    if metadata is None:
+        return None
+    prefix = metadata.national_prefix or ""
+    parsing = metadata.national_prefix_for_parsing
+    simple = metadata.national_prefix_transform_rule is None and parsing in (None, prefix)
+    if not simple or (prefix and not prefix.isdigit()):
+        return None
+    return str(metadata.country_code), prefix
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _validity_case(number: str, code: str) -> str:
+    """A CASE that matches `number` against the pattern of the country code in `code`."""
+    whens = "\n".join(
+        f"    WHEN {_sql_literal(cc)} THEN regexp_full_match({number}, {_sql_literal(p)})"
+        for cc, p in sorted(country_patterns().items())
+    )
+    return f"CASE {code}\n{whens}\n    ELSE false END"
+
+
+def _code_length(digits: str) -> str:
+    """Country calling codes are prefix-free (ITU E.164): at most one of 1-3 digits matches."""
+    codes = country_patterns()
+    branches = []
+    for length in (1, 2, 3):
+        listed = ", ".join(_sql_literal(c) for c in sorted(codes) if len(c) == length)
+        branches.append(f"WHEN substr({digits}, 1, {length}) IN ({listed}) THEN {length}")
+    return "CASE " + " ".join(branches) + " END"
+
+
+def fast_path_sql(table: str, default_region: str) -> str:
+    """SQL adding `e164` (NULL when undecided) to every distinct `raw` number of `table`."""
+    rule = trunk_rule(default_region) if default_region else None
+    national = "NULL"
+    if rule is not None:
+        code, prefix = rule
+        strip = (
+            f"CASE WHEN starts_with(cleaned, {_sql_literal(prefix)}) "
+            f"THEN substr(cleaned, {len(prefix) + 1}) ELSE cleaned END"
+            if prefix
+            else "cleaned"
+        )
+        national = f"{_sql_literal(code)} || ({strip})"
+    return f"""
+    WITH cleaned AS (
+        SELECT raw, regexp_replace(raw, '{SEPARATORS}', '', 'g') AS cleaned FROM {table}
+    ), international AS (
+        SELECT raw, CASE
+            WHEN regexp_full_match(cleaned, '\\+[0-9]{{2,17}}') THEN substr(cleaned, 2)
+            WHEN regexp_full_match(cleaned, '00[0-9]{{2,17}}') THEN substr(cleaned, 3)
+            WHEN regexp_full_match(cleaned, '[0-9]{{2,17}}') THEN {national}
+        END AS digits FROM cleaned
+    ), split AS (
+        SELECT raw, digits, {_code_length("digits")} AS code_length FROM international
+    )
+    SELECT raw,
+        CASE WHEN code_length IS NOT NULL AND ({_validity_case(
+            "substr(digits, code_length + 1)", "substr(digits, 1, code_length)")})
+        THEN digits END AS e164
+    FROM split
+    """
+
+
+def parse_one(raw: str, default_region: str) -> tuple[str | None, str | None]:
+    """(E.164 digits, None) or (None, reason) via phonenumbers itself: the slow path."""
+    text = raw.strip()
+    if re.match(r"^00[1-9]", re.sub(r"[\s\-.()/]", "", text)):
+        text = "+" + re.sub(r"[\s\-.()/]", "", text)[2:]  # '00' is the common international prefix
+    try:
+        number = phonenumbers.parse(text, default_region.upper() or None)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            return None, PHONE_WITHOUT_COUNTRY if not default_region else INVALID_PHONE
+        return None, INVALID_PHONE
+    if not phonenumbers.is_valid_number(number):
+        return None, INVALID_PHONE
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:], None
+
+
+def normalise_phones(conn: duckdb.DuckDBPyConnection, table: str, default_region: str) -> str:
+    """Map every distinct `raw` of `table` to (e164, reason); returns the result table's name."""
+    result = f"{table}_normalised"
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {result} AS "
+        f"SELECT raw, e164, NULL::VARCHAR AS reason FROM ({fast_path_sql(table, default_region)})"
+    )
+    reader = conn.sql(f"SELECT raw FROM {result} WHERE e164 IS NULL").to_arrow_reader(
+        SLOW_BATCH
+    )
+    decided = [_parse_batch(batch.column(0).to_pylist(), default_region) for batch in reader]
+    if decided:
+        conn.register("decided_phones", pa.concat_tables(decided))
+        conn.execute(
+            f"UPDATE {result} SET e164 = d.e164, reason = d.reason "
+            f"FROM decided_phones d WHERE {result}.raw = d.raw"
+        )
+        conn.unregister("decided_phones")
+    return result
+
+
+def _parse_batch(raws: list[str], default_region: str) -> pa.Table:
+    answers = [parse_one(raw, default_region) for raw in raws]
+    return pa.table(
+        {"raw": raws, "e164": [a[0] for a in answers], "reason": [a[1] for a in answers]},
+        schema=pa.schema([("raw", pa.string()), ("e164", pa.string()), ("reason", pa.string())]),
+    )

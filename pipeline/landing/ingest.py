@@ -1,0 +1,202 @@
+"""Ingest landing segments into `notifications`: incremental, idempotent, exactly once.
+
+`landing_files` remembers how many bytes of each segment are already in the warehouse, and
+that offset moves in the same transaction as the rows, so ingesting twice changes nothing and
+a crash mid-ingest loses nothing. Only complete lines are read from a segment still being
+written (or left open by a crashed receiver: its torn last line was never acknowledged).
+A notification delivered again (Sinch retries, duplicates, a re-sent request, two receivers)
+is merged on (request_id, channel, identity) and counted in `deliveries`.
+
+    stats = ingest_landing(conn, Path("data/landing"))
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipeline.errors import WarehouseError
+from pipeline.landing.segments import Segment, complete_end, list_segments
+from pipeline.sinch.models import PHONE_CHANNELS
+
+log = logging.getLogger(__name__)
+LINE_COLUMNS = (
+    "{received_at: 'TIMESTAMPTZ', writer: 'VARCHAR', nonce: 'VARCHAR', kind: 'VARCHAR', "
+    "body: 'VARCHAR'}"
+)
+CALLBACK_SHAPE = """'{"app_id": "VARCHAR", "event_time": "VARCHAR",
+    "capability_notification": {"request_id": "VARCHAR", "contact_id": "VARCHAR",
+        "channel": "VARCHAR", "identity": "VARCHAR", "capability_status": "VARCHAR",
+        "channel_capabilities": ["VARCHAR"],
+        "reason": {"code": "VARCHAR", "description": "VARCHAR"}}}'"""
+
+
+@dataclass
+class IngestStats:
+    segments: int = 0
+    lines: int = 0
+    notifications_new: int = 0
+    notifications_repeated: int = 0
+    other_events: int = 0
+
+
+@dataclass(frozen=True)
+class _Slice:
+    segment: Segment
+    start: int
+    end: int
+
+
+def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
+    slices = _new_slices(conn, landing_dir)
+    stats = IngestStats(segments=len(slices))
+    if not slices:
+        return stats
+    with tempfile.TemporaryDirectory(prefix="capaudit-ingest-") as scratch:
+        files = {_readable_copy(s, Path(scratch)): s for s in slices if s.end > s.start}
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            lines: dict[str, int] = {}
+            if files:
+                _stage_lines(conn, files)
+                _merge(conn, stats)
+                lines = dict(conn.execute(
+                    "SELECT segment_id, count(*) FROM landed GROUP BY segment_id").fetchall())
+            _advance_offsets(conn, slices, lines)
+            conn.execute("COMMIT")
+        except duckdb.Error as exc:
+            conn.execute("ROLLBACK")
+            raise WarehouseError(f"ingesting landing segments from {landing_dir}: {exc}") from exc
+    return stats
+
+
+def _new_slices(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[_Slice]:
+    known = {
+        segment_id: (int(offset), bool(closed))
+        for segment_id, offset, closed in conn.execute(
+            "SELECT segment_id, bytes_ingested, closed FROM landing_files"
+        ).fetchall()
+    }
+    slices = []
+    for segment in list_segments(landing_dir):
+        offset, was_closed = known.get(segment.segment_id, (0, False))
+        if was_closed:
+            continue
+        end = segment.size if segment.closed else complete_end(segment.path, offset, segment.size)
+        if end > offset or segment.closed:
+            slices.append(_Slice(segment, offset, end))
+    return slices
+
+
+def _readable_copy(piece: _Slice, scratch: Path) -> str:
+    """A file holding exactly the slice's bytes: the segment itself when the slice is whole."""
+    segment = piece.segment
+    if piece.start == 0 and piece.end == segment.size:
+        return str(segment.path)
+    target = scratch / f"{segment.segment_id}.ndjson"
+    with segment.path.open("rb") as source, target.open("wb") as copy:
+        source.seek(piece.start)
+        remaining = piece.end - piece.start
+        while remaining > 0:
+            chunk = source.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            copy.write(chunk)
+            remaining -= len(chunk)
+    return str(target)
+
+
+def _stage_lines(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> None:
+    conn.execute("CREATE OR REPLACE TEMP TABLE segment_names (filename VARCHAR, segment_id VARCHAR)")
+    conn.executemany(
+        "INSERT INTO segment_names VALUES (?, ?)",
+        [(name, piece.segment.segment_id) for name, piece in files.items()],
+    )
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE landed AS
+        SELECT l.received_at, l.nonce, l.kind, l.body, s.segment_id
+        FROM read_json($files, format = 'newline_delimited', columns = {LINE_COLUMNS},
+                       filename = true) l
+        JOIN segment_names s USING (filename)
+        """,
+        {"files": list(files)},
+    )
+
+
+def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
+    phone_channels = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE incoming AS
+        WITH parsed AS (
+            SELECT received_at, nonce, segment_id, from_json(body, {CALLBACK_SHAPE}) AS cb
+            FROM landed WHERE kind = 'capability'
+        )
+        SELECT
+            cb.capability_notification.request_id AS request_id,
+            coalesce(cb.capability_notification.channel, '') AS channel,
+            CASE WHEN cb.capability_notification.channel IN ({phone_channels})
+                THEN regexp_replace(cb.capability_notification.identity, '[^0-9]', '', 'g')
+                ELSE coalesce(cb.capability_notification.identity, '') END AS identity,
+            arg_min(cb.capability_notification.contact_id, received_at) AS contact_id,
+            arg_min(cb.capability_notification.capability_status, received_at)
+                AS capability_status,
+            arg_min(cb.capability_notification.reason.code, received_at) AS reason_code,
+            arg_min(cb.capability_notification.reason.description, received_at)
+                AS reason_description,
+            arg_min(cb.capability_notification.channel_capabilities, received_at)
+                AS channel_capabilities,
+            arg_min(try_cast(cb.event_time AS TIMESTAMPTZ), received_at) AS event_time,
+            min(received_at) AS received_at,
+            count(*)::INTEGER AS deliveries,
+            arg_min(cb.app_id, received_at) AS app_id,
+            arg_min(segment_id, received_at) AS segment_id
+        FROM parsed
+        WHERE cb.capability_notification.request_id IS NOT NULL
+        GROUP BY ALL
+    """)
+    repeated = conn.execute("""
+        UPDATE notifications n SET deliveries = n.deliveries + i.deliveries
+        FROM incoming i
+        WHERE n.request_id = i.request_id AND n.channel = i.channel AND n.identity = i.identity
+    """).fetchone()
+    stats.notifications_repeated = int(repeated[0]) if repeated else 0
+    new = conn.execute("""
+        INSERT INTO notifications
+        SELECT i.* FROM incoming i ANTI JOIN notifications n
+            ON n.request_id = i.request_id AND n.channel = i.channel AND n.identity = i.identity
+    """).fetchone()
+    stats.notifications_new = int(new[0]) if new else 0
+    other = conn.execute("""
+        INSERT INTO other_events
+        SELECT received_at, nonce, body, segment_id FROM landed
+        WHERE kind <> 'capability' OR from_json(body, '{"capability_notification":
+            {"request_id": "VARCHAR"}}').capability_notification.request_id IS NULL
+    """).fetchone()
+    stats.other_events = int(other[0]) if other else 0
+    row = conn.execute("SELECT count(*) FROM landed").fetchone()
+    stats.lines = int(row[0]) if row else 0
+
+
+def _advance_offsets(
+    conn: duckdb.DuckDBPyConnection, slices: list[_Slice], lines: dict[str, int]
+) -> None:
+    now = datetime.now(UTC)
+    conn.executemany(
+        """
+        INSERT INTO landing_files VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (segment_id) DO UPDATE SET bytes_ingested = excluded.bytes_ingested,
+            lines_ingested = landing_files.lines_ingested + excluded.lines_ingested,
+            closed = excluded.closed, updated_at = excluded.updated_at
+        """,
+        [
+            (s.segment.segment_id, s.end, lines.get(s.segment.segment_id, 0), s.segment.closed, now)
+            for s in slices
+        ],
+    )
+

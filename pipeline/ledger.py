@@ -1,0 +1,302 @@
+"""The requests ledger (an outbox) and the run records.
+
+Planning writes every request, with its client-chosen `request_id` and the exact body, before
+anything is sent (DESIGN §7 rule 4). Sending appends outcomes to `request_events` (cheap,
+append-only, committed in small batches); `fold_events` writes the latest outcome of each request
+into `requests`. A resumed run sends exactly the requests that are still `planned` after the
+fold: accepted ones are never re-sent, planned ones never forgotten, and one that was in flight
+at a crash is re-sent with the same `request_id` (Sinch does not de-duplicate; the landing
+merge absorbs the repeated callbacks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline import __version__
+from pipeline.settings import FreshnessSettings
+from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
+
+PLANNED, ACCEPTED, FAILED = "planned", "accepted", "failed"
+PAGE = 5_000
+EVENT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("request_id", pa.string()),
+        ("state", pa.string()),
+        ("attempts", pa.int32()),
+        ("http_status", pa.int32()),
+        ("error", pa.string()),
+        ("sent_at", pa.timestamp("us", tz="UTC")),
+        ("accepted_at", pa.timestamp("us", tz="UTC")),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    request_id: str
+    body: bytes
+
+
+@dataclass
+class RequestEvent:
+    request_id: str
+    state: str
+    attempts: int
+    http_status: int | None = None
+    error: str | None = None
+    sent_at: datetime | None = None
+    accepted_at: datetime | None = None
+
+
+@dataclass
+class PlanSummary:
+    targets: int = 0
+    reused: int = 0
+    to_query: int = 0
+    requests: int = 0
+    new_requests: int = 0
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _quoted(values: Sequence[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def mark_reuse(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    freshness: FreshnessSettings,
+    *,
+    refresh: bool,
+    now: datetime,
+) -> None:
+    """Mark targets whose last real answer is younger than the TTL: reused, not re-queried.
+
+    Only Sinch's own statuses count as answers; an answer that reported a transient failure, a
+    NO_RESPONSE or a REQUEST_FAILED is always asked again.
+    """
+    params = {"run_id": run_id}
+    conn.execute("UPDATE targets SET action = 'query', reuse_run_id = NULL WHERE run_id = $run_id",
+                 params)  # fmt: skip
+    if refresh:
+        return
+    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
+    if freshness.channels:
+        overrides = " ".join(
+            f"WHEN '{channel}' THEN INTERVAL ({float(days) * 86400}) SECOND"
+            for channel, days in freshness.channels.items()
+        )
+        ttl = f"CASE c.channel {overrides} ELSE {ttl} END"
+    conn.execute(
+        f"""
+        UPDATE targets t SET action = 'reuse', reuse_run_id = fresh.run_id
+        FROM (
+            SELECT c.contact_key, c.channel, c.identity, arg_max(c.run_id, c.checked_at) AS run_id
+            FROM capability c
+            WHERE c.run_id <> $run_id
+              AND c.status IN ({_quoted(SINCH_STATUSES)})
+              AND coalesce(c.reason_code, '') NOT IN ({_quoted(sorted(TRANSIENT_REASONS))})
+              AND c.checked_at >= $now - {ttl}
+            GROUP BY ALL
+        ) fresh
+        WHERE t.run_id = $run_id AND t.contact_key = fresh.contact_key
+          AND t.channel = fresh.channel AND t.identity IS NOT DISTINCT FROM fresh.identity
+        """,
+        params | {"now": now},
+    )
+
+
+def plan_requests(
+    conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime
+) -> int:
+    """One request per contact with targets to query and no request yet; returns how many."""
+    params = {"run_id": run_id, "app_id": app_id, "now": now}
+    count_sql = "SELECT count(*) FROM requests WHERE run_id = $run_id"
+    before = _count(conn, count_sql, {"run_id": run_id})
+    conn.execute(
+        """
+        INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, planned_at)
+        SELECT $run_id, request_id, contact_key,
+            json_object('app_id', $app_id, 'recipient', recipient, 'request_id', request_id),
+            channels, 'planned', $now
+        FROM (
+            SELECT contact_key, uuidv7()::VARCHAR AS request_id,
+                CASE WHEN count(identity) > 0 THEN json_object('identified_by', json_object(
+                    'channel_identities', to_json(list({'channel': channel, 'identity': identity}
+                        ORDER BY channel) FILTER (WHERE identity IS NOT NULL))))
+                ELSE json_object('contact_id', any_value(contact_id)) END AS recipient,
+                list(channel ORDER BY channel) AS channels
+            FROM targets t
+            WHERE run_id = $run_id AND action = 'query' AND NOT EXISTS (
+                SELECT 1 FROM requests r WHERE r.run_id = $run_id AND r.contact_key = t.contact_key)
+            GROUP BY contact_key
+        )
+        """,
+        params,
+    )
+    return _count(conn, count_sql, {"run_id": run_id}) - before
+
+
+def plan_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> PlanSummary:
+    params = {"run_id": run_id}
+    summary = PlanSummary()
+    rows = conn.execute(
+        "SELECT channel, action, count(*) FROM targets WHERE run_id = $run_id GROUP BY ALL", params
+    ).fetchall()
+    for channel, action, count in rows:
+        summary.by_channel.setdefault(channel, {"query": 0, "reuse": 0})[action] = int(count)
+        summary.targets += int(count)
+        if action == "reuse":
+            summary.reused += int(count)
+        else:
+            summary.to_query += int(count)
+    summary.requests = _count(
+        conn, "SELECT count(*) FROM requests WHERE run_id = $run_id AND requery_of IS NULL", params
+    )
+    return summary
+
+
+def pending_requests(conn: duckdb.DuckDBPyConnection, run_id: str) -> Iterator[PendingRequest]:
+    """The run's requests still to send, in pages (never all in memory)."""
+    last = ""
+    while True:
+        page = conn.execute(
+            "SELECT request_id, body FROM requests WHERE run_id = $run_id AND state = 'planned' "
+            "AND request_id > $last ORDER BY request_id LIMIT $page",
+            {"run_id": run_id, "last": last, "page": PAGE},
+        ).fetchall()
+        if not page:
+            return
+        for request_id, body in page:
+            yield PendingRequest(request_id, body.encode())
+        last = page[-1][0]
+
+
+def record_events(
+    conn: duckdb.DuckDBPyConnection, run_id: str, events: Sequence[RequestEvent]
+) -> None:
+    """Append outcomes in one commit (called in batches while sending)."""
+    if not events:
+        return
+    recorded = datetime.now(UTC)
+    table = pa.Table.from_pylist(
+        [
+            {"run_id": run_id, "request_id": e.request_id, "state": e.state,
+             "attempts": e.attempts, "http_status": e.http_status, "error": e.error,
+             "sent_at": e.sent_at, "accepted_at": e.accepted_at, "recorded_at": recorded}
+            for e in events
+        ],  # fmt: skip
+        schema=EVENT_SCHEMA,
+    )
+    conn.register("new_events", table)
+    try:
+        conn.execute("INSERT INTO request_events SELECT * FROM new_events")
+    finally:
+        conn.unregister("new_events")
+
+
+def fold_events(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Write each request's latest outcome into `requests` (idempotent)."""
+    conn.execute(
+        """
+        UPDATE requests r SET state = e.state, attempts = e.attempts,
+            http_status = e.http_status, error = e.error,
+            sent_at = coalesce(e.sent_at, r.sent_at), accepted_at = e.accepted_at
+        FROM (
+            SELECT request_id, arg_max(COLUMNS(* EXCLUDE (run_id, request_id, recorded_at)),
+                recorded_at)
+            FROM request_events WHERE run_id = $run_id GROUP BY request_id
+        ) e
+        WHERE r.run_id = $run_id AND r.request_id = e.request_id
+        """,
+        {"run_id": run_id},
+    )
+
+
+def request_counts(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT state, count(*) FROM requests WHERE run_id = $run_id GROUP BY state",
+        {"run_id": run_id},
+    ).fetchall()
+    return {str(state): int(count) for state, count in rows}
+
+
+def _count(conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> int:
+    row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- run records --------------------------------------------------------------------------------
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def start_run(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    config_digest: str,
+    inputs: list[dict[str, Any]],
+) -> None:
+    """Record the run as running; a resumed run keeps its first start time."""
+    conn.execute(
+        """
+        INSERT INTO runs (run_id, started_at, status, capaudit_version, config_digest, inputs,
+            counts, durations)
+        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, '{}', '{}')
+        ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
+            exit_code = NULL, error = NULL, capaudit_version = $version, config_digest = $digest,
+            inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END
+        """,
+        {"run_id": run_id, "version": __version__, "digest": config_digest,
+         "inputs": json.dumps(inputs)},  # fmt: skip
+    )
+
+
+def record_step(
+    conn: duckdb.DuckDBPyConnection, run_id: str, step: str, seconds: float, counts: dict[str, Any]
+) -> None:
+    """Add one step's duration and counts to the run's record."""
+    conn.execute(
+        """
+        UPDATE runs SET
+            durations = json_merge_patch(coalesce(durations, '{}'), json_object($step, $seconds)),
+            counts = json_merge_patch(coalesce(counts, '{}'), json_object($step, $counts::JSON))
+        WHERE run_id = $run_id
+        """,
+        {"run_id": run_id, "step": step, "seconds": round(seconds, 3),
+         "counts": json.dumps(counts, default=str)},  # fmt: skip
+    )
+
+
+def finish_run(
+    conn: duckdb.DuckDBPyConnection, run_id: str, status: str, exit_code: int, error: str = ""
+) -> None:
+    conn.execute(
+        "UPDATE runs SET finished_at = now(), status = $status, exit_code = $code, "
+        "error = nullif($error, '') WHERE run_id = $run_id",
+        {"run_id": run_id, "status": status, "code": exit_code, "error": error[:2000]},
+    )
+
+
+def latest_run_id(conn: duckdb.DuckDBPyConnection) -> str | None:
+    row = conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    return str(row[0]) if row else None

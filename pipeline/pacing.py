@@ -1,0 +1,114 @@
+"""Pacing for the dispatcher: the configured rate over every one-second window, never more.
+
+Three mechanisms, each for one job:
+
+- `aiolimiter.AsyncLimiter(rate / 10, 0.1)` spreads requests evenly. (With a one-second period
+  its bucket lets up to twice the rate through in the first second; with a period of 1/rate it
+  undershoots through timer granularity; a tenth of a second keeps bursts near 10%.)
+- a sliding-window guard turns "near" into "never": at most `rate` sends in any window of one
+  second plus a small margin that absorbs timer jitter between our clock and the server's.
+- a shared pause: a 429 stops every worker until its `Retry-After` (or a back-off) has passed;
+  when 429s keep coming the rate is cut multiplicatively and recovers additively (AIMD).
+
+The clock and the sleep are injectable so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from aiolimiter import AsyncLimiter
+
+log = logging.getLogger(__name__)
+DECREASE_FACTOR = 0.7
+RECOVERY_PER_SECOND = 0.05  # of the configured rate
+MIN_RATE_SHARE = 0.05
+SUBDIVISIONS = 10
+
+
+class Pacer:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        window_margin: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.configured_rate = rate
+        self.rate = rate
+        self.window = 1.0 + window_margin
+        self.clock = clock
+        self.sleep = sleep
+        self.paused_until = 0.0
+        self.last_429 = -math.inf
+        self.last_decrease = -math.inf
+        self.rate_cuts = 0
+        self._sends: deque[float] = deque()
+        self._limiter = self._new_limiter(rate)
+        self._guard = asyncio.Lock()
+
+    @staticmethod
+    def _new_limiter(rate: float) -> AsyncLimiter:
+        return AsyncLimiter(max(rate / SUBDIVISIONS, 1.0), max(1.0, rate / SUBDIVISIONS) / rate)
+
+    @property
+    def window_capacity(self) -> int:
+        return max(1, math.floor(self.rate))
+
+    async def acquire(self) -> None:
+        """Wait for a send slot: after any shared pause, within the rate, within the window."""
+        while (wait := self.paused_until - self.clock()) > 0:
+            await self.sleep(wait)
+        self._recover()
+        await self._limiter.acquire()
+        async with self._guard:
+            await self._respect_window()
+            self._sends.append(self.clock())
+
+    async def _respect_window(self) -> None:
+        while True:
+            now = self.clock()
+            while self._sends and self._sends[0] <= now - self.window:
+                self._sends.popleft()
+            if len(self._sends) < self.window_capacity:
+                return
+            await self.sleep(self._sends[0] + self.window - now)
+
+    def too_many_requests(self, retry_after: float | None, fallback: float) -> None:
+        """A 429: pause everyone, and cut the rate if 429s keep coming."""
+        now = self.clock()
+        pause = retry_after if retry_after is not None else fallback
+        self.paused_until = max(self.paused_until, now + pause)
+        repeated = now - self.last_429 < 2.0
+        self.last_429 = now
+        if repeated and now - self.last_decrease > 1.0:
+            self._set_rate(max(self.rate * DECREASE_FACTOR, self.configured_rate * MIN_RATE_SHARE))
+            self.last_decrease = now
+            self.rate_cuts += 1
+            log.warning(
+                "429s keep coming: slowing down to %.1f requests/s (configured %.1f)",
+                self.rate, self.configured_rate,
+            )  # fmt: skip
+
+    def _recover(self) -> None:
+        if self.rate >= self.configured_rate:
+            return
+        now = self.clock()
+        quiet = now - max(self.last_429, self.last_decrease)
+        if quiet < 1.0:
+            return
+        step = self.configured_rate * RECOVERY_PER_SECOND * quiet
+        self._set_rate(min(self.configured_rate, self.rate + step))
+        self.last_decrease = now
+        if self.rate >= self.configured_rate:
+            log.info("rate recovered to %.1f requests/s", self.rate)
+
+    def _set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self._limiter = self._new_limiter(rate)

@@ -1,0 +1,239 @@
+"""The webhook receiver: verify, land durably, then acknowledge (DESIGN §7 rules 2 and 3).
+
+    POST /callbacks/sinch   a Sinch callback: 200 once it is fsynced in a landing segment
+    GET  /healthz           liveness and the segment being written
+    GET  /metrics           Prometheus text: received, accepted, refused by reason, landed, fsync
+
+Refusals: 401 bad or missing signature / stale timestamp, 413 body too large, 415 not JSON,
+400 malformed JSON, 405 wrong method (by the router), 503 while shutting down. A repeated nonce
+is acknowledged (the sender must stop retrying) but not landed again. Valid JSON that is not a
+CAPABILITY event is acknowledged and landed apart (`kind: other`): other triggers may share
+the webhook. The receiver never opens the warehouse; `landing.ingest` does that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from pipeline.errors import ConfigError
+from pipeline.landing.segments import KIND_CAPABILITY, KIND_OTHER, encode_line
+from pipeline.landing.writer import FSYNC_BUCKETS_MS, LandingWriter
+from pipeline.settings import ReceiverSettings, Secret
+from pipeline.sinch import signing
+from pipeline.sinch.models import CAPABILITY_EVENT_KEY
+
+log = logging.getLogger(__name__)
+CALLBACK_PATH = "/callbacks/sinch"
+MAX_REMEMBERED_NONCES = 2_000_000
+ACK = Response(b'{"ok":true}', 200, media_type="application/json")
+
+
+class BodyTooLarge(Exception):  # noqa: N818 - a condition, mapped to 413
+    pass
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    landing_dir: Path
+    secrets: tuple[str, ...]
+    insecure: bool = False
+    max_body_bytes: int = 256 * 1024
+    tolerance_seconds: float = 300.0
+    commit_window_seconds: float = 0.002
+    segment_max_bytes: int = 64 * 1024 * 1024
+    segment_max_age_seconds: float = 300.0
+    durable: bool = True
+
+    @classmethod
+    def from_settings(
+        cls, settings: ReceiverSettings, secrets: tuple[Secret, ...], **overrides: object
+    ) -> ReceiverConfig:
+        values: dict[str, object] = {
+            "landing_dir": Path(settings.landing_dir),
+            "secrets": tuple(s.reveal() for s in secrets),
+            "insecure": settings.insecure,
+            "max_body_bytes": settings.max_body_bytes,
+            "tolerance_seconds": float(settings.timestamp_tolerance_seconds),
+            "commit_window_seconds": settings.group_commit_ms / 1000,
+            "segment_max_bytes": settings.segment_max_bytes,
+            "segment_max_age_seconds": settings.segment_max_age_seconds,
+        }
+        return cls(**(values | overrides))  # type: ignore[arg-type]
+
+
+class NonceMemory:
+    """Nonces seen within the timestamp window; older ones are refused as stale anyway."""
+
+    def __init__(self, horizon_seconds: float, capacity: int = MAX_REMEMBERED_NONCES) -> None:
+        self.horizon = horizon_seconds
+        self.capacity = capacity
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, nonce: str, now: float) -> bool:
+        """Remember `nonce`; False if it was already seen."""
+        if nonce in self._seen:
+            return False
+        self._seen[nonce] = now
+        while self._seen and (
+            len(self._seen) > self.capacity or next(iter(self._seen.values())) < now - self.horizon
+        ):
+            self._seen.popitem(last=False)
+        return True
+
+    def forget(self, nonce: str) -> None:
+        self._seen.pop(nonce, None)
+
+
+class Receiver:
+    def __init__(self, config: ReceiverConfig) -> None:
+        if not config.secrets and not config.insecure:
+            raise ConfigError(
+                "the receiver needs CAPAUDIT_WEBHOOK_SECRET (or [receiver] insecure = true, "
+                "which accepts unsigned callbacks and is for local experiments only)"
+            )
+        self.config = config
+        self.writer = LandingWriter(
+            config.landing_dir,
+            max_bytes=config.segment_max_bytes,
+            max_age_seconds=config.segment_max_age_seconds,
+            commit_window_seconds=config.commit_window_seconds,
+            durable=config.durable,
+        )
+        self.nonces = NonceMemory(2 * config.tolerance_seconds)
+        self.counts: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+
+    async def callback(self, request: Request) -> Response:
+        self.counts["received"] += 1
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return self._refuse(415, "unsupported_media_type")
+        try:
+            body = await self._read_body(request)
+        except BodyTooLarge:
+            return self._refuse(413, "body_too_large")
+        nonce = await self._verify(request, body)
+        if isinstance(nonce, Response):
+            return nonce
+        if nonce and not self.nonces.first_time(nonce, time.time()):
+            self.counts["replayed"] += 1
+            return ACK
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self.nonces.forget(nonce)
+            return self._refuse(400, "malformed_json")
+        if not isinstance(event, dict):
+            self.nonces.forget(nonce)
+            return self._refuse(400, "not_an_object")
+        kind = KIND_CAPABILITY if CAPABILITY_EVENT_KEY in event else KIND_OTHER
+        line = encode_line(body, nonce, self.writer.writer_id, kind, datetime.now(UTC))
+        try:
+            await self.writer.append(line)
+        except (OSError, RuntimeError) as exc:
+            # Not on disk, so not acknowledged: Sinch retries, and this nonce must be accepted then.
+            self.nonces.forget(nonce)
+            log.error("landing write failed: %s", exc)
+            return self._refuse(503, "not_durable")
+        self.counts["accepted"] += 1
+        self.counts[f"landed_{kind}"] += 1
+        return ACK
+
+    async def _verify(self, request: Request, body: bytes) -> str | Response:
+        """The delivery's nonce if it may be landed, else the refusal to send."""
+        if not self.config.secrets:
+            log.warning("receiver is insecure: accepting a callback without checking a signature")
+            return request.headers.get(signing.NONCE_HEADER, "")
+        verdict = signing.verify(
+            body,
+            request.headers,
+            self.config.secrets,
+            now=time.time(),
+            tolerance_seconds=self.config.tolerance_seconds,
+        )
+        if not verdict.ok:
+            return self._refuse(401, verdict.reason)
+        return verdict.nonce
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.config.max_body_bytes:
+            raise BodyTooLarge
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.config.max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _refuse(self, status: int, reason: str) -> Response:
+        self.refused[reason] += 1
+        log.debug("refused a callback: %s %s", status, reason)
+        return Response(orjson.dumps({"error": reason}), status, media_type="application/json")
+
+    async def health(self, request: Request) -> Response:
+        body = {"ok": True, "writer": self.writer.writer_id, "segment": self.writer.segment_path.name}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def metrics(self, request: Request) -> Response:
+        return PlainTextResponse(self.prometheus_text())
+
+    def prometheus_text(self) -> str:
+        lines = []
+        for name in ("received", "accepted", "replayed", "landed_capability", "landed_other"):
+            metric = f"capaudit_receiver_callbacks_{name}_total"
+            lines += [f"# TYPE {metric} counter", f"{metric} {self.counts[name]}"]
+        lines.append("# TYPE capaudit_receiver_callbacks_refused_total counter")
+        for reason, count in sorted(self.refused.items()):
+            lines.append(f'capaudit_receiver_callbacks_refused_total{{reason="{reason}"}} {count}')
+        writer = self.writer.metrics
+        lines.append("# TYPE capaudit_receiver_fsync_seconds histogram")
+        for bound, count in zip(FSYNC_BUCKETS_MS, writer.fsync_buckets, strict=True):
+            lines.append(f'capaudit_receiver_fsync_seconds_bucket{{le="{bound / 1000}"}} {count}')
+        lines += [
+            f'capaudit_receiver_fsync_seconds_bucket{{le="+Inf"}} {writer.batches}',
+            f"capaudit_receiver_fsync_seconds_sum {writer.fsync_seconds_sum:.6f}",
+            f"capaudit_receiver_fsync_seconds_count {writer.batches}",
+            "# TYPE capaudit_receiver_segments_closed_total counter",
+            f"capaudit_receiver_segments_closed_total {writer.segments_closed}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def create_app(config: ReceiverConfig) -> Starlette:
+    """The receiver as an ASGI app; its landing writer lives for the app's lifespan."""
+    receiver = Receiver(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await receiver.writer.start()
+        log.info("receiver landing into %s as %s", config.landing_dir, receiver.writer.writer_id)
+        try:
+            yield
+        finally:
+            await receiver.writer.close()  # graceful shutdown: flush and seal the segment
+
+    app = Starlette(
+        routes=[
+            Route(CALLBACK_PATH, receiver.callback, methods=["POST"]),
+            Route("/healthz", receiver.health, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.receiver = receiver
+    return app

@@ -1,0 +1,389 @@
+"""Configuration: one TOML file, environment overrides, secrets from the environment only.
+
+Precedence, highest first: `CAPAUDIT_<SECTION>__<KEY>` environment variables, the TOML file,
+the defaults below. Unknown sections or keys and values of the wrong type fail loudly, naming
+the key and where it came from. Secrets (`SINCH_KEY_ID`, `SINCH_KEY_SECRET`,
+`CAPAUDIT_WEBHOOK_SECRET`) are never read from the TOML file; each may also be given as a file
+path in `<NAME>_FILE` (systemd credentials, container secrets). They are held in `Secret`, whose
+repr is masked so they cannot leak through logs or tracebacks.
+
+    settings = load_settings(Path("configs/default.toml"))
+    settings.dispatch.rate_per_second  # 100.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG = Path("configs/default.toml")
+EMBEDDED = "embedded"
+REGIONS = ("us", "eu", "br")
+ENV_PREFIX = "CAPAUDIT_"
+
+
+class Secret:
+    """A secret string whose repr and str never show the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class SinchSettings:
+    base_url: str = EMBEDDED
+    region: str = "eu"
+    project_id: str = "capaudit-demo-project"
+    app_id: str = "01CAPAUDITDEMOAPP000000000"
+    auth: str = "oauth2"
+    token_url: str = "https://auth.sinch.com/oauth2/token"
+    timeout_seconds: float = 30.0
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url == EMBEDDED
+
+    def api_base_url(self) -> str:
+        """The API root: the explicit `base_url`, or the region's public endpoint."""
+        if self.base_url and self.base_url != EMBEDDED:
+            return self.base_url.rstrip("/")
+        return f"https://{self.region}.conversation.api.sinch.com"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    rate_per_second: float = 8.0
+    max_in_flight: int = 64
+    max_attempts: int = 6
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    requery_transient: bool = True
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    host: str = "127.0.0.1"
+    port: int = 8751
+    public_url: str = "http://127.0.0.1:8751/callbacks/sinch"
+    landing_dir: str = "data/landing"
+    max_body_bytes: int = 256 * 1024
+    timestamp_tolerance_seconds: int = 300
+    group_commit_ms: float = 2.0
+    segment_max_bytes: int = 64 * 1024 * 1024
+    segment_max_age_seconds: float = 300.0
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class ContactsSettings:
+    paths: tuple[str, ...] = ("data/sample/contacts.csv",)
+    phone_channels: tuple[str, ...] = ("WHATSAPP", "RCS", "SMS")
+    contact_id_channels: tuple[str, ...] = ("WHATSAPP", "RCS", "SMS")
+    default_region: str = ""
+    contact_id_column: str = "contact_id"
+    phone_column: str = "phone"
+    channel_column: str = "channel"
+    identity_column: str = "identity"
+
+
+@dataclass(frozen=True)
+class FreshnessSettings:
+    ttl_days: float = 7.0
+    channels: Mapping[str, float] = field(default_factory=dict)
+
+    def ttl_for(self, channel: str) -> float:
+        return float(self.channels.get(channel, self.ttl_days))
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    deadline_seconds: float = 900.0
+    poll_interval_seconds: float = 0.5
+    # Sinch delivers 25 callbacks/s per app by default: used for estimates and lag warnings.
+    callback_rate_per_second: float = 25.0
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    path: str = "data/warehouse.duckdb"
+
+
+@dataclass(frozen=True)
+class ReportsSettings:
+    dir: str = "data/reports"
+    channel_preference: tuple[str, ...] = ("WHATSAPP", "RCS", "SMS")
+    trend_runs: int = 14
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    latency_ms: float = 20.0
+    rate_limit: int = 800
+    retry_after: bool = True
+    fault_5xx_rate: float = 0.0
+    fault_drop_rate: float = 0.0
+    webhook_rate: float = 25.0
+    callback_delay_ms: float = 200.0
+    callback_duplicate_rate: float = 0.0
+    callback_drop_rate: float = 0.0
+    delivery_max_attempts: int = 8
+    token_ttl_seconds: int = 3600
+    seed: int = 1
+    # Credentials the simulator insists on; empty accepts any (it is a simulator: no real secret).
+    key_id: str = ""
+    key_secret: str = ""
+    project_id: str = ""
+    app_id: str = ""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    key_id: Secret | None
+    key_secret: Secret | None
+    webhook_secrets: tuple[Secret, ...]
+
+    @property
+    def webhook_secret(self) -> Secret | None:
+        """The secret new webhooks are registered with: the first one listed."""
+        return self.webhook_secrets[0] if self.webhook_secrets else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    sinch: SinchSettings = field(default_factory=SinchSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
+    contacts: ContactsSettings = field(default_factory=ContactsSettings)
+    freshness: FreshnessSettings = field(default_factory=FreshnessSettings)
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
+    reports: ReportsSettings = field(default_factory=ReportsSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    secrets: Secrets = field(default_factory=lambda: Secrets(None, None, ()))
+    source: str = "<defaults>"
+
+    def replace(self, section: str, **changes: Any) -> Settings:
+        """A copy with some keys of one section changed (tests, CLI flags)."""
+        updated = dataclasses.replace(getattr(self, section), **changes)
+        return dataclasses.replace(self, **{section: updated})
+
+
+SECTIONS: dict[str, type[Any]] = {
+    name: hint for name, hint in get_type_hints(Settings).items() if name not in ("secrets", "source")
+}
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file at `path` (or only defaults), apply env overrides, read secrets."""
+    env = os.environ if env is None else env
+    raw = _read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    _apply_env_overrides(raw, env)
+    sections = {name: _build_section(name, raw.pop(name, {}), source) for name in SECTIONS}
+    if raw:
+        raise ConfigError(f"{source}: unknown section [{sorted(raw)[0]}]")
+    settings = Settings(**sections, secrets=read_secrets(env), source=source)
+    _validate(settings)
+    return settings
+
+
+def read_secrets(env: Mapping[str, str]) -> Secrets:
+    webhook = _secret_value("CAPAUDIT_WEBHOOK_SECRET", env)
+    rotation = tuple(Secret(s.strip()) for s in (webhook or "").split(",") if s.strip())
+    key_id, key_secret = _secret_value("SINCH_KEY_ID", env), _secret_value("SINCH_KEY_SECRET", env)
+    return Secrets(
+        key_id=Secret(key_id) if key_id else None,
+        key_secret=Secret(key_secret) if key_secret else None,
+        webhook_secrets=rotation,
+    )
+
+
+def _secret_value(name: str, env: Mapping[str, str]) -> str | None:
+    if env.get(name):
+        return env[name]
+    file_name = env.get(f"{name}_FILE")
+    if not file_name:
+        return None
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE={file_name}: cannot read ({exc.strerror})") from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in SECTIONS:
+            raise ConfigError(f"environment variable {name}: unknown section [{section}]")
+        raw.setdefault(section, {})[key] = _EnvValue(name, value)
+
+
+class _EnvValue(str):
+    """A value from the environment: still a string, cast once its target type is known."""
+
+    origin: str
+
+    def __new__(cls, origin: str, value: str) -> _EnvValue:
+        instance = super().__new__(cls, value)
+        instance.origin = origin
+        return instance
+
+
+def _build_section(name: str, values: Any, source: str) -> Any:
+    cls = SECTIONS[name]
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        where = value.origin if isinstance(value, _EnvValue) else f"{source}: [{name}] {key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}' in [{name}]")
+        kwargs[key] = _cast(value, hints[key], where)
+    return cls(**kwargs)
+
+
+def _cast(value: Any, hint: Any, where: str) -> Any:
+    target = getattr(hint, "__origin__", hint)
+    if isinstance(value, _EnvValue) and target is not str:
+        value = _parse_env_literal(str(value), where)
+    try:
+        return _CASTS[target](value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected {_TYPE_NAMES[target]}, got {value!r}") from exc
+
+
+def _parse_env_literal(text: str, where: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if "," in text:
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return text
+
+
+def _as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _as_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(value)
+    return float(value)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return str(value)
+
+
+def _as_str_tuple(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(value)
+    return tuple(value)
+
+
+def _as_number_map(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise TypeError(value)
+    return {str(k).upper(): _as_number(v) for k, v in value.items()}
+
+
+_CASTS: dict[Any, Any] = {
+    bool: _as_bool,
+    float: _as_number,
+    int: _as_int,
+    str: _as_str,
+    tuple: _as_str_tuple,
+    Mapping: _as_number_map,
+}
+_TYPE_NAMES: dict[Any, str] = {
+    bool: "true or false",
+    float: "a number",
+    int: "an integer",
+    str: "a string",
+    tuple: "a list of strings",
+    Mapping: "a table of numbers",
+}
+
+
+def _validate(settings: Settings) -> None:
+    where = settings.source
+    checks: list[tuple[bool, str]] = [
+        (settings.sinch.auth in ("oauth2", "basic"), "[sinch] auth must be 'oauth2' or 'basic'"),
+        (settings.sinch.region in REGIONS, f"[sinch] region must be one of {', '.join(REGIONS)}"),
+        (bool(settings.sinch.project_id), "[sinch] project_id is required"),
+        (bool(settings.sinch.app_id), "[sinch] app_id is required"),
+        (settings.dispatch.rate_per_second > 0, "[dispatch] rate_per_second must be > 0"),
+        (settings.dispatch.max_in_flight >= 1, "[dispatch] max_in_flight must be >= 1"),
+        (settings.dispatch.max_attempts >= 1, "[dispatch] max_attempts must be >= 1"),
+        (settings.collect.deadline_seconds >= 0, "[collect] deadline_seconds must be >= 0"),
+        (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
+        (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
+        (
+            settings.logging.format in ("auto", "json", "console"),
+            "[logging] format must be 'auto', 'json' or 'console'",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{where}: {message}")

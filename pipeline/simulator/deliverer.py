@@ -1,0 +1,186 @@
+"""Callback delivery: signed CAPABILITY callbacks to every registered webhook, paced per app.
+
+Like Sinch: each webhook with the CAPABILITY trigger gets its own copy; deliveries are paced at
+the app's webhook rate (Sinch's default 25/s) so a fast query rate builds a backlog; a failed
+delivery (non-2xx, no answer) is retried with exponential back-off; order is not kept. Knobs add
+duplicates (the same notification delivered twice) and drops (never delivered) for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from pipeline.ids import new_ulid
+from pipeline.settings import SimulatorSettings
+from pipeline.simulator.state import SimState, Webhook
+from pipeline.sinch.signing import signature_headers
+
+log = logging.getLogger(__name__)
+MAX_CONCURRENT_DELIVERIES = 64
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+
+
+@dataclass(order=True)
+class Delivery:
+    due: float
+    seq: int
+    webhook: Webhook = field(compare=False)
+    body: bytes = field(compare=False)
+    duplicate: bool = field(compare=False, default=False)
+    attempt: int = field(compare=False, default=1)
+
+
+class AppPacer:
+    """A token bucket per app: `rate` deliveries per second, bursts of at most a tenth of it."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate / 10)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+
+    def wait_time(self) -> float:
+        """0 if a delivery may start now (and takes the token), else seconds to wait."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Deliverer:
+    def __init__(
+        self,
+        state: SimState,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.clock = clock
+        self._rng = random.Random(state.settings.seed)
+        self._queue: list[Delivery] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._pacers: dict[str, AppPacer] = {}
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    def schedule(self, app_id: str, bodies: list[bytes]) -> None:
+        """Queue the callbacks of one check for every CAPABILITY webhook of the app."""
+        stats = self.state.stats
+        for webhook in self.state.capability_webhooks(app_id):
+            for body in bodies:
+                stats.callbacks_generated += 1
+                if self._rng.random() < self.settings.callback_drop_rate:
+                    stats.callbacks_dropped += 1
+                    continue
+                self._requeue(Delivery(0.0, 0, webhook, body), self._delay())
+                if self._rng.random() < self.settings.callback_duplicate_rate:
+                    stats.callbacks_duplicated += 1
+                    self._requeue(Delivery(0.0, 0, webhook, body, duplicate=True), self._delay())
+
+    @property
+    def settings(self) -> SimulatorSettings:
+        # Read on every use: /_sim/control may change the knobs while the simulator runs.
+        return self.state.settings
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + len(self._tasks)
+
+    async def run(self) -> None:
+        """The delivery loop; runs until cancelled."""
+        from pipeline.sinch.transport import AiohttpTransport
+
+        transport = self._transport or AiohttpTransport(max_connections=MAX_CONCURRENT_DELIVERIES)
+        async with httpx.AsyncClient(transport=transport, timeout=10.0) as http:
+            self._http = http
+            try:
+                while True:
+                    delivery = await self._next_due()
+                    await self._pace(delivery.webhook.app_id)
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver(delivery))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+
+    async def _next_due(self) -> Delivery:
+        while True:
+            self._wakeup.clear()
+            timeout = None
+            if self._queue:
+                wait = self._queue[0].due - self.clock()
+                if wait <= 0:
+                    return heapq.heappop(self._queue)
+                timeout = wait
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _pace(self, app_id: str) -> None:
+        pacer = self._pacers.get(app_id)
+        if pacer is None or pacer.rate != self.settings.webhook_rate:
+            pacer = self._pacers[app_id] = AppPacer(self.settings.webhook_rate, self.clock)
+        while (wait := pacer.wait_time()) > 0:
+            await asyncio.sleep(wait)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        stats = self.state.stats
+        try:
+            if await self._post(delivery):
+                stats.callbacks_delivered += 1
+                stats.duplicates_delivered += delivery.duplicate
+                return
+            stats.delivery_failures += 1
+            if delivery.attempt >= self.settings.delivery_max_attempts:
+                stats.callbacks_failed += 1
+                return
+            backoff = min(RETRY_BASE_SECONDS * 2 ** (delivery.attempt - 1), RETRY_MAX_SECONDS)
+            delivery.attempt += 1
+            self._requeue(delivery, backoff)
+        finally:
+            self._slots.release()
+
+    async def _post(self, delivery: Delivery) -> bool:
+        assert self._http is not None
+        headers = {"Content-Type": "application/json"}
+        if delivery.webhook.secret:
+            stamp = int(time.time() + self.state.clock_skew_seconds)
+            headers |= signature_headers(delivery.webhook.secret, delivery.body, new_ulid(), stamp)
+        try:
+            response = await self._http.post(
+                delivery.webhook.target, content=delivery.body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            log.debug("callback delivery to %s failed: %s", delivery.webhook.target, exc)
+            return False
+        return 200 <= response.status_code < 300
+
+    def _delay(self) -> float:
+        mean = self.settings.callback_delay_ms / 1000
+        return self._rng.uniform(0.2 * mean, 1.8 * mean)
+
+    def _requeue(self, delivery: Delivery, delay: float) -> None:
+        delivery.due, delivery.seq = self.clock() + delay, next(self._seq)
+        heapq.heappush(self._queue, delivery)
+        self._wakeup.set()

@@ -1,0 +1,116 @@
+"""The simulator's in-memory state: webhooks, contacts, tokens, counters."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.ids import new_ulid
+from pipeline.settings import SimulatorSettings
+from pipeline.simulator.outcomes import OutcomeModel
+from pipeline.simulator.windows import SlidingWindowLimit
+
+MAX_WEBHOOKS_PER_APP = 5
+MAX_TARGET_LENGTH = 742
+
+
+@dataclass
+class Webhook:
+    id: str
+    app_id: str
+    target: str
+    triggers: list[str]
+    secret: str = ""
+    target_type: str = "HTTP"
+
+    def public(self) -> dict[str, Any]:
+        """The webhook as the API shows it (the secret is write-only)."""
+        shown = asdict(self)
+        shown.pop("secret")
+        return shown
+
+
+@dataclass
+class Stats:
+    queries_received: int = 0
+    queries_accepted: int = 0
+    queries_refused: Counter[str] = field(default_factory=Counter)
+    request_ids_repeated: int = 0
+    checks: int = 0
+    callbacks_generated: int = 0
+    callbacks_dropped: int = 0
+    callbacks_duplicated: int = 0
+    callbacks_delivered: int = 0
+    duplicates_delivered: int = 0
+    delivery_failures: int = 0
+    callbacks_failed: int = 0
+    tokens_issued: int = 0
+
+
+class SimState:
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self.model = OutcomeModel(seed=settings.seed)
+        self.limit = SlidingWindowLimit(settings.rate_limit)
+        self.webhooks: dict[str, Webhook] = {}
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, float] = {}
+        self.request_ids: set[str] = set()
+        self.checks_per_identity: Counter[tuple[str, str]] = Counter()
+        self.clock_skew_seconds = 0.0
+        self.started = time.monotonic()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def issue_token(self) -> str:
+        token = new_ulid() + new_ulid()
+        self.tokens[token] = time.monotonic() + self.settings.token_ttl_seconds
+        self.stats.tokens_issued += 1
+        return token
+
+    def token_state(self, token: str) -> str:
+        """'valid', 'expired' or 'unknown'."""
+        expires = self.tokens.get(token)
+        if expires is None:
+            return "unknown"
+        return "valid" if time.monotonic() < expires else "expired"
+
+    def expire_tokens(self) -> None:
+        self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def add_webhook(self, app_id: str, target: str, triggers: list[str], secret: str) -> Webhook:
+        webhook = Webhook(new_ulid(), app_id, target, triggers, secret)
+        self.webhooks[webhook.id] = webhook
+        return webhook
+
+    def app_webhooks(self, app_id: str) -> list[Webhook]:
+        return [w for w in self.webhooks.values() if w.app_id == app_id]
+
+    def capability_webhooks(self, app_id: str) -> list[Webhook]:
+        return [w for w in self.app_webhooks(app_id) if "CAPABILITY" in w.triggers]
+
+    # -- contacts -----------------------------------------------------------------------------
+
+    def add_contact(self, channel_identities: list[dict[str, str]], **fields: Any) -> dict[str, Any]:
+        contact = {"id": new_ulid(), "channel_identities": channel_identities, **fields}
+        self.contacts[contact["id"]] = contact
+        return contact
+
+    def nth_check(self, channel: str, identity: str) -> int:
+        self.checks_per_identity[(channel, identity)] += 1
+        return self.checks_per_identity[(channel, identity)]
+
+    def snapshot(self, pending: int) -> dict[str, Any]:
+        stats = asdict(self.stats)
+        stats["queries_refused"] = dict(self.stats.queries_refused)
+        stats["callbacks_due"] = self.stats.callbacks_generated - self.stats.callbacks_dropped
+        stats["callbacks_pending"] = pending
+        stats["max_requests_in_1s_window"] = self.limit.max_arrivals_in_window
+        stats["webhooks"] = len(self.webhooks)
+        stats["contacts"] = len(self.contacts)
+        return stats

@@ -1,0 +1,170 @@
+"""The Sinch Conversation API client: capability queries, webhooks and contacts admin.
+
+The network is a constructor argument (`transport=`): production uses `AiohttpTransport`, unit
+tests pass `httpx.MockTransport` or `httpx.ASGITransport(simulator_app)`.
+
+    async with SinchClient(settings.sinch, settings.secrets) as sinch:
+        answer = await sinch.query(query_body(app_id, request_id, identities=[...]))
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+from pipeline.errors import ConfigError, SinchApiError, SinchTransportError
+from pipeline.settings import Secrets, SinchSettings
+from pipeline.sinch.auth import Auth, BasicAuth, OAuth2Auth
+from pipeline.sinch.models import parse_error
+from pipeline.sinch.transport import AiohttpTransport
+
+JSON = {"Content-Type": "application/json"}
+CAPABILITY_TRIGGER = "CAPABILITY"
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    """What Sinch said to one capability:query; the dispatcher decides what it means."""
+
+    status: int
+    body: bytes
+    retry_after: float | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
+
+    def error_text(self) -> str:
+        code, message = parse_error(self.body)
+        return f"{self.status} {code}: {message}".strip()
+
+
+class SinchClient:
+    def __init__(
+        self,
+        sinch: SinchSettings,
+        secrets: Secrets,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        if secrets.key_id is None or secrets.key_secret is None:
+            raise ConfigError("SINCH_KEY_ID and SINCH_KEY_SECRET must be set in the environment")
+        self._http = httpx.AsyncClient(
+            transport=transport or AiohttpTransport(max_connections=max_connections),
+            timeout=httpx.Timeout(sinch.timeout_seconds),
+        )
+        self.auth: Auth = (
+            OAuth2Auth(self._http, sinch.token_url, secrets.key_id, secrets.key_secret)
+            if sinch.auth == "oauth2"
+            else BasicAuth(secrets.key_id, secrets.key_secret)
+        )
+        self.app_id = sinch.app_id
+        self.project_url = f"{sinch.api_base_url()}/v1/projects/{sinch.project_id}"
+        self._query_url = httpx.URL(f"{self.project_url}/capability:query")
+
+    async def __aenter__(self) -> SinchClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- capability ---------------------------------------------------------------------------
+
+    async def query(self, body: bytes) -> QueryAnswer:
+        """Send one capability:query; HTTP errors are answers, no answer raises."""
+        response = await self._send("POST", self._query_url, body)
+        return QueryAnswer(response.status_code, response.content, retry_after_seconds(response))
+
+    # -- webhooks (reference §6) --------------------------------------------------------------
+
+    async def list_webhooks(self) -> list[dict[str, Any]]:
+        answer = await self._call("GET", f"{self.project_url}/apps/{self.app_id}/webhooks")
+        return list(answer.get("webhooks", []))
+
+    async def create_webhook(self, target: str, secret: str) -> dict[str, Any]:
+        body = {
+            "app_id": self.app_id,
+            "target": target,
+            "target_type": "HTTP",
+            "triggers": [CAPABILITY_TRIGGER],
+            "secret": secret,
+        }
+        return await self._call("POST", f"{self.project_url}/webhooks", body)
+
+    async def update_webhook(self, webhook_id: str, **changes: Any) -> dict[str, Any]:
+        return await self._call("PATCH", f"{self.project_url}/webhooks/{webhook_id}", changes)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self._call("DELETE", f"{self.project_url}/webhooks/{webhook_id}")
+
+    # -- contacts (reference §8) --------------------------------------------------------------
+
+    async def create_contact(self, channel_identities: list[dict[str, str]]) -> dict[str, Any]:
+        body = {"channel_identities": channel_identities, "display_name": ""}
+        return await self._call("POST", f"{self.project_url}/contacts", body)
+
+    async def get_contact(self, contact_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"{self.project_url}/contacts/{contact_id}")
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _call(self, method: str, url: str, body: Any = None) -> dict[str, Any]:
+        content = orjson.dumps(body) if body is not None else b""
+        response = await self._send(method, httpx.URL(url), content)
+        if response.status_code >= 400:
+            code, message = parse_error(response.content)
+            raise SinchApiError(response.status_code, message, code=code, body=response.text[:2000])
+        if not response.content:
+            return {}
+        answer: dict[str, Any] = orjson.loads(response.content)
+        return answer
+
+    async def _send(self, method: str, url: httpx.URL, content: bytes) -> httpx.Response:
+        """One request with the current credentials; a 401 for an expired token renews once."""
+        for attempt in (1, 2):
+            authorization = await self.auth.authorization()
+            headers = {**JSON, "Authorization": authorization}
+            try:
+                response = await self._http.request(method, url, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                raise SinchTransportError(f"{method} {url.path}: {type(exc).__name__} {exc}") from exc
+            if attempt == 1 and _token_expired(response) and self.auth.expired(authorization):
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _token_expired(response: httpx.Response) -> bool:
+    return response.status_code == 401 and "expired" in response.headers.get(
+        "www-authenticate", ""
+    ).lower()
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None when absent/bad."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

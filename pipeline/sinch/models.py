@@ -1,0 +1,76 @@
+"""Sinch's vocabulary (reference §4, §7) and the JSON shapes capaudit sends and receives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+CHANNELS = (
+    "WHATSAPP", "RCS", "SMS", "MESSENGER", "VIBER", "VIBERBM", "MMS", "INSTAGRAM",
+    "TELEGRAM", "KAKAOTALK", "KAKAOTALKCHAT", "LINE", "WECHAT", "APPLEBC",
+)  # fmt: skip
+# Channels whose identity is an international phone number: normalised to E.164 digits.
+PHONE_CHANNELS = frozenset({"SMS", "MMS", "WHATSAPP", "RCS", "VIBERBM"})
+
+CAPABILITY_FULL = "CAPABILITY_FULL"
+CAPABILITY_PARTIAL = "CAPABILITY_PARTIAL"
+NO_CAPABILITY = "NO_CAPABILITY"
+CAPABILITY_UNKNOWN = "CAPABILITY_UNKNOWN"
+SINCH_STATUSES = (CAPABILITY_FULL, CAPABILITY_PARTIAL, NO_CAPABILITY, CAPABILITY_UNKNOWN)
+# Outcomes capaudit adds so that every target of a run has exactly one status.
+NO_RESPONSE = "NO_RESPONSE"
+REQUEST_FAILED = "REQUEST_FAILED"
+ALL_STATUSES = (*SINCH_STATUSES, NO_RESPONSE, REQUEST_FAILED)
+REACHABLE_STATUSES = (CAPABILITY_FULL, CAPABILITY_PARTIAL)
+
+# Callback reasons that describe a failure of the check, not of the contact: worth one re-query.
+TRANSIENT_REASONS = frozenset({"RATE_LIMITED", "INTERNAL_ERROR", "CHANNEL_FAILURE"})
+CAPABILITY_EVENT_KEY = "capability_notification"
+
+
+@dataclass(frozen=True)
+class ChannelIdentity:
+    channel: str
+    identity: str
+
+
+def query_body(
+    app_id: str,
+    request_id: str,
+    *,
+    identities: Sequence[ChannelIdentity] = (),
+    contact_id: str | None = None,
+) -> bytes:
+    """The JSON body of one capability:query (reference §1): exactly one kind of recipient."""
+    if contact_id is not None and identities:
+        raise ValueError("a recipient is a contact_id or channel identities, not both")
+    if contact_id is not None:
+        recipient: dict[str, Any] = {"contact_id": contact_id}
+    elif identities:
+        recipient = {
+            "identified_by": {
+                "channel_identities": [
+                    {"channel": i.channel, "identity": i.identity} for i in identities
+                ]
+            }
+        }
+    else:
+        raise ValueError("a recipient needs a contact_id or at least one identity")
+    return orjson.dumps({"app_id": app_id, "recipient": recipient, "request_id": request_id})
+
+
+def error_body(status: int, grpc_status: str, message: str) -> dict[str, Any]:
+    """Sinch's error object (reference §2)."""
+    return {"error": {"code": status, "message": message, "status": grpc_status, "details": []}}
+
+
+def parse_error(body: bytes) -> tuple[str, str]:
+    """(status, message) from a Sinch error body; tolerant of anything else."""
+    try:
+        error = orjson.loads(body).get("error", {})
+        return str(error.get("status", "")), str(error.get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "", body[:200].decode("utf-8", "replace")

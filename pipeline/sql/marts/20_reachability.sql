@@ -1,0 +1,25 @@
+-- reachability: one row per run x channel (grain); key (run_id, channel).
+-- Counts per status add up to `targets`; reachable = FULL + PARTIAL; latency over this run's
+-- callbacks only (reused answers have none).
+DELETE FROM reachability WHERE run_id = $run_id;
+
+INSERT INTO reachability
+SELECT
+    run_id,
+    channel,
+    count(*) AS targets,
+    count(*) FILTER (WHERE status = 'CAPABILITY_FULL') AS capability_full,
+    count(*) FILTER (WHERE status = 'CAPABILITY_PARTIAL') AS capability_partial,
+    count(*) FILTER (WHERE status = 'NO_CAPABILITY') AS no_capability,
+    count(*) FILTER (WHERE status = 'CAPABILITY_UNKNOWN') AS capability_unknown,
+    count(*) FILTER (WHERE status = 'NO_RESPONSE') AS no_response,
+    count(*) FILTER (WHERE status = 'REQUEST_FAILED') AS request_failed,
+    count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')) AS reachable,
+    round(count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))
+        / count(*), 4) AS reachable_share,
+    count(*) FILTER (WHERE reused) AS reused,
+    round(quantile_cont(latency_seconds, 0.5), 3) AS latency_p50_seconds,
+    round(quantile_cont(latency_seconds, 0.95), 3) AS latency_p95_seconds
+FROM capability
+WHERE run_id = $run_id
+GROUP BY run_id, channel;

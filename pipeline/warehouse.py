@@ -1,0 +1,248 @@
+"""The DuckDB warehouse: connection, lock, schema and the SQL models.
+
+DuckDB allows one writing process; capaudit's batch steps are that process (the receiver never
+opens the warehouse). A lock file next to the database makes a second run fail at once with a
+clear message instead of a DuckDB error halfway through.
+
+    with open_warehouse(Path("data/warehouse.duckdb")) as conn:
+        ...                               # schema ensured, lock held
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.errors import RunLocked, WarehouseError
+
+SCHEMA_VERSION = 1
+MEMORY_LIMIT = os.environ.get("CAPAUDIT_DUCKDB_MEMORY_LIMIT", "1GB")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    status VARCHAR NOT NULL,              -- running / succeeded / failed / interrupted
+    exit_code INTEGER,
+    capaudit_version VARCHAR,
+    config_digest VARCHAR,
+    inputs JSON,                          -- [{"path": ..., "sha256": ..., "bytes": ...}]
+    counts JSON,                          -- per step
+    durations JSON,                       -- seconds per step
+    error VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS targets (
+    run_id VARCHAR NOT NULL,
+    contact_key VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    channel VARCHAR NOT NULL,
+    identity VARCHAR,                     -- NULL when the contact is queried by contact_id
+    source VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    action VARCHAR NOT NULL DEFAULT 'query',  -- query / reuse (a fresh earlier answer)
+    reuse_run_id VARCHAR                  -- the run whose answer is reused
+);
+
+CREATE TABLE IF NOT EXISTS rejects (
+    run_id VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    reason VARCHAR NOT NULL,
+    detail VARCHAR,
+    contact_id VARCHAR,
+    phone VARCHAR,
+    channel VARCHAR,
+    identity VARCHAR,
+    raw_line VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS requests (
+    run_id VARCHAR NOT NULL,
+    request_id VARCHAR NOT NULL,
+    contact_key VARCHAR NOT NULL,
+    body VARCHAR NOT NULL,                -- the exact JSON sent (and re-sent on resume)
+    channels VARCHAR[] NOT NULL,
+    state VARCHAR NOT NULL,               -- planned / accepted / failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    http_status INTEGER,
+    error VARCHAR,
+    requery_of VARCHAR,                   -- request_id this one re-asks after a transient failure
+    planned_at TIMESTAMPTZ NOT NULL,
+    sent_at TIMESTAMPTZ,
+    accepted_at TIMESTAMPTZ
+);
+
+-- Append-only outcomes of sending requests; folded into `requests` after each submit.
+CREATE TABLE IF NOT EXISTS request_events (
+    run_id VARCHAR NOT NULL,
+    request_id VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    attempts INTEGER NOT NULL,
+    http_status INTEGER,
+    error VARCHAR,
+    sent_at TIMESTAMPTZ,
+    accepted_at TIMESTAMPTZ,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS notifications (
+    request_id VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,             -- '' when the callback is about the whole request
+    identity VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    capability_status VARCHAR,
+    reason_code VARCHAR,
+    reason_description VARCHAR,
+    channel_capabilities VARCHAR[],
+    event_time TIMESTAMPTZ,
+    received_at TIMESTAMPTZ NOT NULL,
+    deliveries INTEGER NOT NULL,
+    app_id VARCHAR,
+    segment_id VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS other_events (
+    received_at TIMESTAMPTZ NOT NULL,
+    nonce VARCHAR,
+    body VARCHAR NOT NULL,
+    segment_id VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS landing_files (
+    segment_id VARCHAR PRIMARY KEY,
+    bytes_ingested BIGINT NOT NULL,
+    lines_ingested BIGINT NOT NULL,
+    closed BOOLEAN NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS capability (
+    run_id VARCHAR NOT NULL,
+    contact_key VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    channel VARCHAR NOT NULL,
+    identity VARCHAR,
+    status VARCHAR NOT NULL,
+    reason_code VARCHAR,
+    channel_capabilities VARCHAR[],
+    request_id VARCHAR,
+    checked_at TIMESTAMPTZ,
+    latency_seconds DOUBLE,
+    reused BOOLEAN NOT NULL,
+    error VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS reachability (
+    run_id VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    targets BIGINT NOT NULL,
+    capability_full BIGINT NOT NULL,
+    capability_partial BIGINT NOT NULL,
+    no_capability BIGINT NOT NULL,
+    capability_unknown BIGINT NOT NULL,
+    no_response BIGINT NOT NULL,
+    request_failed BIGINT NOT NULL,
+    reachable BIGINT NOT NULL,
+    reachable_share DOUBLE,
+    reused BIGINT NOT NULL,
+    latency_p50_seconds DOUBLE,
+    latency_p95_seconds DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS capability_changes (
+    run_id VARCHAR NOT NULL,
+    contact_key VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    previous_run_id VARCHAR NOT NULL,
+    previous_status VARCHAR NOT NULL,
+    new_status VARCHAR NOT NULL,
+    change VARCHAR NOT NULL               -- gained / lost / changed
+);
+"""
+
+
+@contextlib.contextmanager
+def open_warehouse(path: Path, *, lock: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (creating if needed) the warehouse with its schema; hold the run lock if `lock`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _run_lock(path) if lock else contextlib.nullcontext():
+        try:
+            conn = duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{path}: cannot open the warehouse ({exc})") from exc
+        try:
+            conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+            conn.execute("SET preserve_insertion_order = false")
+            ensure_schema(conn)
+            yield conn
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def _run_lock(path: Path) -> Iterator[None]:
+    lock_path = path.with_name(path.name + ".lock")
+    handle = lock_path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunLocked(
+                f"{path} is in use by {holder}; wait for it to finish (one run at a time)"
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"capaudit pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create every table that is missing; idempotent, safe for any command to call first."""
+    conn.execute(SCHEMA)
+    if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
+        conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    for view in _model_files("views"):
+        conn.execute(view.read_text(encoding="utf-8"))
+
+
+def _model_files(layer: str) -> list[Any]:
+    folder = resources.files("pipeline") / "sql" / layer
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
+def run_models(conn: duckdb.DuckDBPyConnection, run_id: str, layer: str = "marts") -> None:
+    """Run the SQL models of `layer` in file-name order for one run, in one transaction."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for model in _model_files(layer):
+            sql = model.read_text(encoding="utf-8")
+            for statement in _statements(sql):
+                conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
+        conn.execute("COMMIT")
+    except duckdb.Error as exc:
+        conn.execute("ROLLBACK")
+        raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a model file into statements (models hold no semicolons inside strings)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
