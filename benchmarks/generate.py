@@ -26,7 +26,10 @@ def mobile_prefixes() -> dict[str, tuple[str, str]]:
     found = {}
     for region in REGIONS:
         example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
-        found[region] = (str(example.country_code), phonenumbers.national_significant_number(example))
+        found[region] = (
+            str(example.country_code),
+            phonenumbers.national_significant_number(example),
+        )
     return found
 
 
@@ -107,9 +110,15 @@ def write_wide(path: Path, rows: int, seed: int = 11) -> None:
             head = pool[index % len(pool)]
             digits = head + f"{rng.randrange(100000):05d}"
             style = index % 4
-            phone = ("+" + digits if style == 0 else "00" + digits if style == 1
-                     else "+" + digits[:2] + " " + digits[2:5] + " " + digits[5:] if style == 2
-                     else "+" + digits[:2] + "-" + digits[2:])  # fmt: skip
+            phone = (
+                "+" + digits
+                if style == 0
+                else "00" + digits
+                if style == 1
+                else "+" + digits[:2] + " " + digits[2:5] + " " + digits[5:]
+                if style == 2
+                else "+" + digits[:2] + "-" + digits[2:]
+            )
             if index % 200 == 0:
                 phone = "12345"
             lines.append(f"C{index},{phone}\n")

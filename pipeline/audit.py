@@ -68,9 +68,20 @@ class RunResult:
 
 def config_digest(settings: Settings) -> str:
     """A digest of every setting except the secrets: which configuration produced a run."""
-    data = {name: dataclasses.asdict(getattr(settings, name)) for name in
-            ("sinch", "dispatch", "receiver", "contacts", "freshness", "collect", "warehouse",
-             "reports", "simulator")}  # fmt: skip
+    data = {
+        name: dataclasses.asdict(getattr(settings, name))
+        for name in (
+            "sinch",
+            "dispatch",
+            "receiver",
+            "contacts",
+            "freshness",
+            "collect",
+            "warehouse",
+            "reports",
+            "simulator",
+        )
+    }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -80,9 +91,14 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
         if options.dry_run:
             return _dry_run(conn, settings, options, result)
         _check_resume(conn, result.run_id, options)
-        inputs = [] if options.resume else [
-            ledger.file_digest(p) for p in resolve_paths(options.contacts or settings.contacts.paths)
-        ]  # fmt: skip
+        inputs = (
+            []
+            if options.resume
+            else [
+                ledger.file_digest(p)
+                for p in resolve_paths(options.contacts or settings.contacts.paths)
+            ]
+        )
         ledger.start_run(conn, result.run_id, config_digest=config_digest(settings), inputs=inputs)
         try:
             _run_steps(conn, settings, options, result, console)
@@ -108,12 +124,17 @@ def _check_resume(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOpti
         )
 
 
+def as_dict(value: object) -> dict[str, Any]:
+    """A step's summary as plain data (dataclasses and dicts)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def _timed(conn: duckdb.DuckDBPyConnection, run_id: str, step: str, work: Callable[[], T]) -> T:
     started = time.monotonic()
     outcome = work()
-    counts = dataclasses.asdict(outcome) if dataclasses.is_dataclass(outcome) else outcome
-    ledger.record_step(conn, run_id, step, time.monotonic() - started,
-                       counts if isinstance(counts, dict) else {})  # fmt: skip
+    ledger.record_step(conn, run_id, step, time.monotonic() - started, as_dict(outcome))
     return outcome
 
 
@@ -126,10 +147,15 @@ def _run_steps(
 ) -> None:
     run_id = result.run_id
     if not options.resume:
-        result.load = _timed(conn, run_id, "load", lambda: steps.load(
-            conn, run_id, settings, options.contacts or None, options.limit))  # fmt: skip
-    result.plan = _timed(conn, run_id, "plan",
-                         lambda: steps.plan(conn, run_id, settings, refresh=options.refresh))  # fmt: skip
+        result.load = _timed(
+            conn,
+            run_id,
+            "load",
+            lambda: steps.load(conn, run_id, settings, options.contacts or None, options.limit),
+        )
+    result.plan = _timed(
+        conn, run_id, "plan", lambda: steps.plan(conn, run_id, settings, refresh=options.refresh)
+    )
     needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
         steps.outstanding_targets(conn, run_id)
     )
@@ -137,14 +163,22 @@ def _run_steps(
         with sinch_session(settings) as live:
             asyncio.run(_exchange(conn, live, options, result, console))
     result.statuses = _timed(conn, run_id, "build", lambda: steps.build(conn, run_id))
-    result.report = _timed(conn, run_id, "report", lambda: write_report(
-        conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs))  # fmt: skip
+    result.report = _timed(
+        conn,
+        run_id,
+        "report",
+        lambda: write_report(
+            conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs
+        ),
+    )
     result.channels = [
         dict(zip(("channel", "targets", "reachable_share"), row, strict=True))
         for row in conn.execute(
             "SELECT channel, targets, reachable_share FROM reachability WHERE run_id = $r "
-            "ORDER BY channel", {"r": run_id}).fetchall()
-    ]  # fmt: skip
+            "ORDER BY channel",
+            {"r": run_id},
+        ).fetchall()
+    ]
 
 
 async def _exchange(
@@ -162,21 +196,37 @@ async def _exchange(
     try:
         await register_webhook(settings)
         started = time.monotonic()
-        result.submit = await steps.submit(conn, result.run_id, settings, stop=stop,
-                                           console=console)  # fmt: skip
-        ledger.record_step(conn, result.run_id, "submit", time.monotonic() - started,
-                           dataclasses.asdict(result.submit))  # fmt: skip
+        result.submit = await steps.submit(
+            conn, result.run_id, settings, stop=stop, console=console
+        )
+        ledger.record_step(
+            conn,
+            result.run_id,
+            "submit",
+            time.monotonic() - started,
+            dataclasses.asdict(result.submit),
+        )
         if stop.is_set():
             raise Interrupted(
                 f"stopped by a signal; {result.submit.not_sent:,} requests not sent yet. "
                 f"Continue with: capaudit run --resume --run-id {result.run_id}"
             )
         started = time.monotonic()
-        result.collect = await steps.collect(conn, result.run_id, settings, stop=stop,
-                                             deadline_seconds=options.deadline_seconds,
-                                             console=console)  # fmt: skip
-        ledger.record_step(conn, result.run_id, "collect", time.monotonic() - started,
-                           {"outstanding": result.collect.outstanding})  # fmt: skip
+        result.collect = await steps.collect(
+            conn,
+            result.run_id,
+            settings,
+            stop=stop,
+            deadline_seconds=options.deadline_seconds,
+            console=console,
+        )
+        ledger.record_step(
+            conn,
+            result.run_id,
+            "collect",
+            time.monotonic() - started,
+            {"outstanding": result.collect.outstanding},
+        )
         if stop.is_set():
             raise Interrupted(
                 f"stopped while collecting callbacks; continue with: "
@@ -190,8 +240,10 @@ async def _exchange(
 async def register_webhook(settings: Settings) -> None:
     secret = settings.secrets.webhook_secret
     if secret is None:
-        log.warning("CAPAUDIT_WEBHOOK_SECRET is not set: not registering a webhook; callbacks "
-                    "go to whatever webhooks the app already has")  # fmt: skip
+        log.warning(
+            "CAPAUDIT_WEBHOOK_SECRET is not set: not registering a webhook; callbacks "
+            "go to whatever webhooks the app already has"
+        )
         return
     async with SinchClient(settings.sinch, settings.secrets) as client:
         await ensure_webhook(client, settings.receiver.public_url, secret.reveal())
@@ -245,9 +297,12 @@ def _dry_run(
         result.plan = steps.plan(conn, run_id, settings, refresh=options.refresh)
     finally:
         for table in ("targets", "rejects", "requests"):
-            conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})  # noqa: S608
-    callback_rate = (settings.simulator.webhook_rate if settings.sinch.embedded
-                     else settings.collect.callback_rate_per_second)  # fmt: skip
+            conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
+    callback_rate = (
+        settings.simulator.webhook_rate
+        if settings.sinch.embedded
+        else settings.collect.callback_rate_per_second
+    )
     result.estimate = {
         "query_seconds": result.plan.requests / settings.dispatch.rate_per_second,
         "callback_seconds": result.plan.to_query / callback_rate,

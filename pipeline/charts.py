@@ -115,8 +115,10 @@ def line_chart(
     height, left, top, bottom = 240, 50, 12, 40
     plot_w, plot_h = WIDTH - left - 20, height - top - bottom
     step = plot_w / max(1, len(x_labels) - 1)
-    parts = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
-             'stroke="#888"/>']  # fmt: skip
+    parts = [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+        'stroke="#888"/>'
+    ]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = top + plot_h * (1 - tick)
         parts.append(_text(left - 6, y + 4, f"{tick * maximum:.0%}", "end", 10))
@@ -133,8 +135,10 @@ def line_chart(
             if v is not None
         ]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        parts.append(f'<polyline class="line" points="{path}" fill="none" stroke="{colour}" '
-                     'stroke-width="2"/>')  # fmt: skip
+        parts.append(
+            f'<polyline class="line" points="{path}" fill="none" stroke="{colour}" '
+            'stroke-width="2"/>'
+        )
         parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points]
     parts.append(_legend([name for name, _ in series], colours, height - 12))
     return _svg(height, "".join(parts), label)

@@ -84,11 +84,23 @@ def main() -> None:
 @click.option("--refresh", is_flag=True, help="Query every target, even with a fresh answer.")
 @click.option("--limit", type=click.IntRange(min=1), help="Audit only the first N contacts.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and estimates; send nothing.")
-@click.option("--deadline", "deadline", type=click.FloatRange(min=0),
-              help="Seconds to wait for callbacks after the last accepted request.")  # fmt: skip
+@click.option(
+    "--deadline",
+    "deadline",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for callbacks after the last accepted request.",
+)
 @handle_errors
-def run(config_path: Path, contacts: tuple[str, ...], run_id: str | None, resume: bool,
-        refresh: bool, limit: int | None, dry_run: bool, deadline: float | None) -> None:  # fmt: skip
+def run(
+    config_path: Path,
+    contacts: tuple[str, ...],
+    run_id: str | None,
+    resume: bool,
+    refresh: bool,
+    limit: int | None,
+    dry_run: bool,
+    deadline: float | None,
+) -> None:
     """The nightly job: load, plan, submit, collect, build, report.
 
     \b
@@ -131,8 +143,14 @@ def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
 @click.option("--insecure", is_flag=True, help="Accept unsigned callbacks (local tests only).")
 @click.option("--fd", type=int, hidden=True)
 @handle_errors
-def serve(config_path: Path, host: str | None, port: int | None, landing_dir: Path | None,
-          insecure: bool, fd: int | None) -> None:  # fmt: skip
+def serve(
+    config_path: Path,
+    host: str | None,
+    port: int | None,
+    landing_dir: Path | None,
+    insecure: bool,
+    fd: int | None,
+) -> None:
     """The webhook receiver: POST /callbacks/sinch, GET /healthz, GET /metrics.
 
     \b
@@ -163,9 +181,16 @@ def serve(config_path: Path, host: str | None, port: int | None, landing_dir: Pa
 @click.option("--seed", type=int, help="Seed of the outcome model.")
 @click.option("--fd", type=int, hidden=True)
 @handle_errors
-def simulate(config_path: Path, host: str, port: int, latency_ms: float | None,
-             rate_limit: int | None, webhook_rate: float | None, seed: int | None,
-             fd: int | None) -> None:  # fmt: skip
+def simulate(
+    config_path: Path,
+    host: str,
+    port: int,
+    latency_ms: float | None,
+    rate_limit: int | None,
+    webhook_rate: float | None,
+    seed: int | None,
+    fd: int | None,
+) -> None:
     """The Sinch simulator as a server (API paths, OAuth2, callbacks, /_sim/stats).
 
     \b
@@ -177,8 +202,12 @@ def simulate(config_path: Path, host: str, port: int, latency_ms: float | None,
 
     die_with_parent()
     settings = settings_for(config_path)
-    flags = {"latency_ms": latency_ms, "rate_limit": rate_limit, "webhook_rate": webhook_rate,
-             "seed": seed}  # fmt: skip
+    flags = {
+        "latency_ms": latency_ms,
+        "rate_limit": rate_limit,
+        "webhook_rate": webhook_rate,
+        "seed": seed,
+    }
     settings = settings.replace("simulator", **{k: v for k, v in flags.items() if v is not None})
     serve_asgi(create_app(settings.simulator), host=host, port=port, fd=fd)
 
@@ -267,8 +296,16 @@ def collect(config_path: Path, run_id: str, deadline: float | None) -> None:
     settings = settings_for(config_path)
     console = use_console(settings.logging.format)
     with _warehouse(settings) as conn:
-        summary = asyncio.run(steps.collect(conn, run_id, settings, deadline_seconds=deadline,
-                                            stop=asyncio.Event(), console=console))  # fmt: skip
+        summary = asyncio.run(
+            steps.collect(
+                conn,
+                run_id,
+                settings,
+                deadline_seconds=deadline,
+                stop=asyncio.Event(),
+                console=console,
+            )
+        )
     _print_json(summary)
 
 
@@ -303,8 +340,9 @@ def report(config_path: Path, run_id: str) -> None:
 
     settings = settings_for(config_path)
     with _warehouse(settings) as conn:
-        files = write_report(conn, run_id, Path(settings.reports.dir),
-                             trend_runs=settings.reports.trend_runs)  # fmt: skip
+        files = write_report(
+            conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs
+        )
     click.echo(str(files.index))
 
 
@@ -316,11 +354,8 @@ def _ensure_run(conn: Any, run_id: str, settings: Settings) -> None:
         ledger.start_run(conn, run_id, config_digest=audit.config_digest(settings), inputs=[])
 
 
-def _print_json(value: Any) -> None:
-    import dataclasses
-
-    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    click.echo(json.dumps(data, indent=2, default=str))
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(audit.as_dict(value), indent=2, default=str))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.audit import RunResult
-from pipeline.ledger import PlanSummary
 from pipeline.sinch.models import ALL_STATUSES
 
 SHORT = {
@@ -42,8 +41,10 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
             f"({s.rate_per_second:.1f}/s): {s.accepted:,} accepted, {s.failed:,} failed"
         )
     if result.collect is not None and result.collect.deadline_passed:
-        console.print(f"Deadline passed with {result.collect.outstanding:,} targets unanswered "
-                      "(reported as NO_RESPONSE)")  # fmt: skip
+        console.print(
+            f"Deadline passed with {result.collect.outstanding:,} targets unanswered "
+            "(reported as NO_RESPONSE)"
+        )
     table = Table(title=f"Run {result.run_id}: reachability per channel")
     table.add_column("channel")
     table.add_column("targets", justify="right")
@@ -67,15 +68,21 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
 def print_plan(result: RunResult) -> None:
     console = out()
     plan = result.plan
-    assert plan is not None and result.load is not None
-    console.print(f"Dry run: nothing was sent. {result.load.rows:,} rows, "
-                  f"{result.load.rejects:,} rejected.")  # fmt: skip
+    assert plan is not None
+    assert result.load is not None
+    console.print(
+        f"Dry run: nothing was sent. {result.load.rows:,} rows, {result.load.rejects:,} rejected."
+    )
     table = Table(title="Plan")
     for name in ("channel", "targets", "reuse", "query"):
         table.add_column(name, justify="right" if name != "channel" else "left")
     for channel, counts in sorted(plan.by_channel.items()):
-        table.add_row(channel, f"{sum(counts.values()):,}", f"{counts.get('reuse', 0):,}",
-                      f"{counts.get('query', 0):,}")  # fmt: skip
+        table.add_row(
+            channel,
+            f"{sum(counts.values()):,}",
+            f"{counts.get('reuse', 0):,}",
+            f"{counts.get('query', 0):,}",
+        )
     console.print(table)
     est = result.estimate
     console.print(

@@ -100,19 +100,43 @@ class Dispatcher:
                 sent_at = datetime.now(UTC)
                 answer, problem = await self._attempt(request)
                 if answer is not None and answer.accepted:
-                    self._finish(RequestEvent(request.request_id, ACCEPTED, attempt, 200,
-                                              None, sent_at, datetime.now(UTC)))  # fmt: skip
+                    self._finish(
+                        RequestEvent(
+                            request.request_id,
+                            ACCEPTED,
+                            attempt,
+                            200,
+                            None,
+                            sent_at,
+                            datetime.now(UTC),
+                        )
+                    )
                     return
                 status = answer.status if answer is not None else None
                 if status not in RETRYABLE_STATUSES and answer is not None:
-                    self._finish(RequestEvent(request.request_id, FAILED, attempt, status,
-                                              answer.error_text(), sent_at))  # fmt: skip
+                    self._finish(
+                        RequestEvent(
+                            request.request_id,
+                            FAILED,
+                            attempt,
+                            status,
+                            answer.error_text(),
+                            sent_at,
+                        )
+                    )
                     return
                 if attempt >= self.settings.max_attempts:
                     error = answer.error_text() if answer is not None else problem
-                    self._finish(RequestEvent(request.request_id, FAILED, attempt, status,
-                                              f"gave up after {attempt} attempts: {error}",
-                                              sent_at))  # fmt: skip
+                    self._finish(
+                        RequestEvent(
+                            request.request_id,
+                            FAILED,
+                            attempt,
+                            status,
+                            f"gave up after {attempt} attempts: {error}",
+                            sent_at,
+                        )
+                    )
                     return
                 await self._wait_before_retry(attempt, answer)
         finally:

@@ -13,8 +13,8 @@ exit code (DESIGN §4) and prints the message, never a traceback.
     │   ├── SinchTransportError        no answer at all (connect, timeout, dropped connection)
     │   ├── WarehouseError             the DuckDB warehouse cannot be opened or is inconsistent
     │   ├── RunLocked                  another run holds the warehouse lock
-    │   └── ServiceError               an embedded service (simulator, receiver) failed to start
-    └── Interrupted                    exit 3: stopped early (signal, deadline); `--resume` continues
+    │   └── ServiceError               an embedded simulator or receiver did not start
+    └── Interrupted                    exit 3: stopped early (a signal); `--resume` continues
 """
 
 from __future__ import annotations

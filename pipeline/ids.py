@@ -1,7 +1,7 @@
 """Identifiers: ULIDs (Sinch's own id format) and run ids.
 
-    new_ulid()  -> '01JDX3Q3ZK6D5R8W2N9V4T7B1M'  (26 chars, time-ordered, 80 random bits)
-    new_run_id() -> '20261125T173000Z-4f2a'
+new_ulid()  -> '01JDX3Q3ZK6D5R8W2N9V4T7B1M'  (26 chars, time-ordered, 80 random bits)
+new_run_id() -> '20261125T173000Z-4f2a'
 """
 
 from __future__ import annotations

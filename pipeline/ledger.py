@@ -88,8 +88,9 @@ def mark_reuse(
     NO_RESPONSE or a REQUEST_FAILED is always asked again.
     """
     params = {"run_id": run_id}
-    conn.execute("UPDATE targets SET action = 'query', reuse_run_id = NULL WHERE run_id = $run_id",
-                 params)  # fmt: skip
+    conn.execute(
+        "UPDATE targets SET action = 'query', reuse_run_id = NULL WHERE run_id = $run_id", params
+    )
     if refresh:
         return
     ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
@@ -193,11 +194,19 @@ def record_events(
     recorded = datetime.now(UTC)
     table = pa.Table.from_pylist(
         [
-            {"run_id": run_id, "request_id": e.request_id, "state": e.state,
-             "attempts": e.attempts, "http_status": e.http_status, "error": e.error,
-             "sent_at": e.sent_at, "accepted_at": e.accepted_at, "recorded_at": recorded}
+            {
+                "run_id": run_id,
+                "request_id": e.request_id,
+                "state": e.state,
+                "attempts": e.attempts,
+                "http_status": e.http_status,
+                "error": e.error,
+                "sent_at": e.sent_at,
+                "accepted_at": e.accepted_at,
+                "recorded_at": recorded,
+            }
             for e in events
-        ],  # fmt: skip
+        ],
         schema=EVENT_SCHEMA,
     )
     conn.register("new_events", table)
@@ -266,8 +275,12 @@ def start_run(
             exit_code = NULL, error = NULL, capaudit_version = $version, config_digest = $digest,
             inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END
         """,
-        {"run_id": run_id, "version": __version__, "digest": config_digest,
-         "inputs": json.dumps(inputs)},  # fmt: skip
+        {
+            "run_id": run_id,
+            "version": __version__,
+            "digest": config_digest,
+            "inputs": json.dumps(inputs),
+        },
     )
 
 
@@ -282,8 +295,12 @@ def record_step(
             counts = json_merge_patch(coalesce(counts, '{}'), json_object($step, $counts::JSON))
         WHERE run_id = $run_id
         """,
-        {"run_id": run_id, "step": step, "seconds": round(seconds, 3),
-         "counts": json.dumps(counts, default=str)},  # fmt: skip
+        {
+            "run_id": run_id,
+            "step": step,
+            "seconds": round(seconds, 3),
+            "counts": json.dumps(counts, default=str),
+        },
     )
 
 

@@ -61,8 +61,8 @@ def use_console(format_name: str) -> bool:
 
 def configure_logging(level: str = "INFO", format_name: str = "auto") -> None:
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if use_console(format_name):
         from rich.logging import RichHandler
@@ -79,9 +79,7 @@ def configure_logging(level: str = "INFO", format_name: str = "auto") -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def log_fields(
-    logger: logging.Logger, message: str, level: int = logging.INFO, **fields: object
-) -> None:
-    """One structured event: `fields` become JSON keys (and trail the message on a terminal)."""
+def log_fields(logger: logging.Logger, message: str, **fields: object) -> None:
+    """One INFO event: `fields` become JSON keys (and trail the message on a terminal)."""
     text = message + ("  " + " ".join(f"{k}={v}" for k, v in fields.items()) if fields else "")
-    logger.log(level, text, extra={"fields": fields})
+    logger.info(text, extra={"fields": fields})

@@ -93,8 +93,9 @@ class Pacer:
             self.rate_cuts += 1
             log.warning(
                 "429s keep coming: slowing down to %.1f requests/s (configured %.1f)",
-                self.rate, self.configured_rate,
-            )  # fmt: skip
+                self.rate,
+                self.configured_rate,
+            )
 
     def _recover(self) -> None:
         if self.rate >= self.configured_rate:

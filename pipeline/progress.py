@@ -1,7 +1,7 @@
 """Progress of long steps: a live bar on a terminal, a structured log line now and then otherwise.
 
-    with StepProgress("submit", total=20_000, console=True) as progress:
-        progress.update(done, rate="812/s", accepted=..., failed=...)
+with StepProgress("submit", total=20_000, console=True) as progress:
+    progress.update(done, rate="812/s", accepted=..., failed=...)
 """
 
 from __future__ import annotations
@@ -59,8 +59,14 @@ class StepProgress:
         now = time.monotonic()
         if now - self._last_log >= LOG_INTERVAL_SECONDS:
             self._last_log = now
-            log_fields(log, f"{self.step} progress", step=self.step, done=completed,
-                       total=self.total, **fields)  # fmt: skip
+            log_fields(
+                log,
+                f"{self.step} progress",
+                step=self.step,
+                done=completed,
+                total=self.total,
+                **fields,
+            )
 
     def __exit__(
         self,

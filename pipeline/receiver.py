@@ -41,7 +41,7 @@ MAX_REMEMBERED_NONCES = 2_000_000
 ACK = Response(b'{"ok":true}', 200, media_type="application/json")
 
 
-class BodyTooLarge(Exception):  # noqa: N818 - a condition, mapped to 413
+class BodyTooLarge(Exception):
     pass
 
 
@@ -186,7 +186,11 @@ class Receiver:
         return Response(orjson.dumps({"error": reason}), status, media_type="application/json")
 
     async def health(self, request: Request) -> Response:
-        body = {"ok": True, "writer": self.writer.writer_id, "segment": self.writer.segment_path.name}
+        body = {
+            "ok": True,
+            "writer": self.writer.writer_id,
+            "segment": self.writer.segment_path.name,
+        }
         return Response(orjson.dumps(body), media_type="application/json")
 
     async def metrics(self, request: Request) -> Response:

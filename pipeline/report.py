@@ -1,10 +1,10 @@
 """Per-run report files in `<reports.dir>/<run_id>/` (DESIGN §5):
 
-    index.html                 self-contained (inline CSS and SVG), opens offline
-    summary.json               run, per-channel counts, rejects, changes, outputs
-    reachability.csv           one row per channel
-    channels/<CHANNEL>.csv     one row per contact asked on that channel
-    channels/<CHANNEL>.parquet the same, typed
+index.html                 self-contained (inline CSS and SVG), opens offline
+summary.json               run, per-channel counts, rejects, changes, outputs
+reachability.csv           one row per channel
+channels/<CHANNEL>.csv     one row per contact asked on that channel
+channels/<CHANNEL>.parquet the same, typed
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ CHANNEL_COLUMNS = (
     "array_to_string(channel_capabilities, ' ') AS channel_capabilities, checked_at, "
     "latency_seconds, reused, request_id, error"
 )
-STATUS_COLUMNS = ("capability_full", "capability_partial", "no_capability", "capability_unknown",
-                  "no_response", "request_failed")  # fmt: skip
+STATUS_COLUMNS = (
+    "capability_full",
+    "capability_partial",
+    "no_capability",
+    "capability_unknown",
+    "no_response",
+    "request_failed",
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,17 @@ def write_report(
         f"ORDER BY channel) TO '{_sql_path(out / 'reachability.csv')}' (HEADER)",
         params,
     )
-    channels = [str(r[0]) for r in conn.execute(
-        "SELECT DISTINCT channel FROM capability WHERE run_id = $run_id ORDER BY 1", params
-    ).fetchall()]  # fmt: skip
+    channels = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT channel FROM capability WHERE run_id = $run_id ORDER BY 1", params
+        ).fetchall()
+    ]
     for channel in channels:
-        query = (f"SELECT {CHANNEL_COLUMNS} FROM capability WHERE run_id = $run_id "
-                 f"AND channel = '{channel}' ORDER BY contact_key")  # fmt: skip
+        query = (
+            f"SELECT {CHANNEL_COLUMNS} FROM capability WHERE run_id = $run_id "
+            f"AND channel = '{channel}' ORDER BY contact_key"
+        )
         for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
             path = out / "channels" / f"{channel}.{fmt}"
             conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
@@ -70,7 +81,9 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
     cursor = conn.execute(sql, params)
     names = [d[0] for d in cursor.description or []]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -84,29 +97,52 @@ def report_summary(conn: duckdb.DuckDBPyConnection, run_id: str, trend_runs: int
         "run_id": run_id,
         "generated_at": datetime.now(UTC).isoformat(),
         "run": run[0] if run else {},
-        "channels": _rows(conn, "SELECT * EXCLUDE (run_id) FROM reachability "
-                                "WHERE run_id = $run_id ORDER BY channel", params),
-        "rejects": _rows(conn, "SELECT reason, count(*) AS rows FROM rejects "
-                               "WHERE run_id = $run_id GROUP BY reason ORDER BY rows DESC", params),
-        "reasons": _rows(conn, """
+        "channels": _rows(
+            conn,
+            "SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id ORDER BY channel",
+            params,
+        ),
+        "rejects": _rows(
+            conn,
+            "SELECT reason, count(*) AS rows FROM rejects "
+            "WHERE run_id = $run_id GROUP BY reason ORDER BY rows DESC",
+            params,
+        ),
+        "reasons": _rows(
+            conn,
+            """
             SELECT channel, reason_code, count(*) AS targets FROM capability
             WHERE run_id = $run_id AND reason_code IS NOT NULL
-            GROUP BY ALL ORDER BY targets DESC LIMIT 15""", params),
-        "changes": _rows(conn, """
+            GROUP BY ALL ORDER BY targets DESC LIMIT 15""",
+            params,
+        ),
+        "changes": _rows(
+            conn,
+            """
             SELECT channel, change, count(*) AS contacts FROM capability_changes
-            WHERE run_id = $run_id GROUP BY ALL ORDER BY channel, change""", params),
-        "trend": _rows(conn, """
+            WHERE run_id = $run_id GROUP BY ALL ORDER BY channel, change""",
+            params,
+        ),
+        "trend": _rows(
+            conn,
+            """
             SELECT r.run_id, r.started_at, x.channel, x.reachable_share, x.targets
             FROM reachability x JOIN runs r USING (run_id)
             WHERE r.run_id IN (SELECT run_id FROM runs WHERE started_at <=
                 (SELECT started_at FROM runs WHERE run_id = $run_id)
                 ORDER BY started_at DESC LIMIT $limit)
-            ORDER BY r.started_at, x.channel""", params | {"limit": trend_runs}),
-        "totals": _rows(conn, """
+            ORDER BY r.started_at, x.channel""",
+            params | {"limit": trend_runs},
+        ),
+        "totals": _rows(
+            conn,
+            """
             SELECT count(*) AS targets, count(DISTINCT contact_key) AS contacts,
                 count(*) FILTER (WHERE reused) AS reused
-            FROM capability WHERE run_id = $run_id""", params)[0],
-    }  # fmt: skip
+            FROM capability WHERE run_id = $run_id""",
+            params,
+        )[0],
+    }
 
 
 # -- HTML ---------------------------------------------------------------------------------------
@@ -144,15 +180,22 @@ def render_html(summary: dict[str, Any]) -> str:
 
 
 def _reachable_chart(channels: list[dict[str, Any]]) -> str:
-    rows = [(c["channel"], float(c["reachable_share"] or 0),
-             f"{float(c['reachable_share'] or 0):.1%} of {c['targets']:,}") for c in channels]  # fmt: skip
+    rows = [
+        (
+            c["channel"],
+            float(c["reachable_share"] or 0),
+            f"{float(c['reachable_share'] or 0):.1%} of {c['targets']:,}",
+        )
+        for c in channels
+    ]
     return charts.horizontal_bars(rows, maximum=1.0, label="reachable share per channel")
 
 
 def _status_chart(channels: list[dict[str, Any]]) -> str:
     values = [[int(c[s]) for s in STATUS_COLUMNS] for c in channels]
-    return charts.stacked_bars([c["channel"] for c in channels], ALL_STATUSES, values,
-                               label="status breakdown per channel")  # fmt: skip
+    return charts.stacked_bars(
+        [c["channel"] for c in channels], ALL_STATUSES, values, label="status breakdown per channel"
+    )
 
 
 def _trend_chart(trend: list[dict[str, Any]]) -> str:
@@ -164,8 +207,10 @@ def _trend_chart(trend: list[dict[str, Any]]) -> str:
 
 
 def _reasons_chart(reasons: list[dict[str, Any]]) -> str:
-    rows = [(f"{r['channel']} {r['reason_code']}", float(r["targets"]), f"{r['targets']:,}")
-            for r in reasons]  # fmt: skip
+    rows = [
+        (f"{r['channel']} {r['reason_code']}", float(r["targets"]), f"{r['targets']:,}")
+        for r in reasons
+    ]
     top = max((r[1] for r in rows), default=0.0)
     return charts.horizontal_bars(rows, maximum=top, label="top reasons", colour="#c23b22")
 
@@ -173,11 +218,14 @@ def _reasons_chart(reasons: list[dict[str, Any]]) -> str:
 def _changes_chart(changes: list[dict[str, Any]]) -> str:
     if not changes:
         return "<p class=muted>No status changed since each contact's previous answer.</p>"
-    rows = [(f"{c['channel']} {c['change']}", float(c["contacts"]), f"{c['contacts']:,}")
-            for c in changes]  # fmt: skip
+    rows = [
+        (f"{c['channel']} {c['change']}", float(c["contacts"]), f"{c['contacts']:,}")
+        for c in changes
+    ]
     top = max(r[1] for r in rows)
-    return charts.horizontal_bars(rows, maximum=top, label="changes since previous answer",
-                                  colour="#f0b429")  # fmt: skip
+    return charts.horizontal_bars(
+        rows, maximum=top, label="changes since previous answer", colour="#f0b429"
+    )
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -198,9 +246,17 @@ def _fmt(value: Any) -> str:
 
 def _channel_table(channels: list[dict[str, Any]]) -> str:
     headers = ["channel", "targets", *STATUS_COLUMNS, "reachable", "p50 s", "p95 s"]
-    rows = [[c["channel"], c["targets"], *[c[s] for s in STATUS_COLUMNS],
-             f"{float(c['reachable_share'] or 0):.1%}", c["latency_p50_seconds"],
-             c["latency_p95_seconds"]] for c in channels]  # fmt: skip
+    rows = [
+        [
+            c["channel"],
+            c["targets"],
+            *[c[s] for s in STATUS_COLUMNS],
+            f"{float(c['reachable_share'] or 0):.1%}",
+            c["latency_p50_seconds"],
+            c["latency_p95_seconds"],
+        ]
+        for c in channels
+    ]
     return _table(headers, rows)
 
 

@@ -96,9 +96,7 @@ def child_service(
         stop_process(process)
 
 
-def wait_until_healthy(
-    url: str, name: str, process: subprocess.Popen[bytes] | None = None
-) -> None:
+def wait_until_healthy(url: str, name: str, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

@@ -60,7 +60,7 @@ class SinchSettings:
     project_id: str = "capaudit-demo-project"
     app_id: str = "01CAPAUDITDEMOAPP000000000"
     auth: str = "oauth2"
-    token_url: str = "https://auth.sinch.com/oauth2/token"
+    token_url: str = "https://auth.sinch.com/oauth2/token"  # noqa: S105 - a URL, not a secret
     timeout_seconds: float = 30.0
 
     @property
@@ -200,7 +200,9 @@ class Settings:
 
 
 SECTIONS: dict[str, type[Any]] = {
-    name: hint for name, hint in get_type_hints(Settings).items() if name not in ("secrets", "source")
+    name: hint
+    for name, hint in get_type_hints(Settings).items()
+    if name not in ("secrets", "source")
 }
 
 

@@ -40,8 +40,14 @@ def load(
     summary = load_contacts(conn, run_id, settings.contacts, paths)
     if limit is not None:
         summary.targets, summary.contacts = limit_contacts(conn, run_id, limit)
-    log_fields(log, "contacts loaded", rows=summary.rows, targets=summary.targets,
-               contacts=summary.contacts, rejects=summary.rejects)  # fmt: skip
+    log_fields(
+        log,
+        "contacts loaded",
+        rows=summary.rows,
+        targets=summary.targets,
+        contacts=summary.contacts,
+        rejects=summary.rejects,
+    )
     return summary
 
 
@@ -74,8 +80,14 @@ def plan(
     created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
     summary = ledger.plan_summary(conn, run_id)
     summary.new_requests = created
-    log_fields(log, "plan ready", targets=summary.targets, reused=summary.reused,
-               to_query=summary.to_query, requests=summary.requests)  # fmt: skip
+    log_fields(
+        log,
+        "plan ready",
+        targets=summary.targets,
+        reused=summary.reused,
+        to_query=summary.to_query,
+        requests=summary.requests,
+    )
     return summary
 
 
@@ -156,8 +168,14 @@ async def submit(
     summary.seconds = time.monotonic() - started
     summary.rate_per_second = stats.sent / summary.seconds if summary.seconds else 0.0
     summary.interrupted = stop.is_set() and summary.not_sent > 0
-    log_fields(log, "submit finished", accepted=summary.accepted, failed=summary.failed,
-               not_sent=summary.not_sent, rate=f"{summary.rate_per_second:.1f}/s")  # fmt: skip
+    log_fields(
+        log,
+        "submit finished",
+        accepted=summary.accepted,
+        failed=summary.failed,
+        not_sent=summary.not_sent,
+        rate=f"{summary.rate_per_second:.1f}/s",
+    )
     return summary
 
 
@@ -239,9 +257,13 @@ async def collect(
                 break
             await asyncio.sleep(settings.collect.poll_interval_seconds)
     summary.waited_seconds = time.monotonic() - started
-    log_fields(log, "collect finished", outstanding=summary.outstanding,
-               notifications=summary.ingested.notifications_new,
-               deadline_passed=summary.deadline_passed)  # fmt: skip
+    log_fields(
+        log,
+        "collect finished",
+        outstanding=summary.outstanding,
+        notifications=summary.ingested.notifications_new,
+        deadline_passed=summary.deadline_passed,
+    )
     return summary
 
 

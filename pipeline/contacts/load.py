@@ -33,9 +33,17 @@ from pipeline.settings import ContactsSettings
 from pipeline.sinch.models import CHANNELS, PHONE_CHANNELS
 
 REJECT_REASONS = (
-    "empty_row", "too_few_fields", "too_many_fields", "missing_identity", "missing_channel",
-    "unknown_channel", "invalid_phone", "phone_without_country", "invalid_identity", "duplicate",
-)  # fmt: skip
+    "empty_row",
+    "too_few_fields",
+    "too_many_fields",
+    "missing_identity",
+    "missing_channel",
+    "unknown_channel",
+    "invalid_phone",
+    "phone_without_country",
+    "invalid_identity",
+    "duplicate",
+)
 MAX_IDENTITY_LENGTH = 256
 
 

@@ -28,9 +28,17 @@ from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 INVALID_PHONE = "invalid_phone"
 PHONE_WITHOUT_COUNTRY = "phone_without_country"
 NUMBER_TYPES = (
-    "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost",
-    "personal_number", "voip", "pager", "uan", "voicemail",
-)  # fmt: skip
+    "fixed_line",
+    "mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "voicemail",
+)
 SEPARATORS = r"[\s\-\.\(\)/\x{00A0}]"
 SLOW_BATCH = 50_000
 
@@ -120,8 +128,9 @@ def fast_path_sql(table: str, default_region: str) -> str:
         SELECT raw, digits, {_code_length("digits")} AS code_length FROM international
     )
     SELECT raw,
-        CASE WHEN code_length IS NOT NULL AND ({_validity_case(
-            "substr(digits, code_length + 1)", "substr(digits, 1, code_length)")})
+        CASE WHEN code_length IS NOT NULL AND ({
+        _validity_case("substr(digits, code_length + 1)", "substr(digits, 1, code_length)")
+    })
         THEN digits END AS e164
     FROM split
     """
@@ -150,9 +159,7 @@ def normalise_phones(conn: duckdb.DuckDBPyConnection, table: str, default_region
         f"CREATE OR REPLACE TEMP TABLE {result} AS "
         f"SELECT raw, e164, NULL::VARCHAR AS reason FROM ({fast_path_sql(table, default_region)})"
     )
-    reader = conn.sql(f"SELECT raw FROM {result} WHERE e164 IS NULL").to_arrow_reader(
-        SLOW_BATCH
-    )
+    reader = conn.sql(f"SELECT raw FROM {result} WHERE e164 IS NULL").to_arrow_reader(SLOW_BATCH)
     decided = [_parse_batch(batch.column(0).to_pylist(), default_region) for batch in reader]
     if decided:
         conn.register("decided_phones", pa.concat_tables(decided))

@@ -19,7 +19,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -161,7 +161,8 @@ def _parquet_batch(
 
 
 def _open_text(path: Path, compressed: bool) -> IO[str]:
-    binary: IO[bytes] = gzip.open(path, "rb") if compressed else path.open("rb")
+    # The returned wrapper owns (and closes) the binary stream.
+    binary = cast(IO[bytes], gzip.open(path, "rb") if compressed else path.open("rb"))  # noqa: SIM115
     # utf-8-sig drops a BOM; newline="" lets the csv module handle CRLF and quoted newlines.
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
 
@@ -197,7 +198,12 @@ def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[p
             form, columns = names.locate(header, source)
             delimiter = str(dialect.delimiter)
             yield from _csv_batches(
-                reader, lambda: reader.line_num, columns, len(header), (source, form), delimiter
+                reader,
+                line_num=lambda: reader.line_num,
+                columns=columns,
+                width=len(header),
+                origin=(source, form),
+                delimiter=delimiter,
             )
     except UnicodeDecodeError as exc:
         raise InputFileError(source, f"not UTF-8 text (byte {exc.start} of a block)") from exc
@@ -246,6 +252,7 @@ class _BatchBuilder:
 
 def _csv_batches(
     reader: Iterator[list[str]],
+    *,
     line_num: Callable[[], int],
     columns: dict[str, int],
     width: int,

@@ -65,8 +65,11 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
             if files:
                 _stage_lines(conn, files)
                 _merge(conn, stats)
-                lines = dict(conn.execute(
-                    "SELECT segment_id, count(*) FROM landed GROUP BY segment_id").fetchall())
+                lines = dict(
+                    conn.execute(
+                        "SELECT segment_id, count(*) FROM landed GROUP BY segment_id"
+                    ).fetchall()
+                )
             _advance_offsets(conn, slices, lines)
             conn.execute("COMMIT")
         except duckdb.Error as exc:
@@ -112,7 +115,9 @@ def _readable_copy(piece: _Slice, scratch: Path) -> str:
 
 
 def _stage_lines(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> None:
-    conn.execute("CREATE OR REPLACE TEMP TABLE segment_names (filename VARCHAR, segment_id VARCHAR)")
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE segment_names (filename VARCHAR, segment_id VARCHAR)"
+    )
     conn.executemany(
         "INSERT INTO segment_names VALUES (?, ?)",
         [(name, piece.segment.segment_id) for name, piece in files.items()],
@@ -199,4 +204,3 @@ def _advance_offsets(
             for s in slices
         ],
     )
-

@@ -176,7 +176,9 @@ class LandingWriter:
         if self._segment_bytes == 0:
             open_path.unlink()
         else:
-            open_path.rename(open_path.with_name(open_path.name.replace(OPEN_SUFFIX, CLOSED_SUFFIX)))
+            open_path.rename(
+                open_path.with_name(open_path.name.replace(OPEN_SUFFIX, CLOSED_SUFFIX))
+            )
             self.metrics.segments_closed += 1
         fsync_directory(self.directory)
 

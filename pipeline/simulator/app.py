@@ -44,7 +44,7 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-class DroppedConnection(Exception):  # noqa: N818 - it names an event, not an error
+class DroppedConnection(Exception):
     """Raised after the response head is sent: the server closes the connection mid-response."""
 
 
@@ -52,8 +52,9 @@ class DropConnectionResponse(Response):
     """Promises a body and then breaks the connection, like a reset mid-request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"100")]})  # fmt: skip
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
+        )
         raise DroppedConnection
 
 
@@ -142,8 +143,12 @@ class Simulator:
         if form.get("grant_type") != ["client_credentials"]:
             return JSONResponse({"error": "unsupported_grant_type"}, 400)
         ttl = self.state.settings.token_ttl_seconds
-        answer = {"access_token": self.state.issue_token(), "token_type": "Bearer",
-                  "expires_in": ttl, "scope": ""}  # fmt: skip
+        answer = {
+            "access_token": self.state.issue_token(),
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": "",
+        }
         return JSONResponse(answer)
 
     # -- capability:query -------------------------------------------------------------------
@@ -186,9 +191,21 @@ class Simulator:
         if contact_id:
             contact = self.state.contacts.get(contact_id)
             if contact is None:
-                note = {"capability_status": NO_CAPABILITY,
-                        "reason": _reason("CONTACT_NOT_FOUND")}  # fmt: skip
-                return [_callback(project_id, app_id, request_id, contact_id, "", "", note)]
+                unknown = {
+                    "capability_status": NO_CAPABILITY,
+                    "reason": _reason("CONTACT_NOT_FOUND"),
+                }
+                return [
+                    _callback(
+                        project_id=project_id,
+                        app_id=app_id,
+                        request_id=request_id,
+                        contact_id=contact_id,
+                        channel="",
+                        identity="",
+                        note=unknown,
+                    )
+                ]
             identities = contact["channel_identities"]
         else:
             identities = recipient["identified_by"]["channel_identities"]
@@ -206,7 +223,15 @@ class Simulator:
             if outcome.reason:
                 note["reason"] = _reason(outcome.reason)
             bodies.append(
-                _callback(project_id, app_id, request_id, contact_id, channel, identity, note)
+                _callback(
+                    project_id=project_id,
+                    app_id=app_id,
+                    request_id=request_id,
+                    contact_id=contact_id,
+                    channel=channel,
+                    identity=identity,
+                    note=note,
+                )
             )
         return bodies
 
@@ -267,13 +292,18 @@ class Simulator:
         return JSONResponse(contact)
 
     async def find_contacts(self, request: Request) -> Response:
-        channel, identity = request.query_params.get("channel"), request.query_params.get("identity")
+        channel, identity = (
+            request.query_params.get("channel"),
+            request.query_params.get("identity"),
+        )
         found = [
             c
             for c in self.state.contacts.values()
-            if any(i["channel"] == channel and i["identity"] == identity
-                   for i in c["channel_identities"])
-        ]  # fmt: skip
+            if any(
+                i["channel"] == channel and i["identity"] == identity
+                for i in c["channel_identities"]
+            )
+        ]
         return JSONResponse({"contacts": found, "total_size": len(found)})
 
     # -- /_sim: counters and knobs ----------------------------------------------------------
@@ -314,8 +344,10 @@ def _query_problem(body: Any) -> str:
     if has_contact == has_ids:
         return "recipient must hold exactly one of contact_id or identified_by"
     if has_contact:
-        return "" if isinstance(recipient["contact_id"], str) and recipient["contact_id"] else (
-            "recipient.contact_id must be a non-empty string"
+        return (
+            ""
+            if isinstance(recipient["contact_id"], str) and recipient["contact_id"]
+            else ("recipient.contact_id must be a non-empty string")
         )
     identities = (recipient["identified_by"] or {}).get("channel_identities")
     if not isinstance(identities, list) or not identities:
@@ -337,6 +369,7 @@ def _reason(code: str) -> dict[str, str]:
 
 
 def _callback(
+    *,
     project_id: str,
     app_id: str,
     request_id: str,
@@ -346,12 +379,24 @@ def _callback(
     note: dict[str, Any],
 ) -> bytes:
     stamp = now_iso()
-    notification = {"request_id": request_id, "contact_id": contact_id, "channel": channel,
-                    "identity": identity, **note}  # fmt: skip
-    return orjson.dumps({
-        "app_id": app_id, "project_id": project_id, "accepted_time": stamp, "event_time": stamp,
-        "message_metadata": "", "correlation_id": "", CAPABILITY_EVENT_KEY: notification,
-    })  # fmt: skip
+    notification = {
+        "request_id": request_id,
+        "contact_id": contact_id,
+        "channel": channel,
+        "identity": identity,
+        **note,
+    }
+    return orjson.dumps(
+        {
+            "app_id": app_id,
+            "project_id": project_id,
+            "accepted_time": stamp,
+            "event_time": stamp,
+            "message_metadata": "",
+            "correlation_id": "",
+            CAPABILITY_EVENT_KEY: notification,
+        }
+    )
 
 
 def create_app(settings: SimulatorSettings) -> Starlette:

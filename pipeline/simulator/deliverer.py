@@ -9,6 +9,7 @@ duplicates (the same notification delivered twice) and drops (never delivered) f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -132,16 +133,14 @@ class Deliverer:
                 if wait <= 0:
                     return heapq.heappop(self._queue)
                 timeout = wait
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _pace(self, app_id: str) -> None:
         pacer = self._pacers.get(app_id)
         if pacer is None or pacer.rate != self.settings.webhook_rate:
             pacer = self._pacers[app_id] = AppPacer(self.settings.webhook_rate, self.clock)
-        while (wait := pacer.wait_time()) > 0:
+        while (wait := pacer.wait_time()) > 0:  # noqa: ASYNC110 - the bucket refills with time
             await asyncio.sleep(wait)
 
     async def _deliver(self, delivery: Delivery) -> None:

@@ -27,15 +27,24 @@ STATUS_MIX: dict[str, tuple[tuple[str, float], ...]] = {
     "MMS": ((CAPABILITY_FULL, 0.60), (NO_CAPABILITY, 0.30)),
 }
 DEFAULT_MIX = ((CAPABILITY_FULL, 0.40), (NO_CAPABILITY, 0.40))  # remainder: CAPABILITY_UNKNOWN
-NOT_REACHABLE_REASONS = ("RECIPIENT_NOT_REACHABLE", "RECIPIENT_NOT_OPTED_IN", "NO_PROFILE_AVAILABLE")
+NOT_REACHABLE_REASONS = (
+    "RECIPIENT_NOT_REACHABLE",
+    "RECIPIENT_NOT_OPTED_IN",
+    "NO_PROFILE_AVAILABLE",
+)
 TRANSIENT_REASONS = ("RATE_LIMITED", "INTERNAL_ERROR", "CHANNEL_FAILURE")
 FEATURES: dict[str, tuple[str, ...]] = {
     "RCS": (
-        "RICHCARD_STANDALONE", "RICHCARD_CAROUSEL", "ACTION_DIAL", "ACTION_OPEN_URL",
-        "ACTION_SHARE_LOCATION", "ACTION_VIEW_LOCATION", "ACTION_CREATE_CALENDAR_EVENT",
+        "RICHCARD_STANDALONE",
+        "RICHCARD_CAROUSEL",
+        "ACTION_DIAL",
+        "ACTION_OPEN_URL",
+        "ACTION_SHARE_LOCATION",
+        "ACTION_VIEW_LOCATION",
+        "ACTION_CREATE_CALENDAR_EVENT",
     ),
     "WHATSAPP": ("TEXT", "MEDIA", "TEMPLATE", "INTERACTIVE_LIST", "INTERACTIVE_BUTTONS"),
-}  # fmt: skip
+}
 DEFAULT_FEATURES = ("TEXT", "MEDIA")
 
 
@@ -78,9 +87,7 @@ class OutcomeModel:
 
     def _subset(self, channel: str, identity: str) -> tuple[str, ...]:
         features = FEATURES.get(channel, DEFAULT_FEATURES)
-        picked = tuple(
-            f for f in features if self._draw(channel, identity, f"feature-{f}") < 0.5
-        )
+        picked = tuple(f for f in features if self._draw(channel, identity, f"feature-{f}") < 0.5)
         return picked or features[:1]
 
     def _draw(self, channel: str, identity: str, salt: str) -> float:

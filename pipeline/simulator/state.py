@@ -96,7 +96,9 @@ class SimState:
 
     # -- contacts -----------------------------------------------------------------------------
 
-    def add_contact(self, channel_identities: list[dict[str, str]], **fields: Any) -> dict[str, Any]:
+    def add_contact(
+        self, channel_identities: list[dict[str, str]], **fields: Any
+    ) -> dict[str, Any]:
         contact = {"id": new_ulid(), "channel_identities": channel_identities, **fields}
         self.contacts[contact["id"]] = contact
         return contact

@@ -1,1 +1,1 @@
-"""Client for the parts of the Sinch Conversation API capaudit uses (reference: shared/reference)."""
+"""Client for the parts of the Sinch Conversation API capaudit uses (see shared/reference)."""

@@ -142,7 +142,9 @@ class SinchClient:
             try:
                 response = await self._http.request(method, url, content=content, headers=headers)
             except httpx.TransportError as exc:
-                raise SinchTransportError(f"{method} {url.path}: {type(exc).__name__} {exc}") from exc
+                raise SinchTransportError(
+                    f"{method} {url.path}: {type(exc).__name__} {exc}"
+                ) from exc
             if attempt == 1 and _token_expired(response) and self.auth.expired(authorization):
                 continue
             return response
@@ -150,9 +152,10 @@ class SinchClient:
 
 
 def _token_expired(response: httpx.Response) -> bool:
-    return response.status_code == 401 and "expired" in response.headers.get(
-        "www-authenticate", ""
-    ).lower()
+    return (
+        response.status_code == 401
+        and "expired" in response.headers.get("www-authenticate", "").lower()
+    )
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:

@@ -9,9 +9,21 @@ from typing import Any
 import orjson
 
 CHANNELS = (
-    "WHATSAPP", "RCS", "SMS", "MESSENGER", "VIBER", "VIBERBM", "MMS", "INSTAGRAM",
-    "TELEGRAM", "KAKAOTALK", "KAKAOTALKCHAT", "LINE", "WECHAT", "APPLEBC",
-)  # fmt: skip
+    "WHATSAPP",
+    "RCS",
+    "SMS",
+    "MESSENGER",
+    "VIBER",
+    "VIBERBM",
+    "MMS",
+    "INSTAGRAM",
+    "TELEGRAM",
+    "KAKAOTALK",
+    "KAKAOTALKCHAT",
+    "LINE",
+    "WECHAT",
+    "APPLEBC",
+)
 # Channels whose identity is an international phone number: normalised to E.164 digits.
 PHONE_CHANNELS = frozenset({"SMS", "MMS", "WHATSAPP", "RCS", "VIBERBM"})
 
