@@ -21,7 +21,10 @@ SHORT = {
 
 
 def out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # logs and CI: wide enough that tables never truncate
+        console = Console(highlight=False, soft_wrap=True, width=132)
+    return console
 
 
 def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:

@@ -84,6 +84,8 @@ def resolve_paths(patterns: Iterable[str]) -> list[Path]:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
             raise InputFileError(pattern, "no file matches this pattern")
+        if not glob.has_magic(pattern) and not Path(pattern).exists():
+            raise InputFileError(pattern, "file not found")
         paths.extend(Path(m) for m in matches)
     if not paths:
         raise InputFileError("<contacts>", "no contact files given")

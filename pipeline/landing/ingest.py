@@ -97,9 +97,13 @@ def _new_slices(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[_Sli
 
 
 def _readable_copy(piece: _Slice, scratch: Path) -> str:
-    """A file holding exactly the slice's bytes: the segment itself when the slice is whole."""
+    """A file holding exactly the slice's bytes: the segment itself when it is closed and whole.
+
+    An open segment grows while we read it, so its complete lines are copied: reading it in
+    place could take lines past `end` and ingest them again next time.
+    """
     segment = piece.segment
-    if piece.start == 0 and piece.end == segment.size:
+    if segment.closed and piece.start == 0 and piece.end == segment.size:
         return str(segment.path)
     target = scratch / f"{segment.segment_id}.ndjson"
     with segment.path.open("rb") as source, target.open("wb") as copy:

@@ -1,0 +1,151 @@
+"""The receiver app: verify, land durably, acknowledge; refuse everything else with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.landing.segments import list_segments
+from pipeline.receiver import CALLBACK_PATH, ReceiverConfig, create_app
+from tests.conftest import WEBHOOK_SECRET, asgi_client, signed
+from tests.unit.test_signing import VECTOR_BODY, VECTOR_SECRET, vector_headers
+
+
+def callback_body(request_id: str = "r1", channel: str = "SMS") -> bytes:
+    return orjson.dumps({
+        "app_id": "app", "project_id": "p", "event_time": "2026-11-25T10:00:00Z",
+        "capability_notification": {"request_id": request_id, "channel": channel,
+                                    "identity": "46701234567",
+                                    "capability_status": "CAPABILITY_FULL"},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    return tmp_path / "landing"
+
+
+Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
+
+
+def with_receiver(landing: Path, scenario: Scenario, **config: object) -> None:
+    """Run `scenario` against a receiver app (lifespan included) landing into `landing`."""
+    options: dict[str, object] = {"secrets": (WEBHOOK_SECRET,)} | config
+
+    async def main() -> None:
+        app = create_app(ReceiverConfig(landing_dir=landing, **options))  # type: ignore[arg-type]
+        async with asgi_client(app) as client:
+            await scenario(client)
+
+    asyncio.run(main())
+
+
+def landed_lines(landing: Path) -> list[dict[str, object]]:
+    lines = []
+    for segment in list_segments(landing):
+        lines += [orjson.loads(line) for line in segment.path.read_bytes().splitlines()]
+    return lines
+
+
+def test_signed_callback_is_landed_then_acknowledged(landing: Path) -> None:
+    body = callback_body()
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        response = await client.post(CALLBACK_PATH, content=body, headers=signed(body))
+        assert response.status_code == 200
+        # Acknowledged means on disk already, before the response was sent.
+        [line] = landed_lines(landing)
+        assert line["body"] == body.decode()
+        assert line["kind"] == "capability"
+
+    with_receiver(landing, scenario)
+
+
+def test_the_public_test_vector_is_accepted_with_its_secret(landing: Path) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        headers = vector_headers() | {"content-type": "application/json"}
+        response = await client.post(CALLBACK_PATH, content=VECTOR_BODY, headers=headers)
+        assert response.status_code == 200
+
+    # The vector was signed in 2021: widen the timestamp window for it.
+    with_receiver(landing, scenario, secrets=(VECTOR_SECRET,), tolerance_seconds=time.time())
+    [line] = landed_lines(landing)
+    assert line["kind"] == "other"  # a contact event, not a CAPABILITY one: kept apart
+
+
+@pytest.mark.parametrize(
+    "tamper", ["flipped_byte", "wrong_secret", "missing_header", "stale_timestamp"]
+)
+def test_bad_signatures_get_401_and_land_nothing(landing: Path, tamper: str) -> None:
+    body = callback_body()
+    headers = signed(body)
+    if tamper == "flipped_byte":
+        body = body.replace(b"r1", b"r2")
+    elif tamper == "wrong_secret":
+        headers = signed(body, secret="wrong")
+    elif tamper == "missing_header":
+        del headers["x-sinch-webhook-signature"]
+    else:
+        headers = signed(body, timestamp=int(time.time()) - 301)
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        response = await client.post(CALLBACK_PATH, content=body, headers=headers)
+        assert response.status_code == 401
+
+    with_receiver(landing, scenario)
+    assert landed_lines(landing) == []
+
+
+def test_repeated_nonce_is_acknowledged_but_landed_once(landing: Path) -> None:
+    body = callback_body()
+    headers = signed(body, nonce="same-nonce")
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for _ in range(2):
+            assert (
+                await client.post(CALLBACK_PATH, content=body, headers=headers)
+            ).status_code == 200
+
+    with_receiver(landing, scenario)
+    assert len(landed_lines(landing)) == 1
+
+
+def test_refusals_by_kind(landing: Path) -> None:
+    body = callback_body()
+    big = b"{" + b" " * 300_000 + b"}"
+    broken = b'{"app_id": '
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        post = client.post
+        assert (await post(CALLBACK_PATH, content=big, headers=signed(big))).status_code == 413
+        plain = signed(body) | {"content-type": "text/plain"}
+        assert (await post(CALLBACK_PATH, content=body, headers=plain)).status_code == 415
+        assert (
+            await post(CALLBACK_PATH, content=broken, headers=signed(broken))
+        ).status_code == 400
+        assert (await client.get(CALLBACK_PATH)).status_code == 405
+        metrics = (await client.get("/metrics")).text
+        for reason in ("body_too_large", "unsupported_media_type", "malformed_json"):
+            assert f'reason="{reason}"' in metrics
+
+    with_receiver(landing, scenario)
+    assert landed_lines(landing) == []
+
+
+def test_receiver_refuses_to_start_without_a_secret(landing: Path) -> None:
+    with pytest.raises(ConfigError, match="CAPAUDIT_WEBHOOK_SECRET"):
+        create_app(ReceiverConfig(landing_dir=landing, secrets=()))
+
+
+def test_healthz(landing: Path) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/healthz")).json()["ok"] is True
+
+    with_receiver(landing, scenario)
