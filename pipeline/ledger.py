@@ -11,9 +11,10 @@ merge absorbs the repeated callbacks).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,20 +170,34 @@ def plan_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> PlanSummary:
     return summary
 
 
-def pending_requests(conn: duckdb.DuckDBPyConnection, run_id: str) -> Iterator[PendingRequest]:
-    """The run's requests still to send, in pages (never all in memory)."""
-    last = ""
-    while True:
-        page = conn.execute(
-            "SELECT request_id, body FROM requests WHERE run_id = $run_id AND state = 'planned' "
-            "AND request_id > $last ORDER BY request_id LIMIT $page",
-            {"run_id": run_id, "last": last, "page": PAGE},
-        ).fetchall()
-        if not page:
-            return
-        for request_id, body in page:
-            yield PendingRequest(request_id, body.encode())
-        last = page[-1][0]
+def pending_page(conn: duckdb.DuckDBPyConnection, run_id: str, after: str) -> list[PendingRequest]:
+    """The next page of the run's requests still to send, in request_id order."""
+    rows = conn.execute(
+        "SELECT request_id, body FROM requests WHERE run_id = $run_id AND state = 'planned' "
+        "AND request_id > $after ORDER BY request_id LIMIT $page",
+        {"run_id": run_id, "after": after, "page": PAGE},
+    ).fetchall()
+    return [PendingRequest(request_id, body.encode()) for request_id, body in rows]
+
+
+async def pending_requests(
+    conn: duckdb.DuckDBPyConnection, run_id: str
+) -> AsyncIterator[PendingRequest]:
+    """The run's requests still to send, never all in memory. The next page is read in a worker
+    thread (with its own cursor) while this one is sent, so the event loop, and with it the
+    pacing, never waits for the database."""
+    cursor = conn.cursor()
+    try:
+        page = await asyncio.to_thread(pending_page, cursor, run_id, "")
+        while page:
+            following = asyncio.create_task(
+                asyncio.to_thread(pending_page, cursor, run_id, page[-1].request_id)
+            )
+            for request in page:
+                yield request
+            page = await following
+    finally:
+        cursor.close()
 
 
 def record_events(

@@ -29,6 +29,8 @@ DECREASE_FACTOR = 0.7
 RECOVERY_PER_SECOND = 0.05  # of the configured rate
 MIN_RATE_SHARE = 0.05
 SUBDIVISIONS = 10
+EPISODE_MEMORY_SECONDS = 10.0
+PERSISTENT_EPISODES = 2
 
 
 class Pacer:
@@ -49,6 +51,9 @@ class Pacer:
         self.last_429 = -math.inf
         self.last_decrease = -math.inf
         self.rate_cuts = 0
+        self.episodes = 0
+        self._reacted_at = -math.inf
+        self._recent_episodes: deque[float] = deque()
         self._sends: deque[float] = deque()
         self._limiter = self._new_limiter(rate)
         self._guard = asyncio.Lock()
@@ -80,14 +85,28 @@ class Pacer:
                 return
             await self.sleep(self._sends[0] + self.window - now)
 
-    def too_many_requests(self, retry_after: float | None, fallback: float) -> None:
-        """A 429: pause everyone, and cut the rate if 429s keep coming."""
+    def too_many_requests(
+        self, retry_after: float | None, fallback: float, *, sent_at: float
+    ) -> None:
+        """A 429 for a request sent at `sent_at`: pause everyone; slow down if 429s persist.
+
+        Requests already in flight when we first react were sent under the same conditions, so
+        their 429s are one episode. A 429 for a request sent after we reacted means the pause
+        did not help: another episode. Two episodes within EPISODE_MEMORY_SECONDS cut the rate.
+        """
         now = self.clock()
         pause = retry_after if retry_after is not None else fallback
         self.paused_until = max(self.paused_until, now + pause)
-        repeated = now - self.last_429 < 2.0
         self.last_429 = now
-        if repeated and now - self.last_decrease > 1.0:
+        if sent_at < self._reacted_at:
+            return
+        self._reacted_at = now
+        self.episodes += 1
+        self._recent_episodes.append(now)
+        while self._recent_episodes[0] < now - EPISODE_MEMORY_SECONDS:
+            self._recent_episodes.popleft()
+        log.info("429 from Sinch: every worker pauses %.2f s", pause)
+        if len(self._recent_episodes) >= PERSISTENT_EPISODES and now - self.last_decrease > 1.0:
             self._set_rate(max(self.rate * DECREASE_FACTOR, self.configured_rate * MIN_RATE_SHARE))
             self.last_decrease = now
             self.rate_cuts += 1

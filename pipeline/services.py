@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -36,6 +37,12 @@ def serve_asgi(app: Any, *, host: str, port: int, fd: int | None = None) -> None
     """Serve `app` with uvicorn (uvloop + httptools) until SIGTERM/SIGINT, then shut down
     gracefully: the app's lifespan closes (the receiver flushes and seals its segment)."""
     import uvicorn
+
+    # Long-lived servers: move startup objects out of the collector's sight and collect young
+    # objects less often, so no collection pause stalls the loop for milliseconds (the
+    # simulator's rate window and the receiver's acknowledgement latency both notice).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
     config = uvicorn.Config(
         app,

@@ -166,7 +166,7 @@ async def submit(
     summary.not_sent = total - stats.accepted - stats.failed
     summary.answers = dict(stats.answers)
     summary.seconds = time.monotonic() - started
-    summary.rate_per_second = stats.sent / summary.seconds if summary.seconds else 0.0
+    summary.rate_per_second = stats.sending_rate()
     summary.interrupted = stop.is_set() and summary.not_sent > 0
     log_fields(
         log,

@@ -327,6 +327,15 @@ class Simulator:
         self.state.expire_tokens()
         return JSONResponse({"expired": len(self.state.tokens)})
 
+    async def arrivals(self, request: Request) -> Response:
+        """The latest API arrival times (CLOCK_MONOTONIC seconds): pacing diagnostics."""
+        return JSONResponse({"clock": "monotonic", "arrivals": list(self.state.limit.recent)})
+
+    async def reset_stats(self, request: Request) -> Response:
+        """Zero the counters and the rate window (benchmarks measure one phase at a time)."""
+        self.state.reset_counters()
+        return JSONResponse({"reset": True})
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -429,6 +438,8 @@ def create_app(settings: SimulatorSettings) -> Starlette:
         Route("/_sim/stats", sim.stats, methods=["GET"]),
         Route("/_sim/control", sim.control, methods=["POST"]),
         Route("/_sim/expire-tokens", sim.expire_tokens, methods=["POST"]),
+        Route("/_sim/reset", sim.reset_stats, methods=["POST"]),
+        Route("/_sim/arrivals", sim.arrivals, methods=["GET"]),
         Route("/healthz", sim.health, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

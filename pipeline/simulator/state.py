@@ -59,7 +59,9 @@ class SimState:
         self.contacts: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, float] = {}
         self.request_ids: set[str] = set()
-        self.checks_per_identity: Counter[tuple[str, str]] = Counter()
+        # Keyed by a string, not a tuple: strings are not tracked by the garbage collector, so
+        # millions of entries do not make full collections (and loop stalls) long.
+        self.checks_per_identity: Counter[str] = Counter()
         self.clock_skew_seconds = 0.0
         self.started = time.monotonic()
 
@@ -104,8 +106,14 @@ class SimState:
         return contact
 
     def nth_check(self, channel: str, identity: str) -> int:
-        self.checks_per_identity[(channel, identity)] += 1
-        return self.checks_per_identity[(channel, identity)]
+        key = f"{channel}|{identity}"
+        self.checks_per_identity[key] += 1
+        return self.checks_per_identity[key]
+
+    def reset_counters(self) -> None:
+        self.stats = Stats(tokens_issued=self.stats.tokens_issued)
+        self.limit = SlidingWindowLimit(self.settings.rate_limit)
+        self.request_ids.clear()
 
     def snapshot(self, pending: int) -> dict[str, Any]:
         stats = asdict(self.stats)

@@ -14,12 +14,15 @@ class SlidingWindowLimit:
         self.window = window
         self._admitted: deque[float] = deque()
         self._arrived: deque[float] = deque()
+        # The latest arrival times (monotonic clock), for /_sim/arrivals: timing diagnostics.
+        self.recent: deque[float] = deque(maxlen=100_000)
         self.max_arrivals_in_window = 0
 
     def arrive(self, now: float) -> bool:
         """Count one arrival at `now`; True if it is admitted under the limit."""
         self._trim(self._arrived, now)
         self._arrived.append(now)
+        self.recent.append(now)
         self.max_arrivals_in_window = max(self.max_arrivals_in_window, len(self._arrived))
         self._trim(self._admitted, now)
         if self.limit > 0 and len(self._admitted) >= self.limit:
