@@ -219,6 +219,7 @@ async def _exchange(
             stop=stop,
             deadline_seconds=options.deadline_seconds,
             console=console,
+            requery=True,
         )
         ledger.record_step(
             conn,

@@ -275,7 +275,7 @@ def submit(config_path: Path, run_id: str) -> None:
             await audit.register_webhook(live)
             summary = await steps.submit(conn, run_id, live, stop=stop, console=console)
             if settings.sinch.embedded:
-                await steps.collect(conn, run_id, live, stop=stop, console=console)
+                await steps.collect(conn, run_id, live, stop=stop, console=console, requery=True)
             return summary
 
         _print_json(asyncio.run(work()))

@@ -43,6 +43,14 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
             f"Sent {s.accepted + s.failed:,} requests in {s.seconds:.1f}s "
             f"({s.rate_per_second:.1f}/s): {s.accepted:,} accepted, {s.failed:,} failed"
         )
+    if result.collect is not None:
+        lag = result.collect.lag
+        if lag.get("p50_seconds") is not None:
+            console.print(
+                f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
+                f"p95 {lag['p95_seconds']:.2f}s; {result.collect.requeried:,} transient "
+                "failures re-queried"
+            )
     if result.collect is not None and result.collect.deadline_passed:
         console.print(
             f"Deadline passed with {result.collect.outstanding:,} targets unanswered "

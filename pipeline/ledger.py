@@ -120,35 +120,115 @@ def mark_reuse(
     )
 
 
+# One request per contact: its identities when it has any, else its contact_id (reference §1).
+INSERT_REQUESTS = """
+INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, planned_at,
+    requery_of)
+SELECT $run_id, request_id, contact_key,
+    json_object('app_id', $app_id, 'recipient', recipient, 'request_id', request_id),
+    channels, 'planned', $now, requery_of
+FROM (
+    SELECT contact_key, uuidv7()::VARCHAR AS request_id, any_value(requery_of) AS requery_of,
+        CASE WHEN count(identity) > 0 THEN json_object('identified_by', json_object(
+            'channel_identities', to_json(list({'channel': channel, 'identity': identity}
+                ORDER BY channel) FILTER (WHERE identity IS NOT NULL))))
+        ELSE json_object('contact_id', any_value(contact_id)) END AS recipient,
+        list(channel ORDER BY channel) AS channels
+    FROM (ASKED)
+    GROUP BY contact_key
+)
+"""
+
+# Targets to query that have no request yet.
+FIRST_ASKS = """
+SELECT contact_key, contact_id, channel, identity, NULL::VARCHAR AS requery_of
+FROM targets t
+WHERE run_id = $run_id AND action = 'query' AND NOT EXISTS (
+    SELECT 1 FROM requests r WHERE r.run_id = $run_id AND r.contact_key = t.contact_key)
+"""
+
+# Targets whose first answer reported a transient failure and that were not re-asked yet.
+TRANSIENT_ASKS = f"""
+SELECT t.contact_key, t.contact_id, t.channel, t.identity, r.request_id AS requery_of
+FROM targets t
+JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key AND r.requery_of IS NULL
+JOIN notifications n ON n.request_id = r.request_id AND n.channel IN (t.channel, '')
+WHERE t.run_id = $run_id AND t.action = 'query'
+  AND n.reason_code IN ({_quoted(sorted(TRANSIENT_REASONS))})
+  AND NOT EXISTS (SELECT 1 FROM requests q WHERE q.run_id = $run_id AND q.requery_of = r.request_id)
+"""
+
+
+def _insert_requests(
+    conn: duckdb.DuckDBPyConnection, asked: str, run_id: str, app_id: str, now: datetime
+) -> int:
+    count_sql = "SELECT count(*) FROM requests WHERE run_id = $run_id"
+    before = _count(conn, count_sql, {"run_id": run_id})
+    conn.execute(
+        INSERT_REQUESTS.replace("ASKED", asked),
+        {"run_id": run_id, "app_id": app_id, "now": now},
+    )
+    return _count(conn, count_sql, {"run_id": run_id}) - before
+
+
 def plan_requests(
     conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime
 ) -> int:
     """One request per contact with targets to query and no request yet; returns how many."""
-    params = {"run_id": run_id, "app_id": app_id, "now": now}
-    count_sql = "SELECT count(*) FROM requests WHERE run_id = $run_id"
-    before = _count(conn, count_sql, {"run_id": run_id})
-    conn.execute(
+    return _insert_requests(conn, FIRST_ASKS, run_id, app_id, now)
+
+
+def plan_requeries(
+    conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime
+) -> int:
+    """Ask once more, within the run, for channels whose answer reported a transient failure
+    (RATE_LIMITED, INTERNAL_ERROR, CHANNEL_FAILURE); a re-query is never re-queried."""
+    return _insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now)
+
+
+def accept_answered(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Mark planned requests that already have callbacks as accepted (a crash came between
+    Sinch accepting them and the ledger hearing of it): they must not be sent again."""
+    row = conn.execute(
         """
-        INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, planned_at)
-        SELECT $run_id, request_id, contact_key,
-            json_object('app_id', $app_id, 'recipient', recipient, 'request_id', request_id),
-            channels, 'planned', $now
+        INSERT INTO request_events
+        SELECT r.run_id, r.request_id, 'accepted', greatest(r.attempts, 1), 200,
+            NULL, NULL, min(n.received_at), now()
+        FROM requests r JOIN notifications n ON n.request_id = r.request_id
+        WHERE r.run_id = $run_id AND r.state = 'planned'
+        GROUP BY ALL
+        """,
+        {"run_id": run_id},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def callback_lag(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | None]:
+    """Seconds from acceptance to callback (p50, p95) and the callback arrival rate."""
+    row = conn.execute(
+        """
+        SELECT quantile_cont(lag, 0.5), quantile_cont(lag, 0.95), count(*),
+            epoch(max(received_at)) - epoch(min(received_at)),
+            count(DISTINCT request_id), epoch(max(accepted_at)) - epoch(min(accepted_at))
         FROM (
-            SELECT contact_key, uuidv7()::VARCHAR AS request_id,
-                CASE WHEN count(identity) > 0 THEN json_object('identified_by', json_object(
-                    'channel_identities', to_json(list({'channel': channel, 'identity': identity}
-                        ORDER BY channel) FILTER (WHERE identity IS NOT NULL))))
-                ELSE json_object('contact_id', any_value(contact_id)) END AS recipient,
-                list(channel ORDER BY channel) AS channels
-            FROM targets t
-            WHERE run_id = $run_id AND action = 'query' AND NOT EXISTS (
-                SELECT 1 FROM requests r WHERE r.run_id = $run_id AND r.contact_key = t.contact_key)
-            GROUP BY contact_key
+            SELECT n.request_id, n.received_at, r.accepted_at,
+                epoch(n.received_at) - epoch(r.accepted_at) AS lag
+            FROM requests r JOIN notifications n ON n.request_id = r.request_id
+            WHERE r.run_id = $run_id AND r.state = 'accepted'
         )
         """,
-        params,
-    )
-    return _count(conn, count_sql, {"run_id": run_id}) - before
+        {"run_id": run_id},
+    ).fetchone()
+    if not row or not row[2]:
+        return {"p50_seconds": None, "p95_seconds": None, "callbacks_per_second": None,
+                "queries_per_second": None}  # fmt: skip
+    callbacks, span, requests, sending = int(row[2]), row[3] or 0.0, int(row[4]), row[5] or 0.0
+    return {
+        "p50_seconds": round(float(row[0]), 3),
+        "p95_seconds": round(float(row[1]), 3),
+        "callbacks_per_second": round(callbacks / span, 1) if span > 0 else None,
+        "queries_per_second": round(requests / sending, 1) if sending > 0 else None,
+    }
 
 
 def plan_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> PlanSummary:

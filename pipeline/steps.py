@@ -28,6 +28,7 @@ from pipeline.warehouse import run_models
 
 log = logging.getLogger(__name__)
 LEDGER_FLUSH_SECONDS = 0.25
+INGEST_WHILE_SENDING_SECONDS = 5.0
 
 
 def load(
@@ -119,16 +120,45 @@ class EventBuffer:
         self._cursor.close()
 
 
+class CallbackWatch:
+    """Ingests landed callbacks now and then while requests go out: the progress shows how
+    many arrived, and collect has less left to do."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
+        self._cursor = conn.cursor()
+        self._landing = landing
+        self.received = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(INGEST_WHILE_SENDING_SECONDS)
+            stats = await asyncio.to_thread(ingest_landing, self._cursor, self._landing)
+            self.received += stats.notifications_new
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
 @dataclass
 class SubmitSummary:
     planned: int = 0
     accepted: int = 0
     failed: int = 0
     not_sent: int = 0
+    accepted_by_callback: int = 0
     answers: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     rate_per_second: float = 0.0
+    rate_cuts: int = 0
     interrupted: bool = False
+
+
+def prepare_resume(conn: duckdb.DuckDBPyConnection, run_id: str, landing: Path) -> int:
+    """Before sending: ingest what landed, and never re-send a request Sinch already answered."""
+    ingest_landing(conn, landing)
+    answered = ledger.accept_answered(conn, run_id)
+    ledger.fold_events(conn, run_id)
+    return answered
 
 
 async def submit(
@@ -140,10 +170,11 @@ async def submit(
     console: bool,
 ) -> SubmitSummary:
     """Send every planned request of the run; outcomes go to the ledger as they come."""
-    ledger.fold_events(conn, run_id)
+    landing = Path(settings.receiver.landing_dir)
+    summary = SubmitSummary(accepted_by_callback=prepare_resume(conn, run_id, landing))
     total = ledger.request_counts(conn, run_id).get(ledger.PLANNED, 0)
-    summary = SubmitSummary(planned=total)
-    buffer = EventBuffer(conn, run_id)
+    summary.planned = total
+    buffer, watch = EventBuffer(conn, run_id), CallbackWatch(conn, landing)
     started = time.monotonic()
     async with SinchClient(
         settings.sinch, settings.secrets, max_connections=settings.dispatch.max_in_flight
@@ -151,7 +182,8 @@ async def submit(
         dispatcher = Dispatcher(client, settings.dispatch, record=buffer.add)
         helpers = [
             asyncio.create_task(buffer.run()),
-            asyncio.create_task(_show_progress(dispatcher.stats, total, console)),
+            asyncio.create_task(watch.run()),
+            asyncio.create_task(_show_progress(dispatcher.stats, watch, total, console)),
         ]
         try:
             stats = await dispatcher.run(ledger.pending_requests(conn, run_id), stop)
@@ -161,25 +193,23 @@ async def submit(
             await asyncio.gather(*helpers, return_exceptions=True)
             await buffer.flush()
             buffer.close()
+            watch.close()
     ledger.fold_events(conn, run_id)
     summary.accepted, summary.failed = stats.accepted, stats.failed
     summary.not_sent = total - stats.accepted - stats.failed
     summary.answers = dict(stats.answers)
     summary.seconds = time.monotonic() - started
     summary.rate_per_second = stats.sending_rate()
+    summary.rate_cuts = dispatcher.pacer.rate_cuts
     summary.interrupted = stop.is_set() and summary.not_sent > 0
-    log_fields(
-        log,
-        "submit finished",
-        accepted=summary.accepted,
-        failed=summary.failed,
-        not_sent=summary.not_sent,
-        rate=f"{summary.rate_per_second:.1f}/s",
-    )
+    log_fields(log, "submit finished", accepted=summary.accepted, failed=summary.failed,
+               not_sent=summary.not_sent, rate=f"{summary.rate_per_second:.1f}/s")  # fmt: skip
     return summary
 
 
-async def _show_progress(stats: DispatchStats, total: int, console: bool) -> None:
+async def _show_progress(
+    stats: DispatchStats, watch: CallbackWatch, total: int, console: bool
+) -> None:
     stats.total = total
     with StepProgress("submit", total, console=console) as progress:
         while True:
@@ -189,6 +219,7 @@ async def _show_progress(stats: DispatchStats, total: int, console: bool) -> Non
                 accepted=stats.accepted,
                 failed=stats.failed,
                 retrying=stats.retrying,
+                callbacks=watch.received,
             )
             await asyncio.sleep(0.5)
 
@@ -199,19 +230,29 @@ async def _show_progress(stats: DispatchStats, total: int, console: bool) -> Non
 @dataclass
 class CollectSummary:
     outstanding: int = 0
+    requeried: int = 0
     ingested: IngestStats = field(default_factory=IngestStats)
     waited_seconds: float = 0.0
     deadline_passed: bool = False
+    lag: dict[str, float | None] = field(default_factory=dict)
 
 
+# A target waits for the newest request that asked for its channel (a re-query replaces the
+# first ask); it is outstanding while that request is accepted and its callback has not landed.
 OUTSTANDING_SQL = """
-SELECT count(*) FROM targets t
-WHERE t.run_id = $run_id AND t.action = 'query'
-  AND EXISTS (SELECT 1 FROM requests r
-              WHERE r.run_id = $run_id AND r.contact_key = t.contact_key AND r.state = 'accepted')
-  AND NOT EXISTS (SELECT 1 FROM requests r JOIN notifications n ON n.request_id = r.request_id
-                  WHERE r.run_id = $run_id AND r.contact_key = t.contact_key
-                    AND n.channel IN (t.channel, ''))
+WITH latest AS (
+    SELECT t.contact_key, t.channel, max(r.request_id) AS request_id,
+        arg_max(r.state, r.request_id) AS state
+    FROM targets t
+    JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key
+        AND list_contains(r.channels, t.channel)
+    WHERE t.run_id = $run_id AND t.action = 'query'
+    GROUP BY t.contact_key, t.channel
+)
+SELECT count(*) FROM latest l
+WHERE l.state = 'accepted' AND NOT EXISTS (
+    SELECT 1 FROM notifications n
+    WHERE n.request_id = l.request_id AND n.channel IN (l.channel, ''))
 """
 
 
@@ -235,36 +276,64 @@ async def collect(
     deadline_seconds: float | None = None,
     stop: asyncio.Event,
     console: bool,
+    requery: bool = False,
 ) -> CollectSummary:
-    """Ingest landed callbacks until every accepted target is answered or the deadline passes."""
+    """Ingest landed callbacks until every accepted target is answered or the deadline passes.
+
+    With `requery` (a live Sinch session), channels whose answer reported a transient failure
+    are asked once more and waited for.
+    """
     deadline = settings.collect.deadline_seconds if deadline_seconds is None else deadline_seconds
     landing = Path(settings.receiver.landing_dir)
     summary = CollectSummary()
     started = time.monotonic()
-    ends_at = max(_last_acceptance(conn, run_id), time.time() - 1) + deadline
     expected = None
     with StepProgress("collect", None, console=console) as progress:
         while True:
             _add(summary.ingested, ingest_landing(conn, landing))
+            if requery and settings.dispatch.requery_transient:
+                summary.requeried += await _requery_transient(conn, run_id, settings, stop)
             summary.outstanding = outstanding_targets(conn, run_id)
-            expected = expected if expected is not None else summary.outstanding
+            expected = max(expected or 0, summary.outstanding)
             progress.total = expected
             progress.update(expected - summary.outstanding, outstanding=summary.outstanding)
             if summary.outstanding == 0 or stop.is_set():
                 break
-            if time.time() >= ends_at:
+            if time.time() >= _last_acceptance(conn, run_id) + deadline:
                 summary.deadline_passed = True
                 break
             await asyncio.sleep(settings.collect.poll_interval_seconds)
     summary.waited_seconds = time.monotonic() - started
-    log_fields(
-        log,
-        "collect finished",
-        outstanding=summary.outstanding,
-        notifications=summary.ingested.notifications_new,
-        deadline_passed=summary.deadline_passed,
-    )
+    summary.lag = ledger.callback_lag(conn, run_id)
+    _warn_if_callbacks_lag(summary.lag, settings)
+    log_fields(log, "collect finished", outstanding=summary.outstanding,
+               notifications=summary.ingested.notifications_new, requeried=summary.requeried,
+               lag_p50=summary.lag.get("p50_seconds"), lag_p95=summary.lag.get("p95_seconds"),
+               deadline_passed=summary.deadline_passed)  # fmt: skip
     return summary
+
+
+async def _requery_transient(
+    conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, stop: asyncio.Event
+) -> int:
+    planned = ledger.plan_requeries(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
+    if planned:
+        log_fields(log, "re-querying transient failures once", requests=planned)
+        await submit(conn, run_id, settings, stop=stop, console=False)
+    return planned
+
+
+def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> None:
+    """Callbacks much slower than queries build a backlog at Sinch (25/s per app by default)."""
+    callbacks, queries = lag.get("callbacks_per_second"), lag.get("queries_per_second")
+    channels = max(1, len(settings.contacts.phone_channels))
+    if callbacks and queries and callbacks < 0.5 * queries * channels:
+        log.warning(
+            "callbacks arrived at %.1f/s while queries asked for %.1f/s: Sinch queues the rest "
+            "(its default is 25 callbacks/s per app). Lower [dispatch] rate_per_second or raise "
+            "the app's webhook rate limit; p95 callback lag %.1f s",
+            callbacks, queries * channels, lag.get("p95_seconds") or 0.0,
+        )  # fmt: skip
 
 
 def _add(total: IngestStats, more: IngestStats) -> None:

@@ -78,20 +78,33 @@ class Simulator:
 
     def api(self, handler: Handler) -> Handler:
         async def gated(request: Request) -> Response:
+            state = self.state
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                return await admit(request)
+            finally:
+                state.in_flight -= 1
+
+        async def admit(request: Request) -> Response:
             settings = self.state.settings
             admitted = self.state.limit.arrive(time.monotonic())
             if settings.latency_ms > 0:
                 await asyncio.sleep(settings.latency_ms / 1000)
             if not admitted:
                 return self._too_many_requests()
-            if self._rng.random() < settings.fault_drop_rate:
-                return DropConnectionResponse()
             if self._rng.random() < settings.fault_5xx_rate:
                 return sinch_error(503, "UNAVAILABLE", "The service is temporarily unavailable")
             refusal = self._authenticate(request)
             if refusal is None:
                 refusal = self._check_project(request.path_params.get("project_id", ""))
-            return refusal or await handler(request)
+            answer = refusal or await handler(request)
+            if self._rng.random() < settings.fault_drop_rate:
+                # The request was handled (a query was accepted), but the answer is lost: the
+                # client cannot know, and a retry makes Sinch run the check twice.
+                self.state.stats.answers_dropped += 1
+                return DropConnectionResponse()
+            return answer
 
         return gated
 

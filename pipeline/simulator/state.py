@@ -38,6 +38,7 @@ class Stats:
     queries_accepted: int = 0
     queries_refused: Counter[str] = field(default_factory=Counter)
     request_ids_repeated: int = 0
+    answers_dropped: int = 0
     checks: int = 0
     callbacks_generated: int = 0
     callbacks_dropped: int = 0
@@ -63,6 +64,8 @@ class SimState:
         # millions of entries do not make full collections (and loop stalls) long.
         self.checks_per_identity: Counter[str] = Counter()
         self.clock_skew_seconds = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.started = time.monotonic()
 
     # -- tokens -------------------------------------------------------------------------------
@@ -114,6 +117,7 @@ class SimState:
         self.stats = Stats(tokens_issued=self.stats.tokens_issued)
         self.limit = SlidingWindowLimit(self.settings.rate_limit)
         self.request_ids.clear()
+        self.max_in_flight = self.in_flight
 
     def snapshot(self, pending: int) -> dict[str, Any]:
         stats = asdict(self.stats)
@@ -121,6 +125,7 @@ class SimState:
         stats["callbacks_due"] = self.stats.callbacks_generated - self.stats.callbacks_dropped
         stats["callbacks_pending"] = pending
         stats["max_requests_in_1s_window"] = self.limit.max_arrivals_in_window
+        stats["max_requests_in_flight"] = self.max_in_flight
         stats["webhooks"] = len(self.webhooks)
         stats["contacts"] = len(self.contacts)
         return stats

@@ -9,6 +9,7 @@ tests pass `httpx.MockTransport` or `httpx.ASGITransport(simulator_app)`.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,9 @@ from pipeline.sinch.models import parse_error
 from pipeline.sinch.transport import AiohttpTransport
 
 JSON = {"Content-Type": "application/json"}
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+ADMIN_ATTEMPTS = 4
+ADMIN_BACKOFF_SECONDS = 0.25
 Gate = Callable[[], Awaitable[None]]
 CAPABILITY_TRIGGER = "CAPABILITY"
 
@@ -129,8 +133,20 @@ class SinchClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _call(self, method: str, url: str, body: Any = None) -> dict[str, Any]:
+        """An admin call (webhooks, contacts): retried briefly on 429, 5xx and lost answers."""
         content = orjson.dumps(body) if body is not None else b""
-        response = await self._send(method, httpx.URL(url), content)
+        for attempt in range(1, ADMIN_ATTEMPTS + 1):
+            try:
+                response = await self._send(method, httpx.URL(url), content)
+            except SinchTransportError:
+                if attempt == ADMIN_ATTEMPTS:
+                    raise
+                await asyncio.sleep(ADMIN_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                continue
+            if response.status_code not in RETRYABLE or attempt == ADMIN_ATTEMPTS:
+                break
+            wait = retry_after_seconds(response)
+            await asyncio.sleep(wait if wait is not None else ADMIN_BACKOFF_SECONDS * 2**attempt)
         if response.status_code >= 400:
             code, message = parse_error(response.content)
             raise SinchApiError(response.status_code, message, code=code, body=response.text[:2000])

@@ -1,0 +1,133 @@
+"""Breaking runs on purpose: a refusing API, and kill -9 in the middle of submission."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from tests.conftest import REPO, receiver, service_env, sim_stats, simulator, wait_for, write_config
+from tests.e2e.test_audit import capaudit, small_sample
+
+
+def live_env(sim_url: str, receiver_url: str) -> dict[str, str]:
+    return {
+        "CAPAUDIT_SINCH__BASE_URL": sim_url,
+        "CAPAUDIT_SINCH__TOKEN_URL": f"{sim_url}/oauth2/token",
+        "CAPAUDIT_RECEIVER__PUBLIC_URL": f"{receiver_url}/callbacks/sinch",
+    }
+
+
+def test_requests_that_never_get_through_are_request_failed(tmp_path: Path) -> None:
+    contacts = small_sample(tmp_path, 20)
+    config = write_config(
+        tmp_path / "c.toml", tmp_path,
+        dispatch={"max_attempts": 2, "backoff_base_seconds": 0.05},
+        simulator={"fault_5xx_rate": 1.0, "latency_ms": 1},
+        collect={"deadline_seconds": 2},
+    )  # fmt: skip
+    with simulator(config) as sim_url, receiver(config) as receiver_url:
+        # No webhook secret: the run registers no webhook (nothing would be called back anyway).
+        env = live_env(sim_url, receiver_url) | {"CAPAUDIT_WEBHOOK_SECRET": ""}
+        done = capaudit("run", "--config", str(config), "--contacts", str(contacts),
+                        "--run-id", "fail", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr  # a report was written: failures are reported
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT status, error, count(*) FROM capability WHERE run_id = 'fail' GROUP BY ALL"
+        ).fetchall()
+    assert len(rows) == 1
+    status, error, _ = rows[0]
+    assert status == "REQUEST_FAILED"
+    assert "gave up after 2 attempts: 503 UNAVAILABLE" in error
+
+
+def test_kill_9_mid_submission_then_resume(tmp_path: Path) -> None:
+    contacts = small_sample(tmp_path, 600)
+    config = write_config(
+        tmp_path / "c.toml", tmp_path,
+        dispatch={"rate_per_second": 120.0, "max_in_flight": 16},
+        simulator={"latency_ms": 20, "webhook_rate": 3000, "callback_delay_ms": 50},
+        collect={"deadline_seconds": 30},
+    )  # fmt: skip
+    with simulator(config) as sim_url, receiver(config) as receiver_url:
+        env = {**service_env(), "PATH": "/usr/bin:/bin", **live_env(sim_url, receiver_url)}
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "--config", str(config),
+             "--contacts", str(contacts), "--run-id", "k9"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: sim_stats(sim_url)["queries_accepted"] >= 200, timeout=60)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        accepted_before = sim_stats(sim_url)["queries_accepted"]
+        assert accepted_before < 600, "the run finished before it could be killed"
+        time.sleep(0.5)
+        done = capaudit("run", "--config", str(config), "--resume", "--run-id", "k9",
+                        env=live_env(sim_url, receiver_url))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        stats = sim_stats(sim_url)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        targets = conn.execute("SELECT count(*) FROM targets WHERE run_id = 'k9'").fetchone()
+        capability = conn.execute(
+            "SELECT count(*), count(DISTINCT (contact_key, channel)) FROM capability "
+            "WHERE run_id = 'k9'"
+        ).fetchone()
+        requests = conn.execute(
+            "SELECT count(*), count(DISTINCT request_id), count(DISTINCT contact_key) "
+            "FROM requests WHERE run_id = 'k9' AND requery_of IS NULL"
+        ).fetchone()
+        states = dict(conn.execute(
+            "SELECT state, count(*) FROM requests WHERE run_id = 'k9' GROUP BY state"
+        ).fetchall())  # fmt: skip
+        no_response = conn.execute(
+            "SELECT count(*) FROM capability WHERE run_id = 'k9' AND status = 'NO_RESPONSE'"
+        ).fetchone()
+        run_status = conn.execute("SELECT status FROM runs WHERE run_id = 'k9'").fetchone()
+    assert capability == (targets[0], targets[0])  # every target exactly once
+    assert requests[0] == requests[1] == requests[2]  # one request per contact, no id twice
+    assert set(states) == {"accepted"}
+    assert no_response == (0,)
+    assert run_status == ("succeeded",)
+    # Only requests in flight at the kill can have been sent twice (same request_id).
+    assert stats["request_ids_repeated"] <= 16
+    first_asks = stats["queries_accepted"] - stats["request_ids_repeated"]
+    assert first_asks >= requests[0]
+
+
+def test_sigterm_stops_sending_exits_3_and_resume_completes(tmp_path: Path) -> None:
+    contacts = small_sample(tmp_path, 600)
+    config = write_config(
+        tmp_path / "c.toml", tmp_path,
+        dispatch={"rate_per_second": 120.0},
+        simulator={"latency_ms": 20, "webhook_rate": 3000, "callback_delay_ms": 50},
+        collect={"deadline_seconds": 30},
+    )  # fmt: skip
+    with simulator(config) as sim_url, receiver(config) as receiver_url:
+        env = {**service_env(), "PATH": "/usr/bin:/bin", **live_env(sim_url, receiver_url)}
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "--config", str(config),
+             "--contacts", str(contacts), "--run-id", "term"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: sim_stats(sim_url)["queries_accepted"] >= 150, timeout=60)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 3, stderr
+        assert "capaudit run --resume --run-id term" in stderr
+        sent_at_stop = sim_stats(sim_url)["queries_accepted"]
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+            recorded = conn.execute(
+                "SELECT count(*) FROM requests WHERE run_id = 'term' AND state = 'accepted'"
+            ).fetchone()
+            status = conn.execute("SELECT status FROM runs WHERE run_id = 'term'").fetchone()
+        assert recorded == (sent_at_stop,)  # the ledger was flushed before exiting
+        assert status == ("interrupted",)
+        done = capaudit("run", "--config", str(config), "--resume", "--run-id", "term",
+                        env=live_env(sim_url, receiver_url))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert sim_stats(sim_url)["request_ids_repeated"] == 0  # nothing was sent twice

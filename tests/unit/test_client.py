@@ -1,0 +1,68 @@
+"""The Sinch client at its edges: Retry-After forms, regions, Basic auth, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+
+import httpx
+import pytest
+
+from pipeline.errors import ConfigError, SinchTransportError
+from pipeline.settings import Secret, Secrets, SinchSettings
+from pipeline.sinch.client import SinchClient, retry_after_seconds
+
+KEYS = Secrets(Secret("id"), Secret("secret"), ())
+
+
+def answer(retry_after: str) -> httpx.Response:
+    return httpx.Response(429, headers={"Retry-After": retry_after})
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    assert retry_after_seconds(answer("7")) == 7.0
+    when = email.utils.formatdate(1_000_030, usegmt=True)
+    assert retry_after_seconds(answer(when), now=1_000_000) == pytest.approx(30.0)
+    assert retry_after_seconds(answer("soon")) is None
+    assert retry_after_seconds(httpx.Response(429)) is None
+
+
+def test_region_gives_the_base_url() -> None:
+    assert SinchSettings(base_url="", region="us").api_base_url() == (
+        "https://us.conversation.api.sinch.com"
+    )
+    assert SinchSettings(base_url="http://127.0.0.1:9/").api_base_url() == "http://127.0.0.1:9"
+
+
+def test_basic_auth_sends_the_access_key() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, json={"request_id": "r"})
+
+    async def main() -> None:
+        sinch = SinchSettings(base_url="http://sinch.test", auth="basic")
+        async with SinchClient(sinch, KEYS, transport=httpx.MockTransport(handler)) as client:
+            assert (await client.query(b"{}")).accepted
+
+    asyncio.run(main())
+    assert seen == ["Basic aWQ6c2VjcmV0"]  # base64("id:secret")
+
+
+def test_no_answer_becomes_a_transport_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    async def main() -> None:
+        sinch = SinchSettings(base_url="http://sinch.test", auth="basic")
+        async with SinchClient(sinch, KEYS, transport=httpx.MockTransport(handler)) as client:
+            with pytest.raises(SinchTransportError, match="RemoteProtocolError"):
+                await client.query(b"{}")
+
+    asyncio.run(main())
+
+
+def test_missing_credentials_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="SINCH_KEY_ID"):
+        SinchClient(SinchSettings(), Secrets(None, None, ()))

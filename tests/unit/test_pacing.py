@@ -1,0 +1,71 @@
+"""The pacer's 429 logic with an injected clock: one episode pauses, persistence slows down."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipeline.pacing import Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_retry_after_pauses_every_worker() -> None:
+    clock = Clock()
+    pacer = Pacer(100, clock=clock)
+    pacer.too_many_requests(2.5, 0.1, sent_at=clock.now - 0.05)
+    assert pacer.paused_until == clock.now + 2.5
+    assert pacer.rate == 100  # one episode is not persistence
+
+
+def test_without_retry_after_the_back_off_is_the_pause() -> None:
+    clock = Clock()
+    pacer = Pacer(100, clock=clock)
+    pacer.too_many_requests(None, 0.7, sent_at=clock.now)
+    assert pacer.paused_until == clock.now + 0.7
+
+
+def test_429s_of_requests_sent_before_the_reaction_are_one_episode() -> None:
+    clock = Clock()
+    pacer = Pacer(100, clock=clock)
+    sent = clock.now - 0.1
+    for _ in range(50):  # every request in flight gets its 429
+        pacer.too_many_requests(1.0, 0.1, sent_at=sent)
+        clock.now += 0.001
+    assert (pacer.episodes, pacer.rate_cuts, pacer.rate) == (1, 0, 100)
+
+
+def test_persistent_429s_cut_the_rate_and_quiet_restores_it() -> None:
+    clock = Clock()
+    pacer = Pacer(100, clock=clock)
+    pacer.too_many_requests(1.0, 0.1, sent_at=clock.now)
+    clock.now += 1.5  # the pause is over; a request sent now is refused again
+    pacer.too_many_requests(1.0, 0.1, sent_at=clock.now)
+    assert pacer.rate_cuts == 1
+    assert pacer.rate == 70
+    clock.now += 3.0  # quiet: additive recovery of 5% of the configured rate per second
+    pacer._recover()
+    assert 84 <= pacer.rate <= 86
+    clock.now += 10.0
+    pacer._recover()
+    assert pacer.rate == 100
+
+
+def test_the_window_guard_admits_at_most_the_rate_per_window() -> None:
+    async def main() -> list[float]:
+        pacer = Pacer(50, window_margin=0.0)
+        loop = asyncio.get_running_loop()
+        sent = []
+        for _ in range(120):
+            await pacer.acquire()
+            sent.append(loop.time())
+        return sent
+
+    sent = asyncio.run(main())
+    most = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
+    assert most <= 50
