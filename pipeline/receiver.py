@@ -70,6 +70,7 @@ class ReceiverConfig:
             "commit_window_seconds": settings.group_commit_ms / 1000,
             "segment_max_bytes": settings.segment_max_bytes,
             "segment_max_age_seconds": settings.segment_max_age_seconds,
+            "durable": settings.durable,
         }
         return cls(**(values | overrides))  # type: ignore[arg-type]
 

@@ -64,6 +64,10 @@ def serve_asgi(app: Any, *, host: str, port: int, fd: int | None = None) -> None
 def bind_loopback() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # A socket handed over by descriptor does not get asyncio's automatic TCP_NODELAY (its
+    # protocol field reads 0), and Nagle plus delayed ACKs then add ~40 ms to every answer.
+    # Accepted connections inherit the option from the listening socket.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
     sock.set_inheritable(True)

@@ -99,6 +99,7 @@ class ReceiverSettings:
     segment_max_bytes: int = 64 * 1024 * 1024
     segment_max_age_seconds: float = 300.0
     insecure: bool = False
+    durable: bool = True  # false skips fsync: only to measure what durability costs
 
 
 @dataclass(frozen=True)
