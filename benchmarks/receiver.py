@@ -78,7 +78,7 @@ async def send_all(url: str, signed: list[tuple[bytes, dict[str, str]]]) -> dict
 
 def sender_process(url: str) -> dict[str, float]:
     """Run the senders in their own process (the receiver gets a core of its own)."""
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "benchmarks.receiver", "--send", url],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
