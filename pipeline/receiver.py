@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
@@ -189,6 +190,7 @@ class Receiver:
     async def health(self, request: Request) -> Response:
         body = {
             "ok": True,
+            "pid": os.getpid(),
             "writer": self.writer.writer_id,
             "segment": self.writer.segment_path.name,
         }
