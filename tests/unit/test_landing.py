@@ -1,0 +1,104 @@
+"""Landing segments: rotation by size and age, atomic close, torn lines, idempotent ingest."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from pipeline.landing.ingest import ingest_landing
+from pipeline.landing.segments import CLOSED_SUFFIX, KIND_CAPABILITY, encode_line, list_segments
+from pipeline.landing.writer import LandingWriter
+from pipeline.warehouse import open_warehouse
+
+
+def line(n: int, channel: str = "SMS") -> bytes:
+    body = orjson.dumps({"capability_notification": {
+        "request_id": f"r{n}", "channel": channel, "identity": "+46 70 123 45 67",
+        "capability_status": "NO_CAPABILITY", "reason": {"code": "RECIPIENT_NOT_REACHABLE"}}})  # fmt: skip
+    return encode_line(body, f"nonce-{n}", "w1", KIND_CAPABILITY, datetime.now(UTC))
+
+
+def write(directory: Path, lines: list[bytes], **options: float) -> LandingWriter:
+    """Append `lines` one after another (each its own commit), then close."""
+
+    async def main() -> LandingWriter:
+        writer = LandingWriter(directory, writer_id="w1", **options)  # type: ignore[arg-type]
+        await writer.start()
+        for item in lines:
+            await writer.append(item)
+        await writer.close()
+        return writer
+
+    return asyncio.run(main())
+
+
+def test_segments_rotate_by_size_and_close_atomically(tmp_path: Path) -> None:
+    writer = write(tmp_path, [line(n) for n in range(200)], max_bytes=4096, commit_window_seconds=0)
+    segments = list_segments(tmp_path)
+    assert len(segments) > 3
+    assert all(s.closed and s.path.name.endswith(CLOSED_SUFFIX) for s in segments)
+    assert sum(s.path.read_bytes().count(b"\n") for s in segments) == 200
+    assert writer.metrics.segments_closed == len(segments)
+
+
+def test_segments_rotate_by_age_without_traffic(tmp_path: Path) -> None:
+    async def main() -> None:
+        writer = LandingWriter(tmp_path, writer_id="w1", max_age_seconds=0.2)
+        await writer.start()
+        await writer.append(line(1))
+        await asyncio.sleep(0.6)  # no more callbacks: the age alone closes the segment
+        [first, *later] = list_segments(tmp_path)
+        assert first.closed
+        assert all(s.size == 0 for s in later)
+        await writer.close()
+
+    asyncio.run(main())
+
+
+def test_torn_last_line_is_skipped_and_ingest_is_idempotent(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    crashed = landing / "w9-000001.ndjson.open"
+    torn = line(2)[:-25]  # a crash in the middle of a write: never acknowledged
+    crashed.write_bytes(line(1) + torn)
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        first = ingest_landing(conn, landing)
+        again = ingest_landing(conn, landing)
+        rows = conn.execute(
+            "SELECT request_id, identity, reason_code, deliveries FROM notifications"
+        ).fetchall()
+    assert (first.lines, again.lines) == (1, 0)
+    assert rows == [("r1", "46701234567", "RECIPIENT_NOT_REACHABLE", 1)]
+
+
+def test_an_open_segment_is_ingested_incrementally(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    growing = landing / "w1-000001.ndjson.open"
+    growing.write_bytes(line(1))
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        ingest_landing(conn, landing)
+        with growing.open("ab") as handle:
+            handle.write(line(2) + line(1))  # a new one, and a repeated delivery
+        ingest_landing(conn, landing)
+        growing.rename(landing / "w1-000001.ndjson")  # the writer closes it
+        ingest_landing(conn, landing)
+        rows = conn.execute(
+            "SELECT request_id, deliveries FROM notifications ORDER BY 1"
+        ).fetchall()
+        closed = conn.execute("SELECT closed FROM landing_files").fetchall()
+    assert rows == [("r1", 2), ("r2", 1)]
+    assert closed == [(True,)]
+
+
+def test_non_capability_events_are_kept_apart(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    other = encode_line(b'{"message_delivery_report": {}}', "n", "w1", "other", datetime.now(UTC))
+    (landing / "w1-000001.ndjson").write_bytes(other + line(1))
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        stats = ingest_landing(conn, landing)
+    assert (stats.notifications_new, stats.other_events) == (1, 1)
