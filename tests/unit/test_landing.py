@@ -15,9 +15,14 @@ from pipeline.warehouse import open_warehouse
 
 
 def line(n: int, channel: str = "SMS") -> bytes:
-    body = orjson.dumps({"capability_notification": {
-        "request_id": f"r{n}", "channel": channel, "identity": "+46 70 123 45 67",
-        "capability_status": "NO_CAPABILITY", "reason": {"code": "RECIPIENT_NOT_REACHABLE"}}})  # fmt: skip
+    notification = {
+        "request_id": f"r{n}",
+        "channel": channel,
+        "identity": "+46 70 123 45 67",
+        "capability_status": "NO_CAPABILITY",
+        "reason": {"code": "RECIPIENT_NOT_REACHABLE"},
+    }
+    body = orjson.dumps({"capability_notification": notification})
     return encode_line(body, f"nonce-{n}", "w1", KIND_CAPABILITY, datetime.now(UTC))
 
 
