@@ -72,17 +72,25 @@ def load_contacts(
     settings: ContactsSettings,
     paths: Sequence[str] | None = None,
 ) -> LoadSummary:
-    """Replace the run's targets and rejects with those of `paths` (default: settings.paths)."""
+    """Replace the run's targets and rejects with those of `paths` (default: settings.paths).
+
+    Staging and validation commit as they go into temporary tables (so DuckDB can spill them
+    and memory stays bounded); only the final replacement of the run's targets and rejects is
+    one transaction, so a file that fails leaves the run's rows as they were.
+    """
     summary = LoadSummary()
+    _stage(conn, paths or settings.paths, column_names(settings), summary)
+    _validate(conn, settings)
     conn.execute("BEGIN TRANSACTION")
     try:
-        _stage(conn, paths or settings.paths, column_names(settings), summary)
-        _validate(conn, settings)
         _write(conn, run_id)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        for table in ("staged", "staged_files", "phones", "phones_normalised", "decided"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
     _summarise(conn, run_id, summary)
     return summary
 
@@ -94,20 +102,28 @@ def _stage(
     summary: LoadSummary,
 ) -> None:
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE staged ("
+        "CREATE OR REPLACE TEMP TABLE staged (file_index INTEGER, "
         + ", ".join(f"{f.name} {_duck_type(f.type)}" for f in SCHEMA)
-        + ", file_index INTEGER)"
+        + ")"
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE staged_files (file_index INTEGER, source VARCHAR, "
+        "form VARCHAR)"
     )
     seen: dict[str, int] = {}
-    for batch in read_sources(paths, names):
-        source = batch.column(0)[0].as_py()
-        file_index = seen.setdefault(source, len(seen))
-        conn.register("batch", pa.Table.from_batches([batch]))
-        conn.execute(f"INSERT INTO staged SELECT *, {file_index} FROM batch")
+    for piece in read_sources(paths, names):
+        if piece.source not in seen:
+            seen[piece.source] = len(seen)
+            conn.execute(
+                "INSERT INTO staged_files VALUES (?, ?, ?)",
+                [seen[piece.source], piece.source, piece.form],
+            )
+        conn.register("batch", pa.Table.from_batches([piece.batch]))
+        conn.execute(f"INSERT INTO staged SELECT {seen[piece.source]}, * FROM batch")
         conn.unregister("batch")
-        summary.rows += batch.num_rows
+        summary.rows += piece.batch.num_rows
     summary.sources = list(seen)
-    if not seen:
+    if not summary.rows:
         raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
 
 
@@ -120,13 +136,13 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
     phone_channels = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
     # 1. Tidy each row and find the phone numbers to normalise.
     conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE tidy AS
-        SELECT *,
-            nullif(trim(contact_id), '') AS cid,
-            nullif(upper(trim(channel)), '') AS chan,
-            nullif(trim(coalesce(phone, identity)), '') AS ident,
-            form = '{LONG}' AS is_long
-        FROM staged
+        CREATE OR REPLACE TEMP VIEW tidy AS
+        SELECT s.*, f.source,
+            nullif(trim(s.contact_id), '') AS cid,
+            nullif(upper(trim(s.channel)), '') AS chan,
+            nullif(trim(coalesce(s.phone, s.identity)), '') AS ident,
+            f.form = '{LONG}' AS is_long
+        FROM staged s JOIN staged_files f USING (file_index)
     """)
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE phones AS
@@ -160,7 +176,7 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
     wide = _list_sql(settings.phone_channels)
     by_id = _list_sql(settings.contact_id_channels)
     conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE candidates AS
+        CREATE OR REPLACE TEMP VIEW candidates AS
         SELECT file_index, source, row_number, cid AS contact_id,
             coalesce(cid, norm_identity) AS contact_key,
             unnest(CASE

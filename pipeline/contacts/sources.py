@@ -6,8 +6,8 @@ batch carries the source file and each row's line number (Parquet: row number, f
 rows that cannot be rows at all (blank, too few or too many fields) keep their raw text and a
 reject reason instead of being dropped. Nothing is held whole in memory.
 
-    for batch in read_sources(["data/sample/*.csv"], ColumnNames()):
-        batch.column("phone")   # pyarrow strings, null where missing
+    for piece in read_sources(["data/sample/*.csv"], ColumnNames()):
+        piece.source, piece.form, piece.batch.column("phone")   # pyarrow strings, null if missing
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ WIDE, LONG = "wide", "long"
 EMPTY_ROW, TOO_FEW_FIELDS, TOO_MANY_FIELDS = "empty_row", "too_few_fields", "too_many_fields"
 SCHEMA = pa.schema(
     [
-        ("source", pa.string()),
-        ("form", pa.string()),
         ("row_number", pa.int64()),
         ("contact_id", pa.string()),
         ("phone", pa.string()),
@@ -92,12 +90,21 @@ def resolve_paths(patterns: Iterable[str]) -> list[Path]:
     return paths
 
 
-def read_sources(patterns: Iterable[str], names: ColumnNames) -> Iterator[pa.RecordBatch]:
+@dataclass(frozen=True)
+class SourceBatch:
+    """Up to BATCH_ROWS rows of one file, with the file's name and form."""
+
+    source: str
+    form: str
+    batch: pa.RecordBatch
+
+
+def read_sources(patterns: Iterable[str], names: ColumnNames) -> Iterator[SourceBatch]:
     for path in resolve_paths(patterns):
         yield from read_file(path, names)
 
 
-def read_file(path: Path, names: ColumnNames) -> Iterator[pa.RecordBatch]:
+def read_file(path: Path, names: ColumnNames) -> Iterator[SourceBatch]:
     source = str(path)
     try:
         with path.open("rb") as handle:
@@ -117,7 +124,7 @@ def read_file(path: Path, names: ColumnNames) -> Iterator[pa.RecordBatch]:
 # -- Parquet ------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, names: ColumnNames) -> Iterator[pa.RecordBatch]:
+def _read_parquet(path: Path, names: ColumnNames) -> Iterator[SourceBatch]:
     source = str(path)
     try:
         parquet = pq.ParquetFile(path)
@@ -129,23 +136,17 @@ def _read_parquet(path: Path, names: ColumnNames) -> Iterator[pa.RecordBatch]:
     next_row = 1
     try:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=selected):
-            yield _parquet_batch(batch, columns, header, (source, form), next_row)
+            yield SourceBatch(source, form, _parquet_batch(batch, columns, header, next_row))
             next_row += batch.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputFileError(source, f"Parquet data cannot be read ({exc})") from exc
 
 
 def _parquet_batch(
-    batch: pa.RecordBatch,
-    columns: dict[str, int],
-    header: list[str],
-    origin: tuple[str, str],
-    first: int,
+    batch: pa.RecordBatch, columns: dict[str, int], header: list[str], first: int
 ) -> pa.RecordBatch:
     rows = batch.num_rows
     arrays: dict[str, pa.Array] = {
-        "source": pa.array([origin[0]] * rows, pa.string()),
-        "form": pa.array([origin[1]] * rows, pa.string()),
         "row_number": pa.array(range(first, first + rows), pa.int64()),
     }
     for role in ROLES:
@@ -187,7 +188,7 @@ def _sniff(sample: str, source: str) -> type[csv.Dialect] | csv.Dialect:
         return Sniffed
 
 
-def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[pa.RecordBatch]:
+def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[SourceBatch]:
     source = str(path)
     try:
         with _open_text(path, compressed) as text:
@@ -199,14 +200,15 @@ def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[p
                 raise InputFileError(source, "empty file: no header line")
             form, columns = names.locate(header, source)
             delimiter = str(dialect.delimiter)
-            yield from _csv_batches(
+            batches = _csv_batches(
                 reader,
                 line_num=lambda: reader.line_num,
                 columns=columns,
                 width=len(header),
-                origin=(source, form),
                 delimiter=delimiter,
             )
+            for batch in batches:
+                yield SourceBatch(source, form, batch)
     except UnicodeDecodeError as exc:
         raise InputFileError(source, f"not UTF-8 text (byte {exc.start} of a block)") from exc
     except (gzip.BadGzipFile, EOFError) as exc:
@@ -220,9 +222,7 @@ def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[p
 class _BatchBuilder:
     """Collects rows column by column and emits Arrow batches of BATCH_ROWS."""
 
-    def __init__(self, source: str, form: str) -> None:
-        self.source = source
-        self.form = form
+    def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
@@ -242,9 +242,6 @@ class _BatchBuilder:
         cols["raw"].append(raw)
 
     def emit(self) -> pa.RecordBatch:
-        rows = len(self)
-        self.cols["source"] = [self.source] * rows
-        self.cols["form"] = [self.form] * rows
         batch = pa.record_batch(
             [pa.array(self.cols[f.name], f.type) for f in SCHEMA], schema=SCHEMA
         )
@@ -258,10 +255,9 @@ def _csv_batches(
     line_num: Callable[[], int],
     columns: dict[str, int],
     width: int,
-    origin: tuple[str, str],
     delimiter: str,
 ) -> Iterator[pa.RecordBatch]:
-    builder = _BatchBuilder(*origin)
+    builder = _BatchBuilder()
     previous_end = line_num()
     for row in reader:
         line, previous_end = previous_end + 1, line_num()  # a quoted newline spans lines
