@@ -220,10 +220,11 @@ def callback_lag(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, floa
         {"run_id": run_id},
     ).fetchone()
     if not row or not row[2]:
-        return {"p50_seconds": None, "p95_seconds": None, "callbacks_per_second": None,
-                "queries_per_second": None}  # fmt: skip
+        return {"callbacks": 0, "p50_seconds": None, "p95_seconds": None,
+                "callbacks_per_second": None, "queries_per_second": None}  # fmt: skip
     callbacks, span, requests, sending = int(row[2]), row[3] or 0.0, int(row[4]), row[5] or 0.0
     return {
+        "callbacks": callbacks,
         "p50_seconds": round(float(row[0]), 3),
         "p95_seconds": round(float(row[1]), 3),
         "callbacks_per_second": round(callbacks / span, 1) if span > 0 else None,

@@ -29,6 +29,7 @@ from pipeline.warehouse import run_models
 log = logging.getLogger(__name__)
 LEDGER_FLUSH_SECONDS = 0.25
 INGEST_WHILE_SENDING_SECONDS = 5.0
+MIN_CALLBACKS_FOR_RATE = 200  # fewer say nothing reliable about a callback rate
 
 
 def load(
@@ -327,7 +328,8 @@ def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> 
     """Callbacks much slower than queries build a backlog at Sinch (25/s per app by default)."""
     callbacks, queries = lag.get("callbacks_per_second"), lag.get("queries_per_second")
     channels = max(1, len(settings.contacts.phone_channels))
-    if callbacks and queries and callbacks < 0.5 * queries * channels:
+    enough = (lag.get("callbacks") or 0) >= MIN_CALLBACKS_FOR_RATE
+    if enough and callbacks and queries and callbacks < 0.5 * queries * channels:
         log.warning(
             "callbacks arrived at %.1f/s while queries asked for %.1f/s: Sinch queues the rest "
             "(its default is 25 callbacks/s per app). Lower [dispatch] rate_per_second or raise "

@@ -40,6 +40,8 @@ def write_config(path: Path, tmp_path: Path, **sections: dict[str, Any]) -> Path
         "receiver": {"landing_dir": str(tmp_path / "landing")},
         "reports": {"dir": str(tmp_path / "reports")},
         "contacts": {"paths": [str(SAMPLE)]},
+        "dispatch": {"rate_per_second": 400.0},
+        "simulator": {"webhook_rate": 2000, "callback_delay_ms": 50},
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)

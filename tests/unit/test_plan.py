@@ -1,0 +1,91 @@
+"""Planning: fresh answers are reused, stale or missing ones re-queried; one request a contact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from pipeline import ledger, steps
+from pipeline.settings import Settings
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+def contacts(tmp_path: Path) -> Path:
+    path = tmp_path / "c.csv"
+    path.write_text("contact_id,phone\na,+46701234567\nb,+46701234568\nc,+46701234569\n")
+    return path
+
+
+def answer(conn: duckdb.DuckDBPyConnection, run: str, key: str, channel: str, status: str,
+           age_days: float, reason: str | None = None) -> None:  # fmt: skip
+    conn.execute(
+        "INSERT INTO capability (run_id, contact_key, channel, identity, status, reason_code, "
+        "checked_at, reused) VALUES (?, ?, ?, ?, ?, ?, ?, false)",
+        [run, key, channel, None, status, reason, NOW - timedelta(days=age_days)],
+    )
+
+
+def plan(conn: duckdb.DuckDBPyConnection, settings: Settings, path: Path, *, refresh: bool = False,
+         ) -> dict[tuple[str, str], str]:  # fmt: skip
+    steps.load(conn, "new", settings, [str(path)])
+    conn.execute("UPDATE targets SET identity = NULL")  # match the answers inserted above
+    ledger.mark_reuse(conn, "new", settings.freshness, refresh=refresh, now=NOW)
+    ledger.plan_requests(conn, "new", "app", now=NOW)
+    rows = conn.execute("SELECT contact_key, channel, action FROM targets WHERE run_id = 'new'")
+    return {(k, c): a for k, c, a in rows.fetchall()}
+
+
+def test_fresh_answers_are_reused_and_the_rest_queried(tmp_path: Path, settings: Settings) -> None:
+    settings = settings.replace("contacts", phone_channels=("SMS", "RCS"))
+    settings = settings.replace("freshness", ttl_days=7, channels={"RCS": 1})
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        from pipeline.warehouse import ensure_schema
+
+        ensure_schema(conn)
+        answer(conn, "old", "a", "SMS", "CAPABILITY_FULL", age_days=2)  # fresh: reused
+        answer(conn, "old", "a", "RCS", "NO_CAPABILITY", age_days=2)  # RCS ttl is 1 day
+        answer(conn, "old", "b", "SMS", "CAPABILITY_FULL", age_days=9)  # stale
+        answer(conn, "old", "c", "SMS", "NO_RESPONSE", age_days=1)  # not an answer
+        answer(conn, "old", "c", "RCS", "CAPABILITY_UNKNOWN", age_days=1, reason="RATE_LIMITED")
+        actions = plan(conn, settings, contacts(tmp_path))
+        requests = conn.execute(
+            "SELECT contact_key, channels, body FROM requests WHERE run_id = 'new' ORDER BY 1"
+        ).fetchall()
+    assert actions == {
+        ("a", "SMS"): "reuse", ("a", "RCS"): "query", ("b", "SMS"): "query",
+        ("b", "RCS"): "query", ("c", "SMS"): "query", ("c", "RCS"): "query",
+    }  # fmt: skip
+    # One request per contact, carrying only what is to be asked.
+    assert [(key, channels) for key, channels, _ in requests] == [
+        ("a", ["RCS"]), ("b", ["RCS", "SMS"]), ("c", ["RCS", "SMS"])
+    ]  # fmt: skip
+    body = orjson.loads(requests[1][2])
+    assert body["app_id"] == "app"
+    assert body["request_id"]
+    assert body["recipient"] == {"contact_id": "b"}  # no identities left: asked by contact id
+
+
+def test_refresh_queries_everything(tmp_path: Path, settings: Settings) -> None:
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        from pipeline.warehouse import ensure_schema
+
+        ensure_schema(conn)
+        answer(conn, "old", "a", "SMS", "CAPABILITY_FULL", age_days=0.5)
+        actions = plan(conn, settings, contacts(tmp_path), refresh=True)
+    assert set(actions.values()) == {"query"}
+
+
+def test_slow_callbacks_are_warned_about(settings: Settings, caplog: object) -> None:
+    import logging
+
+    lag = {"callbacks": 3000, "p50_seconds": 40.0, "p95_seconds": 95.0,
+           "callbacks_per_second": 25.0, "queries_per_second": 100.0}  # fmt: skip
+    with caplog.at_level(logging.WARNING):  # type: ignore[attr-defined]
+        steps._warn_if_callbacks_lag(lag, settings)
+        steps._warn_if_callbacks_lag(lag | {"callbacks": 20}, settings)  # too few to judge
+    warnings = [r for r in caplog.records if "callbacks arrived at 25.0/s" in r.getMessage()]  # type: ignore[attr-defined]
+    assert len(warnings) == 1
