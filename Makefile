@@ -25,7 +25,8 @@ install: $(STAMP) ## create .venv/ from the lock file
 run: $(STAMP) ## run the audit on the sample data against the embedded simulator
 	$(CAPAUDIT) run --config $(CONFIG)
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) ## run the whole test suite (installs Debian's chromium for the report test)
+	@scripts/ensure-chromium
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict on pipeline/

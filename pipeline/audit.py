@@ -87,7 +87,9 @@ def config_digest(settings: Settings) -> str:
 
 def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunResult:
     result = RunResult(run_id=options.run_id or new_run_id(), warehouse=settings.warehouse.path)
-    with open_warehouse(Path(settings.warehouse.path)) as conn:
+    with open_warehouse(
+        Path(settings.warehouse.path), preference=settings.reports.channel_preference
+    ) as conn:
         if options.dry_run:
             return _dry_run(conn, settings, options, result)
         _check_resume(conn, result.run_id, options)

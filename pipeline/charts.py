@@ -7,7 +7,7 @@ Each function returns one `<svg>` element as text; every label is escaped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
 
 WIDTH = 720
@@ -46,17 +46,18 @@ def horizontal_bars(
     """One bar per row: (label, value, text shown after the bar)."""
     if not rows:
         return empty_chart(label)
-    span = WIDTH - LABEL_WIDTH - VALUE_WIDTH
+    left = _label_width(name for name, _, _ in rows)
+    span = WIDTH - left - VALUE_WIDTH
     parts = []
     for index, (name, value, shown) in enumerate(rows):
         y = 8 + index * ROW
         length = 0.0 if maximum <= 0 else max(0.0, min(1.0, value / maximum)) * span
-        parts.append(_text(LABEL_WIDTH - 8, y + 14, name, "end"))
+        parts.append(_text(left - 8, y + 14, name, "end"))
         parts.append(
-            f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{length:.1f}" height="18" '
+            f'<rect class="bar" x="{left}" y="{y}" width="{length:.1f}" height="18" '
             f'fill="{colour}"><title>{escape(name)}: {escape(shown)}</title></rect>'
         )
-        parts.append(_text(LABEL_WIDTH + length + 6, y + 14, shown))
+        parts.append(_text(left + length + 6, y + 14, shown))
     return _svg(16 + len(rows) * ROW, "".join(parts), label)
 
 
@@ -90,15 +91,25 @@ def stacked_bars(
             x += width
     legend_y = 16 + len(categories) * ROW
     parts.append(_legend(segments, [PALETTE.get(s, "#555") for s in segments], legend_y))
-    return _svg(legend_y + 26, "".join(parts), label)
+    return _svg(legend_y + 42, "".join(parts), label)
+
+
+def _label_width(names: Iterable[str]) -> int:
+    """Room for the longest label (about 7 px a character at 12 px), within limits."""
+    longest = max((len(name) for name in names), default=0)
+    return int(min(WIDTH / 2, max(LABEL_WIDTH, 7 * longest + 12)))
 
 
 def _legend(names: Sequence[str], colours: Sequence[str], y: float) -> str:
-    parts, x = [], float(LABEL_WIDTH)
+    """Coloured keys in a row, wrapping onto a second row when they do not fit."""
+    parts, x = [], 20.0
     for name, colour in zip(names, colours, strict=True):
+        width = 14 + 6.2 * len(name) + 12
+        if x + width > WIDTH:
+            x, y = 20.0, y + 16
         parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="10" height="10" fill="{colour}"/>')
         parts.append(_text(x + 14, y + 9, name, size=10))
-        x += 14 + 6.2 * len(name) + 12
+        x += width
     return "".join(parts)
 
 

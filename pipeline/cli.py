@@ -132,7 +132,9 @@ def run(
 def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
     from pipeline.warehouse import open_warehouse
 
-    return open_warehouse(Path(settings.warehouse.path), lock=lock)
+    return open_warehouse(
+        Path(settings.warehouse.path), lock=lock, preference=settings.reports.channel_preference
+    )
 
 
 @main.command()

@@ -148,9 +148,9 @@ def report_summary(conn: duckdb.DuckDBPyConnection, run_id: str, trend_runs: int
 # -- HTML ---------------------------------------------------------------------------------------
 
 STYLE = """
-body{font-family:sans-serif;margin:2rem auto;max-width:900px;color:#222}
+body{font-family:sans-serif;margin:2rem auto;max-width:1000px;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85rem}td,th{padding:.25rem .6rem;text-align:right;
+table{border-collapse:collapse;font-size:.8rem}td,th{padding:.25rem .6rem;text-align:right;
 border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}.muted{color:#777}
 """
 

@@ -348,7 +348,15 @@ def _add(total: IngestStats, more: IngestStats) -> None:
 
 def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     """Run the SQL models for the run; returns the number of capability rows per status."""
-    run_models(conn, run_id)
+    reuse_runs = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT DISTINCT reuse_run_id FROM targets WHERE run_id = $run_id "
+            "AND reuse_run_id IS NOT NULL",
+            {"run_id": run_id},
+        ).fetchall()
+    ]
+    run_models(conn, run_id, constants={"reuse_runs": reuse_runs})
     rows = conn.execute(
         "SELECT status, count(*) FROM capability WHERE run_id = $run_id GROUP BY status",
         {"run_id": run_id},

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import duckdb
 from pipeline.errors import RunLocked, WarehouseError
 
 SCHEMA_VERSION = 1
+DEFAULT_PREFERENCE = ("WHATSAPP", "RCS", "SMS")
 MEMORY_LIMIT = os.environ.get("CAPAUDIT_DUCKDB_MEMORY_LIMIT", "1GB")
 
 SCHEMA = """
@@ -155,9 +156,24 @@ CREATE TABLE IF NOT EXISTS reachability (
     request_failed BIGINT NOT NULL,
     reachable BIGINT NOT NULL,
     reachable_share DOUBLE,
+    capability_full_share DOUBLE,
+    capability_partial_share DOUBLE,
+    no_capability_share DOUBLE,
+    capability_unknown_share DOUBLE,
+    no_response_share DOUBLE,
+    request_failed_share DOUBLE,
     reused BIGINT NOT NULL,
     latency_p50_seconds DOUBLE,
     latency_p95_seconds DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS reasons (
+    run_id VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    reason_code VARCHAR NOT NULL,
+    targets BIGINT NOT NULL,
+    share_of_channel DOUBLE NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS capability_changes (
@@ -173,8 +189,12 @@ CREATE TABLE IF NOT EXISTS capability_changes (
 
 
 @contextlib.contextmanager
-def open_warehouse(path: Path, *, lock: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open (creating if needed) the warehouse with its schema; hold the run lock if `lock`."""
+def open_warehouse(
+    path: Path, *, lock: bool = True, preference: Sequence[str] = DEFAULT_PREFERENCE
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (creating if needed) the warehouse with its schema; hold the run lock if `lock`.
+
+    `preference` is the channel preference the `channel_order` view ranks by."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _run_lock(path) if lock else contextlib.nullcontext():
         try:
@@ -184,7 +204,7 @@ def open_warehouse(path: Path, *, lock: bool = True) -> Iterator[duckdb.DuckDBPy
         try:
             conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             conn.execute("SET preserve_insertion_order = false")
-            ensure_schema(conn)
+            ensure_schema(conn, preference)
             yield conn
         except duckdb.Error as exc:
             raise WarehouseError(f"{path}: {type(exc).__name__}: {exc}") from exc
@@ -214,13 +234,17 @@ def _run_lock(path: Path) -> Iterator[None]:
         handle.close()
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that is missing; idempotent, safe for any command to call first."""
+def ensure_schema(
+    conn: duckdb.DuckDBPyConnection, preference: Sequence[str] = DEFAULT_PREFERENCE
+) -> None:
+    """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    ranked = "[" + ", ".join("'" + c.replace("'", "") + "'" for c in preference) + "]::VARCHAR[]"
     for view in _model_files("views"):
-        conn.execute(view.read_text(encoding="utf-8"))
+        # Views take no parameters: the preference is written into the view's SQL.
+        conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))
 
 
 def _model_files(layer: str) -> list[Any]:
@@ -228,18 +252,48 @@ def _model_files(layer: str) -> list[Any]:
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
 
 
-def run_models(conn: duckdb.DuckDBPyConnection, run_id: str, layer: str = "marts") -> None:
-    """Run the SQL models of `layer` in file-name order for one run, in one transaction."""
-    conn.execute("BEGIN TRANSACTION")
+def sql_list(values: Sequence[str]) -> str:
+    """A constant SQL list `('a', 'b')`: unlike a parameter, the planner can prune by it."""
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"({quoted})" if values else "(NULL)"
+
+
+def run_models(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    constants: dict[str, Sequence[str]] | None = None,
+) -> None:
+    """Build one run: the staging models (temporary tables, one at a time, so each big join
+    has the memory to itself), then the marts in file-name order in one transaction.
+
+    Models use `$run_id` (a parameter) and `$<name>` for each of `constants` (written into
+    the SQL as a constant list)."""
     try:
-        for model in _model_files(layer):
-            sql = model.read_text(encoding="utf-8")
-            for statement in _statements(sql):
-                conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
-        conn.execute("COMMIT")
+        _execute_layer(conn, "staging", run_id, constants or {})
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            _execute_layer(conn, "marts", run_id, constants or {})
+            conn.execute("COMMIT")
+        except duckdb.Error:
+            conn.execute("ROLLBACK")
+            raise
     except duckdb.Error as exc:
-        conn.execute("ROLLBACK")
         raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
+    finally:
+        for model in _model_files("staging"):
+            conn.execute(f"DROP TABLE IF EXISTS {model.name.split('_', 1)[1].removesuffix('.sql')}")
+
+
+def _execute_layer(
+    conn: duckdb.DuckDBPyConnection, layer: str, run_id: str, constants: dict[str, Sequence[str]]
+) -> None:
+    for model in _model_files(layer):
+        sql = model.read_text(encoding="utf-8")
+        for name, values in constants.items():
+            sql = sql.replace(f"${name}", sql_list(values))
+        for statement in _statements(sql):
+            conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
 
 
 def _statements(sql: str) -> list[str]:

@@ -1,64 +1,23 @@
 -- capability: one row per run x contact x channel asked (grain); key (run_id, contact_key, channel).
 -- Every target of the run appears exactly once (DESIGN §7 rule 1):
---   a fresh earlier answer (reused = true), else this run's latest callback for the channel,
---   else a callback about the whole request (e.g. CONTACT_NOT_FOUND),
+--   a fresh earlier answer (reused = true), else this run's answer for the channel,
+--   else a callback about the whole request (channel '', e.g. CONTACT_NOT_FOUND),
 --   else NO_RESPONSE when a request was accepted, else REQUEST_FAILED with the error.
+-- Reads the staging models stg_answers and stg_request_outcomes.
 DELETE FROM capability WHERE run_id = $run_id;
 
 INSERT INTO capability
-WITH run_targets AS (
-    SELECT contact_key, contact_id, channel, identity, action, reuse_run_id
-    FROM targets WHERE run_id = $run_id
+WITH request_answers AS (
+    SELECT * FROM stg_answers WHERE channel = ''
 ),
 
-run_requests AS (
-    SELECT request_id, contact_key, state, error, accepted_at
-    FROM requests WHERE run_id = $run_id
-),
-
-callbacks AS (
-    SELECT
-        r.contact_key,
-        n.channel,
-        n.identity,
-        n.capability_status AS status,
-        n.reason_code,
-        n.channel_capabilities,
-        n.request_id,
-        coalesce(n.event_time, n.received_at) AS checked_at,
-        epoch(n.received_at) - epoch(r.accepted_at) AS latency_seconds
-    FROM run_requests r
-    JOIN notifications n ON n.request_id = r.request_id
-),
-
--- The latest check wins: a re-query after a transient failure answers later.
-channel_answers AS (
-    SELECT contact_key, channel, arg_max(callbacks, checked_at) AS answer
-    FROM callbacks WHERE channel <> ''
-    GROUP BY contact_key, channel
-),
-
-request_answers AS (
-    SELECT contact_key, arg_max(callbacks, checked_at) AS answer
-    FROM callbacks WHERE channel = ''
-    GROUP BY contact_key
-),
-
-request_outcomes AS (
-    SELECT
-        contact_key,
-        bool_or(state = 'accepted') AS accepted,
-        arg_max(coalesce(error, 'request ' || state), request_id) AS error
-    FROM run_requests
-    GROUP BY contact_key
-),
-
+-- $reuse_runs: the runs whose answers this run reuses, as constants, so that only their row
+-- groups of `capability` are read.
 reused AS (
-    SELECT t.contact_key, t.channel, c.*
-    FROM run_targets t
-    JOIN capability c
-        ON c.run_id = t.reuse_run_id AND c.contact_key = t.contact_key AND c.channel = t.channel
-    WHERE t.action = 'reuse'
+    SELECT run_id, contact_key, channel, identity, status, reason_code, channel_capabilities,
+        request_id, checked_at
+    FROM capability
+    WHERE run_id IN $reuse_runs
 ),
 
 decided AS (
@@ -66,45 +25,39 @@ decided AS (
         t.contact_key,
         t.contact_id,
         t.channel,
-        t.action,
-        coalesce(ca.answer, ra.answer) AS answer,
-        ro.accepted,
-        ro.error,
-        u.identity AS reused_identity,
-        u.status AS reused_status,
-        u.reason_code AS reused_reason,
-        u.channel_capabilities AS reused_capabilities,
-        u.request_id AS reused_request_id,
-        u.checked_at AS reused_checked_at,
-        coalesce(t.identity, nullif(ca.answer.identity, '')) AS identity
-    FROM run_targets t
-    LEFT JOIN channel_answers ca ON ca.contact_key = t.contact_key AND ca.channel = t.channel
+        t.action = 'reuse' AS reused,
+        CASE WHEN t.action = 'reuse' THEN u.identity
+            ELSE coalesce(t.identity, a.identity, ra.identity) END AS identity,
+        CASE WHEN t.action = 'reuse' THEN u.status
+            WHEN a.contact_key IS NOT NULL THEN a.status
+            WHEN ra.contact_key IS NOT NULL THEN ra.status
+            WHEN o.accepted THEN 'NO_RESPONSE'
+            ELSE 'REQUEST_FAILED' END AS status,
+        CASE WHEN t.action = 'reuse' THEN u.reason_code
+            ELSE coalesce(a.reason_code, ra.reason_code) END AS reason_code,
+        CASE WHEN t.action = 'reuse' THEN u.channel_capabilities
+            ELSE coalesce(a.channel_capabilities, ra.channel_capabilities) END
+            AS channel_capabilities,
+        CASE WHEN t.action = 'reuse' THEN u.request_id
+            ELSE coalesce(a.request_id, ra.request_id) END AS request_id,
+        CASE WHEN t.action = 'reuse' THEN u.checked_at
+            ELSE coalesce(a.checked_at, ra.checked_at) END AS checked_at,
+        CASE WHEN t.action <> 'reuse' THEN coalesce(a.latency_seconds, ra.latency_seconds) END
+            AS latency_seconds,
+        CASE WHEN t.action <> 'reuse' AND a.contact_key IS NULL AND ra.contact_key IS NULL
+            AND NOT coalesce(o.accepted, false) THEN coalesce(o.error, 'no request was sent')
+            END AS error
+    FROM targets t
+    LEFT JOIN stg_answers a ON a.contact_key = t.contact_key AND a.channel = t.channel
     LEFT JOIN request_answers ra ON ra.contact_key = t.contact_key
-    LEFT JOIN request_outcomes ro ON ro.contact_key = t.contact_key
-    LEFT JOIN reused u ON u.contact_key = t.contact_key AND u.channel = t.channel
+    LEFT JOIN stg_request_outcomes o ON o.contact_key = t.contact_key
+    LEFT JOIN reused u
+        ON t.action = 'reuse' AND u.run_id = t.reuse_run_id AND u.contact_key = t.contact_key
+        AND u.channel = t.channel
+    WHERE t.run_id = $run_id
 )
 
 SELECT
-    $run_id AS run_id,
-    contact_key,
-    contact_id,
-    channel,
-    coalesce(identity, reused_identity) AS identity,
-    CASE
-        WHEN action = 'reuse' THEN reused_status
-        WHEN answer IS NOT NULL THEN answer.status
-        WHEN accepted THEN 'NO_RESPONSE'
-        ELSE 'REQUEST_FAILED'
-    END AS status,
-    CASE WHEN action = 'reuse' THEN reused_reason ELSE answer.reason_code END AS reason_code,
-    CASE WHEN action = 'reuse' THEN reused_capabilities ELSE answer.channel_capabilities END
-        AS channel_capabilities,
-    CASE WHEN action = 'reuse' THEN reused_request_id ELSE answer.request_id END AS request_id,
-    CASE WHEN action = 'reuse' THEN reused_checked_at ELSE answer.checked_at END AS checked_at,
-    CASE WHEN action = 'reuse' THEN NULL ELSE answer.latency_seconds END AS latency_seconds,
-    action = 'reuse' AS reused,
-    CASE
-        WHEN action <> 'reuse' AND answer IS NULL AND NOT coalesce(accepted, false)
-            THEN coalesce(error, 'no request was sent')
-    END AS error
+    $run_id AS run_id, contact_key, contact_id, channel, identity, status, reason_code,
+    channel_capabilities, request_id, checked_at, latency_seconds, reused, error
 FROM decided;

@@ -1,6 +1,6 @@
 -- reachability: one row per run x channel (grain); key (run_id, channel).
--- Counts per status add up to `targets`; reachable = FULL + PARTIAL; latency over this run's
--- callbacks only (reused answers have none).
+-- Counts (and shares) per status add up to `targets` (and 1); reachable = FULL + PARTIAL;
+-- latency over this run's callbacks only (reused answers have none).
 DELETE FROM reachability WHERE run_id = $run_id;
 
 INSERT INTO reachability
@@ -15,8 +15,19 @@ SELECT
     count(*) FILTER (WHERE status = 'NO_RESPONSE') AS no_response,
     count(*) FILTER (WHERE status = 'REQUEST_FAILED') AS request_failed,
     count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')) AS reachable,
-    round(count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))
-        / count(*), 4) AS reachable_share,
+    count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))
+        / count(*) AS reachable_share,
+    count(*) FILTER (WHERE status = 'CAPABILITY_FULL') / count(*)
+        AS capability_full_share,
+    count(*) FILTER (WHERE status = 'CAPABILITY_PARTIAL') / count(*)
+        AS capability_partial_share,
+    count(*) FILTER (WHERE status = 'NO_CAPABILITY') / count(*)
+        AS no_capability_share,
+    count(*) FILTER (WHERE status = 'CAPABILITY_UNKNOWN') / count(*)
+        AS capability_unknown_share,
+    count(*) FILTER (WHERE status = 'NO_RESPONSE') / count(*) AS no_response_share,
+    count(*) FILTER (WHERE status = 'REQUEST_FAILED') / count(*)
+        AS request_failed_share,
     count(*) FILTER (WHERE reused) AS reused,
     round(quantile_cont(latency_seconds, 0.5), 3) AS latency_p50_seconds,
     round(quantile_cont(latency_seconds, 0.95), 3) AS latency_p95_seconds

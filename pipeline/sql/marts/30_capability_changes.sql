@@ -1,45 +1,72 @@
 -- capability_changes: one row per contact x channel x run where the status changed (grain);
--- key (run_id, contact_key, channel). Compares this run's answer with the same contact and
--- channel in the most recent earlier run that had an answer for it. NO_RESPONSE and
+-- key (run_id, contact_key, channel). This run's answer against the contact's previous answer
+-- on that channel. Every target of a run has a capability row (reused answers included), so
+-- the previous answer is almost always in the run just before; only keys it lacks (new to
+-- the list, or without an answer there) are looked up further back. NO_RESPONSE and
 -- REQUEST_FAILED are not answers, so they never count as a change.
 DELETE FROM capability_changes WHERE run_id = $run_id;
 
 INSERT INTO capability_changes
-WITH current AS (
-    SELECT c.contact_key, c.channel, c.status, r.started_at
-    FROM capability c JOIN runs r USING (run_id)
-    WHERE c.run_id = $run_id AND NOT c.reused
-      AND c.status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+WITH this_run AS (
+    SELECT started_at FROM runs WHERE run_id = $run_id
 ),
 
-previous AS (
+previous_run AS (
+    SELECT run_id FROM runs
+    WHERE started_at < (SELECT started_at FROM this_run) AND run_id <> $run_id
+    ORDER BY started_at DESC LIMIT 1
+),
+
+current AS (
+    SELECT contact_key, channel, status FROM capability
+    WHERE run_id = $run_id AND NOT reused AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+),
+
+last_run AS (
+    SELECT contact_key, channel, run_id, status FROM capability
+    WHERE run_id = (SELECT run_id FROM previous_run)
+      AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+),
+
+not_in_last_run AS (
+    SELECT contact_key, channel FROM current ANTI JOIN last_run USING (contact_key, channel)
+),
+
+further_back AS (
     SELECT
         c.contact_key,
         c.channel,
-        arg_max(c.run_id, r.started_at) AS previous_run_id,
-        arg_max(c.status, r.started_at) AS previous_status
+        arg_max(c.run_id, r.started_at) AS run_id,
+        arg_max(c.status, r.started_at) AS status
     FROM capability c
     JOIN runs r USING (run_id)
-    JOIN current cur USING (contact_key, channel)
-    WHERE c.run_id <> $run_id AND r.started_at < cur.started_at
+    SEMI JOIN not_in_last_run m USING (contact_key, channel)
+    WHERE r.started_at < (SELECT started_at FROM this_run)
+      AND c.run_id NOT IN ($run_id, (SELECT run_id FROM previous_run))
       AND c.status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
     GROUP BY c.contact_key, c.channel
+),
+
+previous AS (
+    SELECT * FROM last_run
+    UNION ALL
+    SELECT * FROM further_back
 )
 
 SELECT
     $run_id AS run_id,
     cur.contact_key,
     cur.channel,
-    p.previous_run_id,
-    p.previous_status,
+    p.run_id AS previous_run_id,
+    p.status AS previous_status,
     cur.status AS new_status,
     CASE
         WHEN cur.status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
-            AND p.previous_status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'gained'
-        WHEN p.previous_status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
+            AND p.status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'gained'
+        WHEN p.status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
             AND cur.status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'lost'
         ELSE 'changed'
     END AS change
 FROM current cur
 JOIN previous p USING (contact_key, channel)
-WHERE p.previous_status <> cur.status;
+WHERE p.status <> cur.status;

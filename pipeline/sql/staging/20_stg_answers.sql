@@ -1,0 +1,27 @@
+-- stg_answers: one row per contact x channel answered in this run (grain);
+-- key (contact_key, channel). Channel '' holds callbacks about a whole request (e.g.
+-- CONTACT_NOT_FOUND). Notifications are unique per request and channel, so a contact can
+-- have several answers for a channel only when it was asked again; then the latest check wins.
+CREATE OR REPLACE TEMP TABLE stg_answers AS
+SELECT
+    r.contact_key,
+    n.channel,
+    n.capability_status AS status,
+    n.reason_code,
+    n.channel_capabilities,
+    n.request_id,
+    nullif(n.identity, '') AS identity,
+    coalesce(n.event_time, n.received_at) AS checked_at,
+    epoch(n.received_at) - epoch(r.accepted_at) AS latency_seconds
+FROM requests r
+JOIN notifications n ON n.request_id = r.request_id
+WHERE r.run_id = $run_id;
+
+DELETE FROM stg_answers a
+USING (
+    SELECT contact_key, channel, max(checked_at) AS latest
+    FROM stg_answers
+    WHERE contact_key IN (SELECT contact_key FROM stg_request_outcomes WHERE requests > 1)
+    GROUP BY contact_key, channel
+) l
+WHERE a.contact_key = l.contact_key AND a.channel = l.channel AND a.checked_at < l.latest;
