@@ -233,9 +233,8 @@ def main() -> None:
     print(f"warehouse_ingest_s: {build['ingest_seconds']:.1f} s")
     print(f"warehouse_build_s: {build['ingest_seconds'] + build['build_seconds']:.1f} s")
     print(f"warehouse_peak_rss_mb: {build['peak_mb']:.0f} MB")
-    print(
-        f"warehouse_ratio_vs_bare_duckdb: {build['build_seconds'] / build['bare_seconds']:.2f} ratio"
-    )
+    ratio = build["build_seconds"] / build["bare_seconds"]
+    print(f"warehouse_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
 
 
 if __name__ == "__main__":
