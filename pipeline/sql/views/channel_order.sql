@@ -9,11 +9,11 @@ SELECT
     contact_key,
     any_value(contact_id) AS contact_id,
     list_transform(
-        list_sort(list(
+        list_sort(coalesce(list(
             CASE WHEN status = 'CAPABILITY_FULL' THEN '0' ELSE '1' END
             || lpad(coalesce(list_position($preference, channel), 999)::VARCHAR, 3, '0')
             || channel
-        ) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))),
+        ) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')), [])),
         lambda key: key[5:]
     ) AS channels,
     channels[1] AS first_choice
