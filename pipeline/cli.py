@@ -330,22 +330,163 @@ def build(config_path: Path, run_id: str) -> None:
 @main.command()
 @config_option
 @run_id_option()
+@click.option(
+    "--pseudonymise",
+    is_flag=True,
+    help="Replace contact keys, ids and identities by HMAC-SHA256 under CAPAUDIT_PSEUDONYM_KEY.",
+)
 @handle_errors
-def report(config_path: Path, run_id: str) -> None:
+def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
     """Write the run's report files (HTML, JSON, CSV, Parquet).
 
     \b
-    Example:
+    Examples:
       capaudit report --run-id r1
+      CAPAUDIT_PSEUDONYM_KEY=... capaudit report --run-id r1 --pseudonymise
     """
+    from pipeline.pseudonyms import pseudonym_key
     from pipeline.report import write_report
 
     settings = settings_for(config_path)
+    key = pseudonym_key(settings.secrets.pseudonym_key) if pseudonymise else None
     with _warehouse(settings) as conn:
-        files = write_report(
-            conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs
-        )
+        files = write_report(conn, run_id, Path(settings.reports.dir),
+                             trend_runs=settings.reports.trend_runs, pseudonym_key=key)  # fmt: skip
     click.echo(str(files.index))
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+
+@main.group()
+def webhooks() -> None:
+    """Manage the app's CAPABILITY webhook through the API.
+
+    \b
+    Example:
+      capaudit webhooks ensure --target https://capaudit.example.com/callbacks/sinch
+    """
+
+
+def _sinch_call(settings: Settings, work: Callable[[Any], Any]) -> Any:
+    """Run `work(client)` against Sinch (or the embedded simulator, started for the call)."""
+    from pipeline.sinch.client import SinchClient
+
+    async def call(live: Settings) -> Any:
+        async with SinchClient(live.sinch, live.secrets) as client:
+            return await work(client)
+
+    with audit.sinch_session(settings) as live:
+        return asyncio.run(call(live))
+
+
+@webhooks.command("ensure")
+@config_option
+@click.option("--target", help="The URL Sinch calls [default: [receiver] public_url].")
+@handle_errors
+def webhooks_ensure(config_path: Path, target: str | None) -> None:
+    """Create the CAPABILITY webhook for TARGET, or update the one already pointing there.
+
+    The secret is CAPAUDIT_WEBHOOK_SECRET (the first one, while rotating). Running it twice
+    leaves exactly one webhook; it refuses when the app already has Sinch's maximum of five.
+
+    \b
+    Example:
+      capaudit webhooks ensure --target https://capaudit.example.com/callbacks/sinch
+    """
+    from pipeline.webhooks import ensure_webhook
+
+    settings = settings_for(config_path)
+    secret = settings.secrets.webhook_secret
+    if secret is None:
+        raise UsageError("CAPAUDIT_WEBHOOK_SECRET must be set: callbacks are signed with it")
+    url = target or settings.receiver.public_url
+    result = _sinch_call(settings, lambda client: ensure_webhook(client, url, secret.reveal()))
+    click.echo(f"{result.action} webhook {result.webhook.get('id')} -> {url} (CAPABILITY)")
+
+
+@webhooks.command("list")
+@config_option
+@handle_errors
+def webhooks_list(config_path: Path) -> None:
+    """List the app's webhooks: id, target, triggers.
+
+    \b
+    Example:
+      capaudit webhooks list --config configs/sinch.toml
+    """
+    settings = settings_for(config_path)
+    hooks = _sinch_call(settings, lambda client: client.list_webhooks())
+    for hook in hooks:
+        click.echo(f"{hook.get('id')}  {hook.get('target')}  {','.join(hook.get('triggers', []))}")
+    if not hooks:
+        click.echo("the app has no webhooks")
+
+
+@webhooks.command("delete")
+@config_option
+@click.argument("webhook_id")
+@handle_errors
+def webhooks_delete(config_path: Path, webhook_id: str) -> None:
+    """Delete the webhook WEBHOOK_ID.
+
+    \b
+    Example:
+      capaudit webhooks delete 01JDX3Q3ZK6D5R8W2N9V4T7B1M
+    """
+    settings = settings_for(config_path)
+    _sinch_call(settings, lambda client: client.delete_webhook(webhook_id))
+    click.echo(f"deleted webhook {webhook_id}")
+
+
+@main.command()
+@config_option
+@handle_errors
+def check(config_path: Path) -> None:
+    """Check config, secrets, token, API access, the webhook and the receiver; send no query.
+
+    Prints one line per check; exits 0 only when all pass.
+
+    \b
+    Example:
+      capaudit check --config configs/sinch.toml
+    """
+    from pipeline.checks import run_checks
+
+    settings = settings_for(config_path)
+    with audit.sinch_session(settings) as live:
+        if settings.sinch.embedded:
+            asyncio.run(audit.register_webhook(live))
+        results = asyncio.run(run_checks(live))
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<9} {result.detail}")
+    if not all(result.ok for result in results):
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@click.option("--older-than", "days", type=click.FloatRange(min=0), required=True,
+              help="Remove runs and landing segments older than this many days.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@handle_errors
+def purge(config_path: Path, days: float, dry_run: bool) -> None:
+    """Retention: remove old runs (rows and reports) and old, fully ingested landing segments.
+
+    The newest successful run is always kept; a segment not yet ingested is never removed.
+
+    \b
+    Example:
+      capaudit purge --older-than 90 --dry-run
+    """
+    from pipeline.retention import purge as purge_old
+
+    settings = settings_for(config_path)
+    with _warehouse(settings) as conn:
+        summary = purge_old(conn, older_than_days=days, dry_run=dry_run,
+                            landing_dir=Path(settings.receiver.landing_dir),
+                            reports_dir=Path(settings.reports.dir))  # fmt: skip
+    _print_json(summary)
 
 
 def _ensure_run(conn: Any, run_id: str, settings: Settings) -> None:

@@ -19,12 +19,13 @@ from typing import Any
 import duckdb
 
 from pipeline import charts
+from pipeline.pseudonyms import hmac_sql
 from pipeline.sinch.models import ALL_STATUSES
 
-CHANNEL_COLUMNS = (
-    "contact_key, contact_id, identity, status, reason_code, "
-    "array_to_string(channel_capabilities, ' ') AS channel_capabilities, checked_at, "
-    "latency_seconds, reused, request_id, error"
+IDENTIFYING = ("contact_key", "contact_id", "identity")
+OTHER_COLUMNS = (
+    "status, reason_code, array_to_string(channel_capabilities, ' ') AS channel_capabilities, "
+    "checked_at, latency_seconds, reused, request_id, error"
 )
 STATUS_COLUMNS = (
     "capability_full",
@@ -43,10 +44,26 @@ class ReportFiles:
     summary: Path
 
 
+def channel_columns(pseudonym_key: bytes | None) -> str:
+    """The per-channel export's columns; identities keyed-hashed when pseudonymising."""
+    if pseudonym_key is None:
+        identifying = ", ".join(IDENTIFYING)
+    else:
+        identifying = ", ".join(f"{hmac_sql(c, pseudonym_key)} AS {c}" for c in IDENTIFYING)
+    return f"{identifying}, {OTHER_COLUMNS}"
+
+
 def write_report(
-    conn: duckdb.DuckDBPyConnection, run_id: str, reports_dir: Path, *, trend_runs: int = 14
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    reports_dir: Path,
+    *,
+    trend_runs: int = 14,
+    pseudonym_key: bytes | None = None,
 ) -> ReportFiles:
-    out = reports_dir / run_id
+    """Write the run's report; with `pseudonym_key`, into `<run_id>-pseudonymised/` with every
+    contact key, contact id and identity replaced by its HMAC-SHA256 under that key."""
+    out = reports_dir / (run_id if pseudonym_key is None else f"{run_id}-pseudonymised")
     (out / "channels").mkdir(parents=True, exist_ok=True)
     params = {"run_id": run_id}
     conn.execute(
@@ -62,8 +79,8 @@ def write_report(
     ]
     for channel in channels:
         query = (
-            f"SELECT {CHANNEL_COLUMNS} FROM capability WHERE run_id = $run_id "
-            f"AND channel = '{channel}' ORDER BY contact_key"
+            f"SELECT {channel_columns(pseudonym_key)} FROM capability "
+            f"WHERE run_id = $run_id AND channel = '{channel}' ORDER BY 1"
         )
         for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
             path = out / "channels" / f"{channel}.{fmt}"

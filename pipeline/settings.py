@@ -3,9 +3,9 @@
 Precedence, highest first: `CAPAUDIT_<SECTION>__<KEY>` environment variables, the TOML file,
 the defaults below. Unknown sections or keys and values of the wrong type fail loudly, naming
 the key and where it came from. Secrets (`SINCH_KEY_ID`, `SINCH_KEY_SECRET`,
-`CAPAUDIT_WEBHOOK_SECRET`) are never read from the TOML file; each may also be given as a file
-path in `<NAME>_FILE` (systemd credentials, container secrets). They are held in `Secret`, whose
-repr is masked so they cannot leak through logs or tracebacks.
+`CAPAUDIT_WEBHOOK_SECRET`, `CAPAUDIT_PSEUDONYM_KEY`) are never read from the TOML file; each
+may also be given as a file path in `<NAME>_FILE` (systemd credentials, container secrets).
+They are held in `Secret`, whose repr is masked so they cannot leak through logs or tracebacks.
 
     settings = load_settings(Path("configs/default.toml"))
     settings.dispatch.rate_per_second  # 100.0
@@ -175,6 +175,7 @@ class Secrets:
     key_id: Secret | None
     key_secret: Secret | None
     webhook_secrets: tuple[Secret, ...]
+    pseudonym_key: Secret | None = None
 
     @property
     def webhook_secret(self) -> Secret | None:
@@ -228,10 +229,12 @@ def read_secrets(env: Mapping[str, str]) -> Secrets:
     webhook = _secret_value("CAPAUDIT_WEBHOOK_SECRET", env)
     rotation = tuple(Secret(s.strip()) for s in (webhook or "").split(",") if s.strip())
     key_id, key_secret = _secret_value("SINCH_KEY_ID", env), _secret_value("SINCH_KEY_SECRET", env)
+    pseudonym = _secret_value("CAPAUDIT_PSEUDONYM_KEY", env)
     return Secrets(
         key_id=Secret(key_id) if key_id else None,
         key_secret=Secret(key_secret) if key_secret else None,
         webhook_secrets=rotation,
+        pseudonym_key=Secret(pseudonym) if pseudonym else None,
     )
 
 

@@ -1,0 +1,96 @@
+"""Retention: `capaudit purge --older-than DAYS` removes old runs and landing segments.
+
+A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
+capability, reachability, reasons, changes) and its report directory; notifications that no
+remaining request refers to go too. A landing segment goes only when it is closed, fully
+ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
+newest successful run is always kept, so freshness reuse still has answers to reuse.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from pipeline.landing.segments import list_segments
+
+RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
+              "reasons", "capability_changes")  # fmt: skip
+
+
+@dataclass
+class PurgeSummary:
+    runs: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    segments: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def purge(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    older_than_days: float,
+    landing_dir: Path,
+    reports_dir: Path,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> PurgeSummary:
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    summary = PurgeSummary(dry_run=dry_run)
+    summary.runs = [str(r[0]) for r in conn.execute(
+        """
+        SELECT run_id FROM runs WHERE started_at < $cutoff AND run_id <> coalesce(
+            (SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),
+            '')
+        ORDER BY started_at
+        """,
+        {"cutoff": cutoff},
+    ).fetchall()]  # fmt: skip
+    summary.segments = _old_segments(conn, landing_dir, cutoff)
+    if dry_run:
+        return summary
+    _delete_runs(conn, summary)
+    for run_id in summary.runs:
+        shutil.rmtree(reports_dir / run_id, ignore_errors=True)
+    for name in summary.segments:
+        (landing_dir / name).unlink(missing_ok=True)
+    return summary
+
+
+def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None:
+    runs = {"runs": summary.runs}
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for table in (*RUN_TABLES, "runs"):
+            row = conn.execute(
+                f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($runs))", runs
+            ).fetchone()
+            summary.rows[table] = int(row[0]) if row else 0
+        row = conn.execute(
+            "DELETE FROM notifications n WHERE NOT EXISTS "
+            "(SELECT 1 FROM requests r WHERE r.request_id = n.request_id)"
+        ).fetchone()
+        summary.rows["notifications"] = int(row[0]) if row else 0
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _old_segments(
+    conn: duckdb.DuckDBPyConnection, landing_dir: Path, cutoff: datetime
+) -> list[str]:
+    ingested = dict(
+        conn.execute("SELECT segment_id, bytes_ingested FROM landing_files WHERE closed").fetchall()
+    )
+    old = []
+    for segment in list_segments(landing_dir):
+        modified = datetime.fromtimestamp(segment.path.stat().st_mtime, UTC)
+        whole = ingested.get(segment.segment_id) == segment.size
+        if segment.closed and whole and modified < cutoff:
+            old.append(segment.path.name)
+    return old
