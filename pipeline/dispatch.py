@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import random
@@ -137,48 +138,36 @@ class Dispatcher:
                 attempt += 1
                 sent_at = datetime.now(UTC)
                 answer, sent_clock, problem = await self._attempt(request)
-                if answer is not None and answer.accepted:
-                    self._finish(
-                        RequestEvent(
-                            request.request_id,
-                            ACCEPTED,
-                            attempt,
-                            200,
-                            None,
-                            sent_at,
-                            datetime.now(UTC),
-                        )
-                    )
-                    return
-                status = answer.status if answer is not None else None
-                if status not in RETRYABLE_STATUSES and answer is not None:
-                    self._finish(
-                        RequestEvent(
-                            request.request_id,
-                            FAILED,
-                            attempt,
-                            status,
-                            answer.error_text(),
-                            sent_at,
-                        )
-                    )
-                    return
-                if attempt >= self.settings.max_attempts:
-                    error = answer.error_text() if answer is not None else problem
-                    self._finish(
-                        RequestEvent(
-                            request.request_id,
-                            FAILED,
-                            attempt,
-                            status,
-                            f"gave up after {attempt} attempts: {error}",
-                            sent_at,
-                        )
-                    )
+                event = self._verdict(request, attempt, sent_at, answer, problem)
+                if event is not None:
+                    self._finish(event)
                     return
                 await self._wait_before_retry(attempt, answer, sent_clock)
         finally:
             self._live.release()
+
+    def _verdict(
+        self,
+        request: PendingRequest,
+        attempt: int,
+        sent_at: datetime,
+        answer: QueryAnswer | None,
+        problem: str,
+    ) -> RequestEvent | None:
+        """The request's final outcome after this attempt, or None to try again."""
+        outcome = functools.partial(
+            RequestEvent, request.request_id, attempts=attempt, sent_at=sent_at
+        )
+        if answer is not None and answer.accepted:
+            return outcome(state=ACCEPTED, http_status=200, accepted_at=datetime.now(UTC))
+        status = answer.status if answer is not None else None
+        if answer is not None and status not in RETRYABLE_STATUSES:
+            return outcome(state=FAILED, http_status=status, error=answer.error_text())
+        if attempt >= self.settings.max_attempts:
+            error = answer.error_text() if answer is not None else problem
+            return outcome(state=FAILED, http_status=status,
+                           error=f"gave up after {attempt} attempts: {error}")  # fmt: skip
+        return None
 
     async def _attempt(self, request: PendingRequest) -> tuple[QueryAnswer | None, float, str]:
         """One try: (answer or None, when it was sent, what went wrong without an answer)."""

@@ -6,6 +6,8 @@ The invariants of DESIGN §7 are checked on the outcome of a whole `capaudit run
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
+from tests.unit.test_models import assert_contracts
 
 STATUS_COLUMNS = ("capability_full", "capability_partial", "no_capability", "capability_unknown",
                   "no_response", "request_failed")  # fmt: skip
@@ -100,6 +103,20 @@ def test_audit_against_real_servers_keeps_every_invariant(tmp_path: Path) -> Non
         )
     assert set(statuses) >= {"CAPABILITY_FULL", "CAPABILITY_PARTIAL", "NO_CAPABILITY"}
     assert "NO_RESPONSE" not in statuses  # every accepted target got its callback
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        assert_contracts(conn)
+        run = conn.execute("""SELECT status, exit_code, capaudit_version, config_digest, inputs,
+                              counts, durations, finished_at >= started_at FROM runs""").fetchone()
+    status, exit_code, version, digest, inputs, counts, durations, ordered = run
+    assert (status, exit_code, ordered) == ("succeeded", 0, True)
+    assert version
+    assert len(digest) == 64
+    [source] = json.loads(inputs)
+    assert source["path"] == str(contacts)
+    assert source["sha256"] == hashlib.sha256(contacts.read_bytes()).hexdigest()
+    steps = ("load", "plan", "submit", "collect", "build", "report")
+    assert set(json.loads(durations)) == set(steps)
+    assert json.loads(counts)["load"]["rows"] == input_rows(contacts)
 
 
 def test_embedded_run_writes_the_warehouse_and_the_report(tmp_path: Path) -> None:

@@ -22,6 +22,18 @@ def live_env(sim_url: str, receiver_url: str) -> dict[str, str]:
     }
 
 
+def start_run(
+    config: Path, contacts: Path, run_id: str, live: dict[str, str]
+) -> subprocess.Popen[str]:
+    """`capaudit run` as a background process, to be interrupted."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(config),
+         "--contacts", str(contacts), "--run-id", run_id],
+        cwd=REPO, env={**service_env(), "PATH": "/usr/bin:/bin", **live},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def test_requests_that_never_get_through_are_request_failed(tmp_path: Path) -> None:
     contacts = small_sample(tmp_path, 20)
     config = write_config(
