@@ -22,6 +22,18 @@ def live_env(sim_url: str, receiver_url: str) -> dict[str, str]:
     }
 
 
+def interruptible(tmp_path: Path) -> tuple[Path, Path]:
+    """600 contacts at 120/s: about five seconds of sending, time to interrupt it."""
+    contacts = small_sample(tmp_path, 600)
+    config = write_config(
+        tmp_path / "c.toml", tmp_path,
+        dispatch={"rate_per_second": 120.0, "max_in_flight": 16},
+        simulator={"latency_ms": 20, "webhook_rate": 3000, "callback_delay_ms": 50},
+        collect={"deadline_seconds": 30},
+    )  # fmt: skip
+    return contacts, config
+
+
 def start_run(
     config: Path, contacts: Path, run_id: str, live: dict[str, str]
 ) -> subprocess.Popen[str]:
@@ -59,23 +71,12 @@ def test_requests_that_never_get_through_are_request_failed(tmp_path: Path) -> N
 
 
 def test_kill_9_mid_submission_then_resume(tmp_path: Path) -> None:
-    contacts = small_sample(tmp_path, 600)
-    config = write_config(
-        tmp_path / "c.toml", tmp_path,
-        dispatch={"rate_per_second": 120.0, "max_in_flight": 16},
-        simulator={"latency_ms": 20, "webhook_rate": 3000, "callback_delay_ms": 50},
-        collect={"deadline_seconds": 30},
-    )  # fmt: skip
+    contacts, config = interruptible(tmp_path)
     with simulator(config) as sim_url, receiver(config) as receiver_url:
-        env = {**service_env(), "PATH": "/usr/bin:/bin", **live_env(sim_url, receiver_url)}
-        run = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", "--config", str(config),
-             "--contacts", str(contacts), "--run-id", "k9"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        run = start_run(config, contacts, "k9", live_env(sim_url, receiver_url))
         wait_for(lambda: sim_stats(sim_url)["queries_accepted"] >= 200, timeout=60)
         run.send_signal(signal.SIGKILL)
-        run.wait()
+        run.communicate()
         accepted_before = sim_stats(sim_url)["queries_accepted"]
         assert accepted_before < 600, "the run finished before it could be killed"
         time.sleep(0.5)
@@ -112,20 +113,9 @@ def test_kill_9_mid_submission_then_resume(tmp_path: Path) -> None:
 
 
 def test_sigterm_stops_sending_exits_3_and_resume_completes(tmp_path: Path) -> None:
-    contacts = small_sample(tmp_path, 600)
-    config = write_config(
-        tmp_path / "c.toml", tmp_path,
-        dispatch={"rate_per_second": 120.0},
-        simulator={"latency_ms": 20, "webhook_rate": 3000, "callback_delay_ms": 50},
-        collect={"deadline_seconds": 30},
-    )  # fmt: skip
+    contacts, config = interruptible(tmp_path)
     with simulator(config) as sim_url, receiver(config) as receiver_url:
-        env = {**service_env(), "PATH": "/usr/bin:/bin", **live_env(sim_url, receiver_url)}
-        run = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", "--config", str(config),
-             "--contacts", str(contacts), "--run-id", "term"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        run = start_run(config, contacts, "term", live_env(sim_url, receiver_url))
         wait_for(lambda: sim_stats(sim_url)["queries_accepted"] >= 150, timeout=60)
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)

@@ -66,3 +66,31 @@ def test_no_answer_becomes_a_transport_error() -> None:
 def test_missing_credentials_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="SINCH_KEY_ID"):
         SinchClient(SinchSettings(), Secrets(None, None, ()))
+
+
+def test_one_token_is_shared_and_renewed_a_minute_before_expiry() -> None:
+    from pipeline.sinch.auth import OAuth2Auth
+
+    issued: list[int] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        issued.append(1)
+        return httpx.Response(200, json={"access_token": f"t{len(issued)}", "expires_in": 3600})
+
+    now = [0.0]
+
+    async def main() -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as http:
+            auth = OAuth2Auth(http, "http://auth.test/oauth2/token", Secret("id"), Secret("s"),
+                              clock=lambda: now[0])  # fmt: skip
+            seen = list(await asyncio.gather(*(auth.authorization() for _ in range(50))))
+            now[0] = 3600 - 61
+            seen.append(await auth.authorization())
+            now[0] = 3600 - 59  # within the last minute: renewed before it expires
+            seen.append(await auth.authorization())
+            return seen
+
+    seen = asyncio.run(main())
+    assert set(seen[:51]) == {"Bearer t1"}  # 50 concurrent callers, one fetch
+    assert seen[51] == "Bearer t2"
+    assert len(issued) == 2

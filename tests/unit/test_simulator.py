@@ -131,3 +131,22 @@ def test_outcome_model_is_deterministic_and_covers_every_status() -> None:
     other_seed = [OutcomeModel(seed=4).check("RCS", i) for i in identities]
     assert other_seed != first
     assert model.check("SMS", "12").reason == "RECIPIENT_INVALID_CHANNEL_IDENTITY"
+
+
+def test_queries_by_contact_id_check_the_contact_s_identities() -> None:
+    async def scenario(client: SinchClient, sim: Any) -> None:
+        contact = await client.create_contact([
+            {"channel": "WHATSAPP", "identity": "46701234567"},
+            {"channel": "SMS", "identity": "46701234567"},
+        ])  # fmt: skip
+        assert (await client.get_contact(contact["id"]))["id"] == contact["id"]
+        answer = await client.query(query_body("app", "by-id", contact_id=contact["id"]))
+        assert answer.status == 200
+        assert sim.state.stats.checks == 2
+        # An unknown contact is accepted too; its one callback says CONTACT_NOT_FOUND.
+        bodies = sim._check("p", "app", "r", {"contact_id": "01UNKNOWN"})
+        [note] = [orjson.loads(b)["capability_notification"] for b in bodies]
+        assert note["reason"]["code"] == "CONTACT_NOT_FOUND"
+        assert note["channel"] == ""
+
+    with_simulator(scenario)
