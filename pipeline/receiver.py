@@ -188,13 +188,15 @@ class Receiver:
         return Response(orjson.dumps({"error": reason}), status, media_type="application/json")
 
     async def health(self, request: Request) -> Response:
+        healthy = self.writer.healthy
         body = {
-            "ok": True,
+            "ok": healthy,
+            "problem": self.writer.failure,
             "pid": os.getpid(),
             "writer": self.writer.writer_id,
             "segment": self.writer.segment_path.name,
         }
-        return Response(orjson.dumps(body), media_type="application/json")
+        return Response(orjson.dumps(body), 200 if healthy else 503, media_type="application/json")
 
     async def metrics(self, request: Request) -> Response:
         return PlainTextResponse(self.prometheus_text())

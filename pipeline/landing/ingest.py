@@ -17,11 +17,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 
 from pipeline.errors import WarehouseError
-from pipeline.landing.segments import Segment, complete_end, list_segments
+from pipeline.landing.segments import CLOSED_SUFFIX, Segment, complete_end, list_segments
 from pipeline.sinch.models import PHONE_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -59,21 +60,25 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
         return stats
     with tempfile.TemporaryDirectory(prefix="capaudit-ingest-") as scratch:
         files = {_readable_copy(s, Path(scratch)): s for s in slices if s.end > s.start}
-        conn.execute("BEGIN TRANSACTION")
         try:
             lines: dict[str, int] = {}
-            if files:
+            if files:  # read outside the transaction: a failed read must not abort it
                 _stage_lines(conn, files)
-                _merge(conn, stats)
                 lines = dict(
                     conn.execute(
                         "SELECT segment_id, count(*) FROM landed GROUP BY segment_id"
                     ).fetchall()
                 )
-            _advance_offsets(conn, slices, lines)
-            conn.execute("COMMIT")
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                if files:
+                    _merge(conn, stats)
+                _advance_offsets(conn, slices, lines)
+                conn.execute("COMMIT")
+            except duckdb.Error:
+                conn.execute("ROLLBACK")
+                raise
         except duckdb.Error as exc:
-            conn.execute("ROLLBACK")
             raise WarehouseError(f"ingesting landing segments from {landing_dir}: {exc}") from exc
     return stats
 
@@ -90,7 +95,12 @@ def _new_slices(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[_Sli
         offset, was_closed = known.get(segment.segment_id, (0, False))
         if was_closed:
             continue
-        end = segment.size if segment.closed else complete_end(segment.path, offset, segment.size)
+        try:
+            end = (
+                segment.size if segment.closed else complete_end(segment.path, offset, segment.size)
+            )
+        except FileNotFoundError:  # closed (renamed) just now: the next ingest reads it
+            continue
         if end > offset or segment.closed:
             slices.append(_Slice(segment, offset, end))
     return slices
@@ -106,7 +116,7 @@ def _readable_copy(piece: _Slice, scratch: Path) -> str:
     if segment.closed and piece.start == 0 and piece.end == segment.size:
         return str(segment.path)
     target = scratch / f"{segment.segment_id}.ndjson"
-    with segment.path.open("rb") as source, target.open("wb") as copy:
+    with _open_segment(segment) as source, target.open("wb") as copy:
         source.seek(piece.start)
         remaining = piece.end - piece.start
         while remaining > 0:
@@ -118,6 +128,17 @@ def _readable_copy(piece: _Slice, scratch: Path) -> str:
     return str(target)
 
 
+def _open_segment(segment: Segment) -> BinaryIO:
+    """The segment's file; an open one may have been closed (renamed) since it was listed."""
+    try:
+        return segment.path.open("rb")
+    except FileNotFoundError:
+        if segment.closed:
+            raise
+        closed = segment.path.with_name(segment.segment_id + CLOSED_SUFFIX)
+        return closed.open("rb")
+
+
 def _stage_lines(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> None:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE segment_names (filename VARCHAR, segment_id VARCHAR)"
@@ -126,15 +147,26 @@ def _stage_lines(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> N
         "INSERT INTO segment_names VALUES (?, ?)",
         [(name, piece.segment.segment_id) for name, piece in files.items()],
     )
+    try:
+        _read_lines(conn, list(files), tolerant=False)
+    except duckdb.InvalidInputException as exc:
+        # A complete line that is not JSON: written by something else, or damaged on disk.
+        # It cannot be recovered; it must not stop every later ingest. Skip it and say so.
+        _read_lines(conn, list(files), tolerant=True)
+        log.warning("landing segments hold lines that are not JSON, skipped: %s", exc)
+
+
+def _read_lines(conn: duckdb.DuckDBPyConnection, files: list[str], *, tolerant: bool) -> None:
     conn.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE landed AS
         SELECT l.received_at, l.nonce, l.kind, l.body, s.segment_id
         FROM read_json($files, format = 'newline_delimited', columns = {LINE_COLUMNS},
-                       filename = true) l
+                       filename = true, ignore_errors = {str(tolerant).lower()}) l
         JOIN segment_names s USING (filename)
+        WHERE l.body IS NOT NULL
         """,
-        {"files": list(files)},
+        {"files": files},
     )
 
 
@@ -149,9 +181,9 @@ def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
         SELECT
             cb.capability_notification.request_id AS request_id,
             coalesce(cb.capability_notification.channel, '') AS channel,
-            CASE WHEN cb.capability_notification.channel IN ({phone_channels})
+            coalesce(CASE WHEN cb.capability_notification.channel IN ({phone_channels})
                 THEN regexp_replace(cb.capability_notification.identity, '[^0-9]', '', 'g')
-                ELSE coalesce(cb.capability_notification.identity, '') END AS identity,
+                ELSE cb.capability_notification.identity END, '') AS identity,
             arg_min(cb.capability_notification.contact_id, received_at) AS contact_id,
             arg_min(cb.capability_notification.capability_status, received_at)
                 AS capability_status,

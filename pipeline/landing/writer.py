@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from pipeline.landing.segments import CLOSED_SUFFIX, OPEN_SUFFIX, fsync_directory, segment_name
 
+log = logging.getLogger(__name__)
 MAX_BATCH_LINES = 4096
 FSYNC_BUCKETS_MS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)
 
@@ -80,6 +82,7 @@ class LandingWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.failure: str | None = None
 
     @property
     def segment_path(self) -> Path:
@@ -92,8 +95,8 @@ class LandingWriter:
 
     async def append(self, line: bytes) -> None:
         """Queue one complete line; returns when it is durable (raises OSError if it is not)."""
-        if self._task is None or self._task.done() or self._closing:
-            raise RuntimeError("landing writer is not running")
+        if not self.healthy or self._closing:
+            raise RuntimeError(self.failure or "landing writer is not running")
         waiter = asyncio.get_running_loop().create_future()
         self._lines.append(line)
         self._waiters.append(waiter)
@@ -110,9 +113,21 @@ class LandingWriter:
         if self._fd >= 0:
             await asyncio.to_thread(self._close_segment)
 
+    @property
+    def healthy(self) -> bool:
+        return self.failure is None and self._task is not None and not self._task.done()
+
     async def _flush_loop(self) -> None:
+        try:
+            await self._flush_forever()
+        except Exception as exc:
+            # Whatever broke, nobody may wait forever for an answer that will not come.
+            self._fail(f"landing writer stopped: {type(exc).__name__}: {exc}")
+            raise
+
+    async def _flush_forever(self) -> None:
         idle_check = min(1.0, self.max_age_seconds / 4)
-        while True:
+        while self.failure is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), idle_check)
             if self._closing and not self._lines:
@@ -124,6 +139,14 @@ class LandingWriter:
                 await self._commit()
             if self._segment_due_for_rotation():
                 await asyncio.to_thread(self._rotate)
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        log.error("%s; callbacks are refused with 503 until the receiver restarts", reason)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(OSError(reason))
+        self._lines, self._waiters = [], []
 
     async def _commit(self) -> None:
         lines, waiters = self._lines, self._waiters
@@ -142,16 +165,31 @@ class LandingWriter:
                 waiter.set_result(None)
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.durable:
-            started = time.perf_counter()
-            os.fsync(self._fd)
-            self.metrics.observe_fsync(time.perf_counter() - started)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.durable:
+                started = time.perf_counter()
+                os.fsync(self._fd)
+                self.metrics.observe_fsync(time.perf_counter() - started)
+        except OSError:
+            self._recover_from_failed_write()
+            raise
         self._segment_bytes += len(data)
         self.metrics.bytes += len(data)
+
+    def _recover_from_failed_write(self) -> None:
+        """Cut off the part of the failed batch that reached the file and go on in a new
+        segment: a later line must never follow half a line, and after a failed fsync the
+        kernel may already have dropped the file's unwritten pages. If even that fails, the
+        writer stops; every callback then gets 503 and Sinch delivers it again later."""
+        try:
+            os.ftruncate(self._fd, self._segment_bytes)
+            self._rotate()
+        except OSError as exc:
+            self.failure = f"cannot write to {self.directory}: {exc.strerror or exc}"
 
     def _segment_due_for_rotation(self) -> bool:
         if self._segment_bytes == 0:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 
 from pipeline.landing.ingest import ingest_landing
 from pipeline.landing.segments import CLOSED_SUFFIX, KIND_CAPABILITY, encode_line, list_segments
@@ -107,3 +109,54 @@ def test_non_capability_events_are_kept_apart(tmp_path: Path) -> None:
     with open_warehouse(tmp_path / "w.duckdb") as conn:
         stats = ingest_landing(conn, landing)
     assert (stats.notifications_new, stats.other_events) == (1, 1)
+
+
+def test_bad_lines_never_block_ingestion(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    no_identity = encode_line(
+        b'{"capability_notification": {"request_id": "r9", "channel": "WHATSAPP", '
+        b'"capability_status": "NO_CAPABILITY"}}',
+        "n9", "w1", KIND_CAPABILITY, datetime.now(UTC),
+    )  # fmt: skip
+    (landing / "w1-000001.ndjson").write_bytes(line(1) + b"this is not json\n" + no_identity)
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        ingest_landing(conn, landing)
+        (landing / "w1-000002.ndjson").write_bytes(line(2))
+        ingest_landing(conn, landing)  # later segments still go in
+        rows = conn.execute("SELECT request_id, identity FROM notifications ORDER BY 1").fetchall()
+    assert rows == [("r1", "46701234567"), ("r2", "46701234567"), ("r9", "")]
+
+
+def test_a_failed_write_is_cut_off_and_the_next_line_starts_a_clean_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.landing.writer as writer_module
+
+    real_write = os.write
+    failing: dict[str, int] = {}
+
+    def disk_full_once(fd: int, data: bytes) -> int:
+        if fd == failing.get("fd"):
+            failing.pop("fd")
+            real_write(fd, bytes(data)[: len(data) // 2])  # half a line reaches the file
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(writer_module.os, "write", disk_full_once)
+
+    async def main() -> None:
+        writer = LandingWriter(tmp_path, writer_id="w1")
+        await writer.start()
+        await writer.append(line(1))
+        failing["fd"] = writer._fd
+        with pytest.raises(OSError, match="No space left"):
+            await writer.append(line(2))
+        await writer.append(line(3))
+        await writer.close()
+
+    asyncio.run(main())
+    landed = [row for s in list_segments(tmp_path) for row in s.path.read_bytes().splitlines()]
+    bodies = [orjson.loads(orjson.loads(row)["body"]) for row in landed]
+    assert [b["capability_notification"]["request_id"] for b in bodies] == ["r1", "r3"]
+    assert len(list_segments(tmp_path)) == 2
