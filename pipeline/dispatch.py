@@ -112,18 +112,16 @@ class Dispatcher:
     async def run(
         self, requests: AsyncIterable[PendingRequest], stop: asyncio.Event
     ) -> DispatchStats:
-        tasks: set[asyncio.Task[None]] = set()
+        # A task group: should one submission fail unexpectedly, the others are cancelled (their
+        # requests stay planned) before anyone records the final state of the ledger.
         with steady_timing():
-            async for request in requests:
-                await self._live.acquire()
-                if stop.is_set():
-                    self._live.release()
-                    break
-                task = asyncio.create_task(self._submit(request, stop))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
+            async with asyncio.TaskGroup() as group:
+                async for request in requests:
+                    await self._live.acquire()
+                    if stop.is_set():
+                        self._live.release()
+                        break
+                    group.create_task(self._submit(request, stop))
         return self.stats
 
     def backoff(self, attempt: int) -> float:

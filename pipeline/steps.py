@@ -7,6 +7,7 @@ under the same `--run-id`. Each takes an open warehouse connection and returns a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -112,9 +113,10 @@ class EventBuffer:
         if events:
             await asyncio.to_thread(ledger.record_events, self._cursor, self._run_id, events)
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(LEDGER_FLUSH_SECONDS)
+    async def run(self, done: asyncio.Event) -> None:
+        """Flush every LEDGER_FLUSH_SECONDS until `done`; returns only between flushes, so no
+        worker thread is left writing when the caller makes the final flush."""
+        while not await _wait(done, LEDGER_FLUSH_SECONDS):
             await self.flush()
 
     def close(self) -> None:
@@ -130,14 +132,20 @@ class CallbackWatch:
         self._landing = landing
         self.received = 0
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(INGEST_WHILE_SENDING_SECONDS)
+    async def run(self, done: asyncio.Event) -> None:
+        while not await _wait(done, INGEST_WHILE_SENDING_SECONDS):
             stats = await asyncio.to_thread(ingest_landing, self._cursor, self._landing)
             self.received += stats.notifications_new
 
     def close(self) -> None:
         self._cursor.close()
+
+
+async def _wait(done: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True as soon as `done` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), seconds)
+    return done.is_set()
 
 
 @dataclass
@@ -181,18 +189,16 @@ async def submit(
         settings.sinch, settings.secrets, max_connections=settings.dispatch.max_in_flight
     ) as client:
         dispatcher = Dispatcher(client, settings.dispatch, record=buffer.add)
-        helpers = [
-            asyncio.create_task(buffer.run()),
-            asyncio.create_task(watch.run()),
-            asyncio.create_task(_show_progress(dispatcher.stats, watch, total, console)),
-        ]
+        done = asyncio.Event()
+        helpers = [asyncio.create_task(buffer.run(done)), asyncio.create_task(watch.run(done))]
+        progress = asyncio.create_task(_show_progress(dispatcher.stats, watch, total, console))
         try:
             stats = await dispatcher.run(ledger.pending_requests(conn, run_id), stop)
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await buffer.flush()
+            done.set()
+            progress.cancel()
+            await asyncio.gather(*helpers, progress, return_exceptions=True)
+            await buffer.flush()  # the helpers have returned: no other flush is running
             buffer.close()
             watch.close()
     ledger.fold_events(conn, run_id)
