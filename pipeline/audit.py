@@ -148,12 +148,14 @@ def _run_steps(
     console: bool,
 ) -> None:
     run_id = result.run_id
-    if not options.resume:
+    if not (options.resume and ledger.step_done(conn, run_id, "load")):
+        # A resumed run whose load never finished loads the files it was started with.
+        paths = options.contacts or ledger.run_inputs(conn, run_id) or None
         result.load = _timed(
             conn,
             run_id,
             "load",
-            lambda: steps.load(conn, run_id, settings, options.contacts or None, options.limit),
+            lambda: steps.load(conn, run_id, settings, paths, options.limit),
         )
     result.plan = _timed(
         conn, run_id, "plan", lambda: steps.plan(conn, run_id, settings, refresh=options.refresh)

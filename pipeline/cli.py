@@ -232,6 +232,12 @@ def load(config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int |
     """
     settings = settings_for(config_path)
     with _warehouse(settings) as conn:
+        planned = conn.execute("SELECT count(*) FROM requests WHERE run_id = $r", {"r": run_id})
+        if (planned.fetchone() or (0,))[0]:
+            raise UsageError(
+                f"run {run_id} is already planned; loading again would lose its plan. "
+                "Start a new run id, or continue this one with capaudit run --resume"
+            )
         _ensure_run(conn, run_id, settings)
         summary = steps.load(conn, run_id, settings, contacts or None, limit)
     _print_json(summary)

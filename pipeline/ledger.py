@@ -120,7 +120,8 @@ def mark_reuse(
     )
 
 
-# One request per contact: its identities when it has any, else its contact_id (reference §1).
+# One request per contact and kind of recipient (reference §1): its identities, and, for
+# channels it has no identity for, its contact_id.
 INSERT_REQUESTS = """
 INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, planned_at,
     requery_of)
@@ -135,7 +136,7 @@ FROM (
         ELSE json_object('contact_id', any_value(contact_id)) END AS recipient,
         list(channel ORDER BY channel) AS channels
     FROM (ASKED)
-    GROUP BY contact_key
+    GROUP BY contact_key, identity IS NULL
 )
 """
 
@@ -408,6 +409,24 @@ def finish_run(
         "error = nullif($error, '') WHERE run_id = $run_id",
         {"run_id": run_id, "status": status, "code": exit_code, "error": error[:2000]},
     )
+
+
+def step_done(conn: duckdb.DuckDBPyConnection, run_id: str, step: str) -> bool:
+    """Whether the run's record says `step` finished."""
+    row = conn.execute(
+        "SELECT json_extract(counts, '$.' || $step) IS NOT NULL FROM runs WHERE run_id = $run_id",
+        {"run_id": run_id, "step": step},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def run_inputs(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, ...]:
+    """The contact files the run was started with."""
+    row = conn.execute("SELECT inputs FROM runs WHERE run_id = $run_id", {"run_id": run_id})
+    found = row.fetchone()
+    if not found or not found[0]:
+        return ()
+    return tuple(str(item["path"]) for item in json.loads(found[0]))
 
 
 def latest_run_id(conn: duckdb.DuckDBPyConnection) -> str | None:

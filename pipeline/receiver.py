@@ -13,6 +13,7 @@ the webhook. The receiver never opens the warehouse; `landing.ingest` does that.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -116,6 +117,7 @@ class Receiver:
         )
         self.nonces = NonceMemory(2 * config.tolerance_seconds)
         self.counts: Counter[str] = Counter()
+        self.landing: dict[str, asyncio.Future[bool]] = {}  # nonce -> its write in progress
         self.refused: Counter[str] = Counter()
 
     async def callback(self, request: Request) -> Response:
@@ -130,6 +132,10 @@ class Receiver:
         nonce = await self._verify(request, body)
         if isinstance(nonce, Response):
             return nonce
+        if nonce in self.landing:  # the same delivery again while its write is in progress
+            self.counts["replayed"] += 1
+            durable = await asyncio.shield(self.landing[nonce])
+            return ACK if durable else self._refuse(503, "not_durable")
         if nonce and not self.nonces.first_time(nonce, time.time()):
             self.counts["replayed"] += 1
             return ACK
@@ -143,16 +149,30 @@ class Receiver:
             return self._refuse(400, "not_an_object")
         kind = KIND_CAPABILITY if CAPABILITY_EVENT_KEY in event else KIND_OTHER
         line = encode_line(body, nonce, self.writer.writer_id, kind, datetime.now(UTC))
-        try:
-            await self.writer.append(line)
-        except (OSError, RuntimeError) as exc:
-            # Not on disk, so not acknowledged: Sinch retries, and this nonce must be accepted then.
-            self.nonces.forget(nonce)
-            log.error("landing write failed: %s", exc)
+        if not await self._land(nonce, line):
             return self._refuse(503, "not_durable")
         self.counts["accepted"] += 1
         self.counts[f"landed_{kind}"] += 1
         return ACK
+
+    async def _land(self, nonce: str, line: bytes) -> bool:
+        """Append durably; a copy of this delivery arriving meanwhile waits for the outcome."""
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if nonce:
+            self.landing[nonce] = outcome
+        try:
+            await self.writer.append(line)
+            outcome.set_result(True)
+        except (OSError, RuntimeError) as exc:
+            # Not on disk, so not acknowledged: Sinch retries, and this nonce must be accepted then.
+            self.nonces.forget(nonce)
+            log.error("landing write failed: %s", exc)
+            outcome.set_result(False)
+        finally:
+            if not outcome.done():  # cancelled mid-write: copies waiting must not hang
+                outcome.set_result(False)
+            self.landing.pop(nonce, None)
+        return outcome.result()
 
     async def _verify(self, request: Request, body: bytes) -> str | Response:
         """The delivery's nonce if it may be landed, else the refusal to send."""

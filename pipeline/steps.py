@@ -20,6 +20,7 @@ import duckdb
 from pipeline import ledger
 from pipeline.contacts.load import LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
+from pipeline.errors import WarehouseError
 from pipeline.landing.ingest import IngestStats, ingest_landing
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress
@@ -363,6 +364,13 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
         ).fetchall()
     ]
     run_models(conn, run_id, constants={"reuse_runs": reuse_runs})
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
+        "(SELECT count(*) FROM capability WHERE run_id = $run_id)",
+        {"run_id": run_id},
+    ).fetchone()
+    if row is None or row[0] != row[1]:  # DESIGN §7 rule 1, checked on every build
+        raise WarehouseError(f"run {run_id}: {row} targets vs capability rows; not reported")
     rows = conn.execute(
         "SELECT status, count(*) FROM capability WHERE run_id = $run_id GROUP BY status",
         {"run_id": run_id},

@@ -104,3 +104,18 @@ def test_globs_several_files_and_mapped_columns(tmp_path: Path) -> None:
     assert query(tmp_path, "SELECT source, row_number, reason FROM rejects") == [
         (str(lists / "b.csv"), 3, "duplicate")
     ]  # fmt: skip
+
+
+def test_resume_after_a_failed_load_loads_the_files_then_runs(tmp_path: Path) -> None:
+    contacts = small_sample(tmp_path, 30)
+    original = contacts.read_bytes()
+    contacts.write_bytes(b"phone\n\xff\n")  # unreadable: the run stops at load, exit 2
+    cfg = config(tmp_path, contacts)
+    assert capaudit("run", "--config", str(cfg), "--run-id", "fix").returncode == 2
+    contacts.write_bytes(original)  # fixed: resuming loads it and completes
+    done = capaudit("run", "--config", str(cfg), "--resume", "--run-id", "fix")
+    assert done.returncode == 0, done.stderr
+    assert query(tmp_path, "SELECT count(*) > 0 FROM capability WHERE run_id = 'fix'") == [(True,)]
+    again = capaudit("load", "--config", str(cfg), "--run-id", "fix")
+    assert again.returncode == 2
+    assert "already planned" in again.stderr

@@ -168,3 +168,21 @@ def test_contracts_hold_on_the_given_rows(conn: duckdb.DuckDBPyConnection) -> No
     given(conn)
     steps.build(conn, "now")
     assert_contracts(conn)
+
+
+def test_several_answers_for_one_channel_give_one_row(conn: duckdb.DuckDBPyConnection) -> None:
+    given(conn)
+    # Asked by contact id, Sinch answers WhatsApp for two of D's identities at the same moment.
+    for identity in ("46700000042", "46700000041"):
+        conn.execute("INSERT INTO notifications (request_id, channel, identity, capability_status, "
+                     "event_time, received_at, deliveries) VALUES ('rD', 'SMS', ?, "
+                     "'CAPABILITY_FULL', $t, $t, 1)".replace("$t", "?"),
+                     [identity, T0 + timedelta(seconds=9), T0 + timedelta(seconds=9)])  # fmt: skip
+    conn.execute("UPDATE requests SET body = '{\"recipient\":{\"contact_id\":\"D\"}}' "
+                 "WHERE request_id = 'rD'")  # fmt: skip
+    steps.build(conn, "now")
+    assert rows(conn, "SELECT identity, status FROM capability WHERE run_id = 'now' "
+                      "AND contact_key = 'D' AND channel = 'SMS'") == [
+        ("46700000041", "CAPABILITY_FULL")
+    ]  # fmt: skip
+    assert_contracts(conn)

@@ -89,3 +89,24 @@ def test_slow_callbacks_are_warned_about(settings: Settings, caplog: object) -> 
         steps._warn_if_callbacks_lag(lag | {"callbacks": 20}, settings)  # too few to judge
     warnings = [r for r in caplog.records if "callbacks arrived at 25.0/s" in r.getMessage()]  # type: ignore[attr-defined]
     assert len(warnings) == 1
+
+
+def test_a_contact_with_identities_and_an_id_only_row_asks_every_channel(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("contact_id,channel,identity\nC1,WHATSAPP,+46701234567\nC1,,\n")
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        from pipeline.warehouse import ensure_schema
+
+        ensure_schema(conn)
+        steps.load(conn, "new", settings, [str(path)])
+        ledger.plan_requests(conn, "new", "app", now=NOW)
+        requests = conn.execute(
+            "SELECT channels, body FROM requests WHERE run_id = 'new' ORDER BY channels"
+        ).fetchall()
+    assert [channels for channels, _ in requests] == [["RCS", "SMS"], ["WHATSAPP"]]
+    assert orjson.loads(requests[0][1])["recipient"] == {"contact_id": "C1"}
+    assert orjson.loads(requests[1][1])["recipient"]["identified_by"]["channel_identities"] == [
+        {"channel": "WHATSAPP", "identity": "46701234567"}
+    ]

@@ -149,3 +149,16 @@ def test_healthz(landing: Path) -> None:
         assert (await client.get("/healthz")).json()["ok"] is True
 
     with_receiver(landing, scenario)
+
+
+def test_copies_arriving_together_are_acknowledged_once_durable(landing: Path) -> None:
+    body = callback_body("together")
+    headers = signed(body, nonce="same-nonce-at-once")
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        posts = [client.post(CALLBACK_PATH, content=body, headers=headers) for _ in range(5)]
+        for answer in asyncio.as_completed(posts):
+            assert (await answer).status_code == 200
+            assert len(landed_lines(landing)) == 1  # on disk before any of the answers
+
+    with_receiver(landing, scenario, commit_window_seconds=0.05)

@@ -1,7 +1,8 @@
 -- stg_answers: one row per contact x channel answered in this run (grain);
 -- key (contact_key, channel). Channel '' holds callbacks about a whole request (e.g.
--- CONTACT_NOT_FOUND). Notifications are unique per request and channel, so a contact can
--- have several answers for a channel only when it was asked again; then the latest check wins.
+-- CONTACT_NOT_FOUND). Notifications are unique per request, channel and identity, so a
+-- contact can have several answers for a channel only when it was asked more than once or by
+-- contact id.
 CREATE OR REPLACE TEMP TABLE stg_answers AS
 SELECT
     r.contact_key,
@@ -17,11 +18,13 @@ FROM requests r
 JOIN notifications n ON n.request_id = r.request_id
 WHERE r.run_id = $run_id;
 
-DELETE FROM stg_answers a
-USING (
-    SELECT contact_key, channel, max(checked_at) AS latest
-    FROM stg_answers
-    WHERE contact_key IN (SELECT contact_key FROM stg_request_outcomes WHERE requests > 1)
-    GROUP BY contact_key, channel
-) l
-WHERE a.contact_key = l.contact_key AND a.channel = l.channel AND a.checked_at < l.latest;
+-- Only contacts that can have several answers for a channel are looked at (few); among them
+-- the latest check wins, ties broken by the newest request, then by identity.
+DELETE FROM stg_answers WHERE rowid IN (
+    SELECT rowid FROM stg_answers
+    WHERE contact_key IN (
+        SELECT contact_key FROM stg_request_outcomes WHERE requests > 1 OR by_contact_id)
+    QUALIFY row_number() OVER (
+        PARTITION BY contact_key, channel
+        ORDER BY checked_at DESC, request_id DESC, identity) > 1
+);
