@@ -103,7 +103,8 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
         )
         ledger.start_run(conn, result.run_id, config_digest=config_digest(settings), inputs=inputs)
         try:
-            _run_steps(conn, settings, options, result, console)
+            with _signals_interrupt(result.run_id):
+                _run_steps(conn, settings, options, result, console)
         except CapauditError as exc:
             result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
             ledger.finish_run(conn, result.run_id, result.status, exc.exit_code, str(exc))
@@ -114,6 +115,27 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
         result.status = "succeeded"
         ledger.finish_run(conn, result.run_id, result.status, 0)
     return result
+
+
+@contextlib.contextmanager
+def _signals_interrupt(run_id: str) -> Iterator[None]:
+    """SIGTERM or SIGINT outside the sending step (which stops gracefully by itself) ends the
+    run as interrupted: recorded, exit 3, resumable."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(
+            f"stopped by {signal.Signals(signum).name}; continue with: "
+            f"capaudit run --resume --run-id {run_id}"
+        )
+
+    for signum in previous:
+        signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _check_resume(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOptions) -> None:
@@ -195,7 +217,8 @@ async def _exchange(
     """Submit, then collect; SIGTERM/SIGINT stop sending and end the run as resumable."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for signum in previous:
         loop.add_signal_handler(signum, stop.set)
     try:
         await register_webhook(settings)
@@ -238,8 +261,9 @@ async def _exchange(
                 f"capaudit run --resume --run-id {result.run_id}"
             )
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)  # asyncio leaves the default behind
 
 
 async def register_webhook(settings: Settings) -> None:

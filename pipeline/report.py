@@ -45,12 +45,15 @@ class ReportFiles:
 
 
 def channel_columns(pseudonym_key: bytes | None) -> str:
-    """The per-channel export's columns; identities keyed-hashed when pseudonymising."""
+    """The per-channel export's columns; identities keyed-hashed when pseudonymising (and long
+    digit runs masked in Sinch's error messages, which may quote a number)."""
     if pseudonym_key is None:
-        identifying = ", ".join(IDENTIFYING)
-    else:
-        identifying = ", ".join(f"{hmac_sql(c, pseudonym_key)} AS {c}" for c in IDENTIFYING)
-    return f"{identifying}, {OTHER_COLUMNS}"
+        return f"{', '.join(IDENTIFYING)}, {OTHER_COLUMNS}"
+    identifying = ", ".join(f"{hmac_sql(c, pseudonym_key)} AS {c}" for c in IDENTIFYING)
+    others = OTHER_COLUMNS.replace(
+        "error", r"regexp_replace(error, '\+?\d[\d \-]{6,}\d', '***', 'g') AS error"
+    )
+    return f"{identifying}, {others}"
 
 
 def write_report(

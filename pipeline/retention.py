@@ -4,7 +4,8 @@ A run older than the cutoff goes with all its rows (targets, rejects, requests, 
 capability, reachability, reasons, changes) and its report directory; notifications that no
 remaining request refers to go too. A landing segment goes only when it is closed, fully
 ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
-newest successful run is always kept, so freshness reuse still has answers to reuse.
+newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
+any run whose answers a kept run reuses.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def purge(
         SELECT run_id FROM runs WHERE started_at < $cutoff AND run_id <> coalesce(
             (SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),
             '')
+          -- a kept run may reuse this run's answers: its rebuild would need them
+          AND run_id NOT IN (SELECT DISTINCT reuse_run_id FROM targets t
+                             JOIN runs r USING (run_id)
+                             WHERE r.started_at >= $cutoff AND reuse_run_id IS NOT NULL)
         ORDER BY started_at
         """,
         {"cutoff": cutoff},

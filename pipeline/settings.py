@@ -396,3 +396,23 @@ def _validate(settings: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{where}: {message}")
+    _validate_channels(settings)
+
+
+def _validate_channels(settings: Settings) -> None:
+    """Channel names end up in requests and SQL: only Sinch's own are accepted."""
+    from pipeline.sinch.models import CHANNELS
+
+    named = {
+        "[contacts] phone_channels": settings.contacts.phone_channels,
+        "[contacts] contact_id_channels": settings.contacts.contact_id_channels,
+        "[reports] channel_preference": settings.reports.channel_preference,
+        "[freshness.channels]": tuple(settings.freshness.channels),
+    }
+    for where, channels in named.items():
+        unknown = [c for c in channels if c.upper() not in CHANNELS]
+        if unknown:
+            raise ConfigError(
+                f"{settings.source}: {where}: unknown channel {unknown[0]!r} "
+                f"(Sinch's channels: {', '.join(CHANNELS)})"
+            )

@@ -241,7 +241,8 @@ def ensure_schema(
     conn.execute(SCHEMA)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
-    ranked = "[" + ", ".join("'" + c.replace("'", "") + "'" for c in preference) + "]::VARCHAR[]"
+    ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
+    ranked += "]::VARCHAR[]"
     for view in _model_files("views"):
         # Views take no parameters: the preference is written into the view's SQL.
         conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))

@@ -79,6 +79,7 @@ class Deliverer:
         self._pacers: dict[str, AppPacer] = {}
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_hand = 0
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
 
@@ -103,7 +104,8 @@ class Deliverer:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._tasks)
+        """Deliveries queued, waiting for their pacing slot, or in flight."""
+        return len(self._queue) + self._in_hand + len(self._tasks)
 
     async def run(self) -> None:
         """The delivery loop; runs until cancelled."""
@@ -115,9 +117,11 @@ class Deliverer:
             try:
                 while True:
                     delivery = await self._next_due()
+                    self._in_hand = 1
                     await self._pace(delivery.webhook.app_id)
                     await self._slots.acquire()
                     task = asyncio.create_task(self._deliver(delivery))
+                    self._in_hand = 0
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
             finally:

@@ -68,7 +68,11 @@ def verify(
         return Verdict(False, "missing_signature")
     if headers.get(ALGORITHM_HEADER, "").lower() != ALGORITHM.lower():
         return Verdict(False, "unsupported_algorithm")
-    if len(nonce) > MAX_NONCE_LENGTH or not stamp.isdigit() or len(stamp) > 12:
+    if (
+        len(nonce) > MAX_NONCE_LENGTH
+        or not (stamp.isascii() and stamp.isdigit())
+        or len(stamp) > 12
+    ):
         return Verdict(False, "malformed_signature")
     timestamp = int(stamp)
     if abs(now - timestamp) > tolerance_seconds:

@@ -161,11 +161,21 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", tmp_path,
                           contacts={"paths": [str(small_sample(tmp_path, 20))]})  # fmt: skip
-    for run_id in ("old", "new"):
-        assert capaudit("run", "--config", str(config), "--run-id", run_id).returncode == 0
+    assert capaudit("run", "--config", str(config), "--run-id", "old").returncode == 0
+    assert capaudit("run", "--config", str(config), "--run-id", "new").returncode == 0
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
         conn.execute(
             "UPDATE runs SET started_at = started_at - INTERVAL 100 DAY WHERE run_id = 'old'"
+        )
+    # 'new' reuses the answers of 'old' (they were fresh): 'old' must stay.
+    kept = capaudit("purge", "--config", str(config), "--older-than", "30", "--dry-run")
+    assert json.loads(kept.stdout)["runs"] == []
+    assert (
+        capaudit("run", "--config", str(config), "--run-id", "newest", "--refresh").returncode == 0
+    )
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute(
+            "UPDATE runs SET started_at = started_at - INTERVAL 99 DAY WHERE run_id = 'new'"
         )
     landing = tmp_path / "landing"
     stray = landing / "crashed-000001.ndjson.open"  # never ingested: must stay
@@ -173,16 +183,16 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
     for segment in landing.iterdir():
         os.utime(segment, (1_000_000_000, 1_000_000_000))
     dry = capaudit("purge", "--config", str(config), "--older-than", "30", "--dry-run")
-    assert json.loads(dry.stdout)["runs"] == ["old"]
+    assert json.loads(dry.stdout)["runs"] == ["old", "new"]
     done = capaudit("purge", "--config", str(config), "--older-than", "30")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["runs"] == ["old"]
+    assert summary["runs"] == ["old", "new"]
     assert summary["rows"]["capability"] > 0
     assert stray.exists()
     assert not (tmp_path / "reports" / "old").exists()
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
-        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("new",)]
+        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("newest",)]
         assert conn.execute("SELECT count(*) FROM capability WHERE run_id = 'old'").fetchone() == (
             0,
         )
