@@ -363,7 +363,11 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
             {"run_id": run_id},
         ).fetchall()
     ]
-    run_models(conn, run_id, constants={"reuse_runs": reuse_runs})
+    sent = conn.execute(
+        "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
+    ).fetchone()
+    nothing_sent = not (sent and sent[0])
+    run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
         "(SELECT count(*) FROM capability WHERE run_id = $run_id)",

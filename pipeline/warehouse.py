@@ -253,23 +253,26 @@ def _model_files(layer: str) -> list[Any]:
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
 
 
-def sql_list(values: Sequence[str]) -> str:
-    """A constant SQL list `('a', 'b')`: unlike a parameter, the planner can prune by it."""
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"({quoted})" if values else "(NULL)"
+def sql_constant(value: Sequence[str] | bool) -> str:
+    """A constant written into SQL: `true`/`false`, or a list `('a', 'b')`. Unlike a
+    parameter, the planner can prune by it and fold it away."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in value)
+    return f"({quoted})" if value else "(NULL)"
 
 
 def run_models(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,
     *,
-    constants: dict[str, Sequence[str]] | None = None,
+    constants: dict[str, Sequence[str] | bool] | None = None,
 ) -> None:
     """Build one run: the staging models (temporary tables, one at a time, so each big join
     has the memory to itself), then the marts in file-name order in one transaction.
 
     Models use `$run_id` (a parameter) and `$<name>` for each of `constants` (written into
-    the SQL as a constant list)."""
+    the SQL as a constant)."""
     try:
         _execute_layer(conn, "staging", run_id, constants or {})
         conn.execute("BEGIN TRANSACTION")
@@ -287,12 +290,15 @@ def run_models(
 
 
 def _execute_layer(
-    conn: duckdb.DuckDBPyConnection, layer: str, run_id: str, constants: dict[str, Sequence[str]]
+    conn: duckdb.DuckDBPyConnection,
+    layer: str,
+    run_id: str,
+    constants: dict[str, Sequence[str] | bool],
 ) -> None:
     for model in _model_files(layer):
         sql = model.read_text(encoding="utf-8")
-        for name, values in constants.items():
-            sql = sql.replace(f"${name}", sql_list(values))
+        for name, value in constants.items():
+            sql = sql.replace(f"${name}", sql_constant(value))
         for statement in _statements(sql):
             conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
 

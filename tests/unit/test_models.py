@@ -31,7 +31,12 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def given(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES "
+                 "('older', $t - INTERVAL 2 DAY, 'succeeded'), "
                  "('prev', $t - INTERVAL 1 DAY, 'succeeded'), ('now', $t, 'running')",
+                 {"t": T0})  # fmt: skip
+    # Two nights ago A's RCS was not reachable; last night A had no RCS answer at all.
+    conn.execute("INSERT INTO capability (run_id, contact_key, channel, status, checked_at, "
+                 "reused) VALUES ('older', 'A', 'RCS', 'NO_CAPABILITY', $t - INTERVAL 2 DAY, false)",
                  {"t": T0})  # fmt: skip
     # Yesterday: A's SMS was not reachable; E's SMS fully reachable (reused today).
     conn.execute("""INSERT INTO capability (run_id, contact_key, channel, identity, status,
@@ -101,9 +106,10 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
         ("RCS", 3, 0, 1, 1, 1, 0, 1, 0),
         ("SMS", 5, 2, 0, 1, 1, 1, 2, 1),
     ]  # fmt: skip
-    assert rows(conn, "SELECT contact_key, channel, previous_status, new_status, change "
-                      "FROM capability_changes") == [
-        ("A", "SMS", "NO_CAPABILITY", "CAPABILITY_FULL", "gained")
+    assert rows(conn, "SELECT contact_key, channel, previous_run_id, previous_status, new_status, "
+                      "change FROM capability_changes ORDER BY 1, 2") == [
+        ("A", "RCS", "older", "NO_CAPABILITY", "CAPABILITY_PARTIAL", "gained"),  # further back
+        ("A", "SMS", "prev", "NO_CAPABILITY", "CAPABILITY_FULL", "gained"),
     ]  # fmt: skip
     assert ("SMS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", 1) in rows(
         conn, "SELECT channel, status, reason_code, targets FROM reasons WHERE run_id = 'now'"

@@ -12,14 +12,10 @@ WITH request_answers AS (
 ),
 
 -- Contacts none of whose requests was accepted (rare): their unanswered targets are
--- REQUEST_FAILED, everyone else's are NO_RESPONSE. A run planned no request at all only when
--- it is built before `plan` ran; then nothing was sent for anyone.
+-- REQUEST_FAILED, everyone else's are NO_RESPONSE. $nothing_sent (a constant) is true only
+-- for a run built before `plan` made any request: then nothing was sent for anyone.
 failed AS (
     SELECT contact_key, error FROM stg_request_outcomes WHERE NOT accepted
-),
-
-unplanned AS (
-    SELECT count(*) = 0 AS nothing_sent FROM stg_request_outcomes
 ),
 
 -- $reuse_runs: the runs whose answers this run reuses, as constants, so that only their row
@@ -42,7 +38,7 @@ decided AS (
         CASE WHEN t.action = 'reuse' THEN u.status
             WHEN a.contact_key IS NOT NULL THEN a.status
             WHEN ra.contact_key IS NOT NULL THEN ra.status
-            WHEN f.contact_key IS NOT NULL OR nothing_sent THEN 'REQUEST_FAILED'
+            WHEN f.contact_key IS NOT NULL OR $nothing_sent THEN 'REQUEST_FAILED'
             ELSE 'NO_RESPONSE' END AS status,
         CASE WHEN t.action = 'reuse' THEN u.reason_code
             ELSE coalesce(a.reason_code, ra.reason_code) END AS reason_code,
@@ -56,13 +52,12 @@ decided AS (
         CASE WHEN t.action <> 'reuse' THEN coalesce(a.latency_seconds, ra.latency_seconds) END
             AS latency_seconds,
         CASE WHEN t.action <> 'reuse' AND a.contact_key IS NULL AND ra.contact_key IS NULL
-            AND (f.contact_key IS NOT NULL OR nothing_sent)
+            AND (f.contact_key IS NOT NULL OR $nothing_sent)
             THEN coalesce(f.error, 'no request was sent') END AS error
     FROM targets t
     LEFT JOIN stg_answers a ON a.contact_key = t.contact_key AND a.channel = t.channel
     LEFT JOIN request_answers ra ON ra.contact_key = t.contact_key
     LEFT JOIN failed f ON f.contact_key = t.contact_key
-    CROSS JOIN unplanned
     LEFT JOIN reused u
         ON t.action = 'reuse' AND u.run_id = t.reuse_run_id AND u.contact_key = t.contact_key
         AND u.channel = t.channel

@@ -28,8 +28,13 @@ last_run AS (
       AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
 ),
 
-not_in_last_run AS (
-    SELECT contact_key, channel FROM current ANTI JOIN last_run USING (contact_key, channel)
+-- One pass against the previous run: the changes, and the (few) keys it has no answer for.
+paired AS MATERIALIZED (
+    SELECT cur.contact_key, cur.channel, cur.status,
+        p.run_id AS previous_run_id, p.status AS previous_status
+    FROM current cur
+    LEFT JOIN last_run p USING (contact_key, channel)
+    WHERE p.status IS NULL OR p.status <> cur.status
 ),
 
 further_back AS (
@@ -40,33 +45,35 @@ further_back AS (
         arg_max(c.status, r.started_at) AS status
     FROM capability c
     JOIN runs r USING (run_id)
-    SEMI JOIN not_in_last_run m USING (contact_key, channel)
+    SEMI JOIN (SELECT contact_key, channel FROM paired WHERE previous_status IS NULL) m
+        USING (contact_key, channel)
     WHERE r.started_at < (SELECT started_at FROM this_run)
-      AND c.run_id NOT IN ($run_id, (SELECT run_id FROM previous_run))
+      AND c.run_id NOT IN ($run_id, coalesce((SELECT run_id FROM previous_run), ''))
       AND c.status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
     GROUP BY c.contact_key, c.channel
 ),
 
-previous AS (
-    SELECT * FROM last_run
+changed AS (
+    SELECT contact_key, channel, status, previous_run_id, previous_status
+    FROM paired WHERE previous_status IS NOT NULL
     UNION ALL
-    SELECT * FROM further_back
+    SELECT p.contact_key, p.channel, p.status, f.run_id, f.status
+    FROM paired p JOIN further_back f USING (contact_key, channel)
+    WHERE p.previous_status IS NULL AND f.status <> p.status
 )
 
 SELECT
     $run_id AS run_id,
-    cur.contact_key,
-    cur.channel,
-    p.run_id AS previous_run_id,
-    p.status AS previous_status,
-    cur.status AS new_status,
+    contact_key,
+    channel,
+    previous_run_id,
+    previous_status,
+    status AS new_status,
     CASE
-        WHEN cur.status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
-            AND p.status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'gained'
-        WHEN p.status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
-            AND cur.status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'lost'
+        WHEN status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
+            AND previous_status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'gained'
+        WHEN previous_status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')
+            AND status NOT IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL') THEN 'lost'
         ELSE 'changed'
     END AS change
-FROM current cur
-JOIN previous p USING (contact_key, channel)
-WHERE p.status <> cur.status;
+FROM changed;
