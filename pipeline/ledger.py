@@ -427,8 +427,3 @@ def run_inputs(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, ...]:
     if not found or not found[0]:
         return ()
     return tuple(str(item["path"]) for item in json.loads(found[0]))
-
-
-def latest_run_id(conn: duckdb.DuckDBPyConnection) -> str | None:
-    row = conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
-    return str(row[0]) if row else None
