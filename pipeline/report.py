@@ -27,14 +27,8 @@ OTHER_COLUMNS = (
     "status, reason_code, array_to_string(channel_capabilities, ' ') AS channel_capabilities, "
     "checked_at, latency_seconds, reused, request_id, error"
 )
-STATUS_COLUMNS = (
-    "capability_full",
-    "capability_partial",
-    "no_capability",
-    "capability_unknown",
-    "no_response",
-    "request_failed",
-)
+# reachability has one count column per status, named after it
+STATUS_COLUMNS = tuple(status.lower() for status in ALL_STATUSES)
 
 
 @dataclass(frozen=True)

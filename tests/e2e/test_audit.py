@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import httpx
 
+from pipeline.report import STATUS_COLUMNS
 from tests.conftest import (
     REPO,
     SAMPLE,
@@ -26,9 +27,6 @@ from tests.conftest import (
     write_config,
 )
 from tests.unit.test_models import assert_contracts
-
-STATUS_COLUMNS = ("capability_full", "capability_partial", "no_capability", "capability_unknown",
-                  "no_response", "request_failed")  # fmt: skip
 
 
 def capaudit(
