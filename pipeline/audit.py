@@ -274,7 +274,7 @@ async def _exchange(
             )
         started, wall = time.monotonic(), time.time()
         async with HealthWatch(
-            settings.collect.health_url(settings.receiver.public_url),
+            settings.collect.health_url(settings.receiver),
             interval=settings.collect.health_interval_seconds,
         ) as health:
             result.collect = await steps.collect(
@@ -344,6 +344,7 @@ def sinch_session(
     ):
         live = live.replace("sinch", base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
         live = live.replace("receiver", public_url=f"{receiver_url}/callbacks/sinch")
+        live = live.replace("collect", receiver_health_url=f"{receiver_url}/healthz")
         log.info("embedded simulator at %s, receiver at %s", sim_url, receiver_url)
         yield live
 

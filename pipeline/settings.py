@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -133,17 +132,18 @@ class CollectSettings:
     # The completeness gate: a run with more NO_RESPONSE among its queried targets ends as
     # incomplete (exit 3) instead of reporting shares skewed by the missing answers.
     max_no_response_share: float = 0.02
-    # The receiver's health, polled while collecting; "" derives it from [receiver] public_url.
+    # The receiver's health, polled while collecting; "" means /healthz on [receiver] host and
+    # port (the job usually runs beside the receiver; the proxy keeps /healthz private).
     receiver_health_url: str = ""
     health_interval_seconds: float = 5.0
 
-    def health_url(self, public_url: str) -> str:
-        """The URL whose answer says the receiver is up: the configured one, else `/healthz` on
-        the host of the callback URL."""
+    def health_url(self, receiver: ReceiverSettings) -> str:
+        """The URL whose 200 says the receiver is up."""
         if self.receiver_health_url:
             return self.receiver_health_url
-        parts = urllib.parse.urlsplit(public_url)
-        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/healthz", "", ""))
+        host = "127.0.0.1" if receiver.host in ("", "0.0.0.0") else receiver.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{receiver.port}/healthz"
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ def test_external_receiver_down_and_back_is_logged_and_the_run_completes(tmp_pat
         collect={"deadline_seconds": 30, "health_interval_seconds": 0.3},
     )
     with simulator(config) as sim_url, receiver(config) as receiver_url:
+        health = {"CAPAUDIT_COLLECT__RECEIVER_HEALTH_URL": f"{receiver_url}/healthz"}
         run = start(
             "run",
             "--config",
@@ -195,7 +196,7 @@ def test_external_receiver_down_and_back_is_logged_and_the_run_completes(tmp_pat
             str(contacts),
             "--run-id",
             "ext",
-            env=live_env(sim_url, receiver_url),
+            env=live_env(sim_url, receiver_url) | health,
         )
         # 600 callbacks at 100/s: collect is still waiting when every query has been sent.
         wait_for(lambda: sim_stats(sim_url)["queries_accepted"] >= 200, timeout=60)

@@ -16,7 +16,7 @@ import pytest
 from pipeline.completeness import Completeness, completeness
 from pipeline.health import HealthWatch
 from pipeline.services import child_service
-from pipeline.settings import CollectSettings
+from pipeline.settings import CollectSettings, ReceiverSettings
 from pipeline.warehouse import ensure_schema
 from tests.conftest import service_env, wait_for
 
@@ -46,13 +46,14 @@ def test_a_run_that_queried_nothing_is_complete() -> None:
     assert Completeness("r", 0, 0, 0.0).complete
 
 
-def test_the_health_url_defaults_to_healthz_beside_the_callback_url() -> None:
+def test_the_health_url_defaults_to_healthz_on_the_receivers_own_port() -> None:
     collect = CollectSettings()
-    assert collect.health_url("https://hooks.example.com:8443/callbacks/sinch") == (
-        "https://hooks.example.com:8443/healthz"
+    assert collect.health_url(ReceiverSettings(host="0.0.0.0", port=8751)) == (
+        "http://127.0.0.1:8751/healthz"
     )
+    assert collect.health_url(ReceiverSettings(host="::1", port=80)) == "http://[::1]:80/healthz"
     explicit = CollectSettings(receiver_health_url="http://10.0.0.5:8751/healthz")
-    assert explicit.health_url("https://x/callbacks/sinch") == "http://10.0.0.5:8751/healthz"
+    assert explicit.health_url(ReceiverSettings()) == "http://10.0.0.5:8751/healthz"
 
 
 def test_the_health_watch_logs_down_and_back(caplog: pytest.LogCaptureFixture) -> None:
