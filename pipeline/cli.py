@@ -103,6 +103,9 @@ def run(
 ) -> None:
     """The nightly job: load, plan, submit, collect, build, report.
 
+    Exits 3 when interrupted, or when more than [collect] max_no_response_share of the queried
+    targets have no answer (the report is written and marked incomplete): --resume continues.
+
     \b
     Examples:
       capaudit run
