@@ -39,6 +39,8 @@ READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
 WATCH_INTERVAL_SECONDS = 0.1
 MAX_RESTARTS = 10  # a child that keeps dying is broken, not unlucky: stop restarting it
+# Exit codes of a graceful stop (uvicorn re-raises the signal once it has shut down).
+STOPPED_ON_PURPOSE = (0, -signal.SIGTERM, -signal.SIGINT)
 PR_SET_PDEATHSIG = 1
 
 
@@ -128,7 +130,8 @@ def child_service(
 
 class Supervisor:
     """Keeps one child service running on its socket: restarts it within
-    WATCH_INTERVAL_SECONDS of its death (at most MAX_RESTARTS times), logging a warning."""
+    WATCH_INTERVAL_SECONDS of dying (killed, or exiting with an error, but not stopped on purpose;
+    at most MAX_RESTARTS times), logging a warning."""
 
     def __init__(
         self,
@@ -157,6 +160,13 @@ class Supervisor:
             with self._lock:
                 if self._stopping.is_set() or self.process.poll() is None:
                     continue
+                if self.process.returncode in STOPPED_ON_PURPOSE:
+                    # Someone asked for a graceful stop (SIGTERM, or Ctrl-C reaching the whole
+                    # process group): the run is stopping too, so do not fight it.
+                    log.info(
+                        "%s stopped (code %d); not restarted", self.name, self.process.returncode
+                    )
+                    return
                 if self.restarts[self.name] >= MAX_RESTARTS:
                     log.error(
                         "%s died again; not restarted after %d restarts", self.name, MAX_RESTARTS

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -89,5 +90,9 @@ def test_a_supervised_child_is_restarted_on_the_same_socket(tmp_path: Path) -> N
         # The socket stays open in the parent: this request waits for the new process.
         second = httpx.get(f"{url}/healthz", timeout=30).json()["pid"]
         wait_for(lambda: restarts["receiver"] == 1, timeout=5)
+        # A graceful stop (SIGTERM: exit code 0) was asked for by someone: not fought.
+        os.kill(second, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{second}").exists(), timeout=20)
+        time.sleep(0.5)
     assert second != first
     assert restarts == {"receiver": 1}
