@@ -294,6 +294,7 @@ async def _exchange(
             time.monotonic() - started,
             {
                 "outstanding": result.collect.outstanding,
+                "deadline_passed": result.collect.deadline_passed,
                 "receiver_outages": health.outages,
                 "receiver_down_seconds": round(health.down_seconds, 1),
             },

@@ -452,6 +452,16 @@ def record_restarts(conn: duckdb.DuckDBPyConnection, run_id: str, restarts: dict
         )
 
 
+def collect_gave_up(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether the run's last collect waited out its whole deadline."""
+    row = conn.execute(
+        "SELECT json_extract(counts, '$.collect.deadline_passed')::BOOLEAN FROM runs "
+        "WHERE run_id = $run_id",
+        {"run_id": run_id},
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def step_done(conn: duckdb.DuckDBPyConnection, run_id: str, step: str) -> bool:
     """Whether the run's record says `step` finished."""
     row = conn.execute(

@@ -337,8 +337,8 @@ async def _requery_transient(
 def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings) -> int:
     """On resume of a run that waited out its deadline: use what landed meanwhile, then plan
     one more ask for each target still without an answer (submit sends them)."""
-    if not ledger.step_done(conn, run_id, "collect"):
-        return 0  # the run never waited for its answers: they may still come
+    if not ledger.collect_gave_up(conn, run_id):
+        return 0  # the run never waited out its deadline: the answers may still come
     ingest_landing(conn, Path(settings.receiver.landing_dir))
     planned = ledger.plan_reasks(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
     if planned:

@@ -131,9 +131,11 @@ def test_unanswered_targets_are_asked_again_once_on_resume(
                 "received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, 1)",
                 [first[key], channel, NOW],
             )
-        assert steps.plan_reasks(conn, "new", settings) == 0  # collect never waited: too early
+        assert steps.plan_reasks(conn, "new", settings) == 0  # no collect yet: too early
         ledger.start_run(conn, "new", config_digest="", inputs=[])
-        ledger.record_step(conn, "new", "collect", 1.0, {})
+        ledger.record_step(conn, "new", "collect", 1.0, {"deadline_passed": False})
+        assert steps.plan_reasks(conn, "new", settings) == 0  # interrupted while waiting
+        ledger.record_step(conn, "new", "collect", 1.0, {"deadline_passed": True})
         assert steps.plan_reasks(conn, "new", settings) == 2
         assert steps.plan_reasks(conn, "new", settings) == 0  # once: a re-ask is not re-asked
         reasks = conn.execute(
