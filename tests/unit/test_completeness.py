@@ -96,3 +96,11 @@ def test_a_supervised_child_is_restarted_on_the_same_socket(tmp_path: Path) -> N
         time.sleep(0.5)
     assert second != first
     assert restarts == {"receiver": 1}
+
+
+def test_a_bound_outside_0_to_1_is_refused_naming_the_key() -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.settings import load_settings
+
+    with pytest.raises(ConfigError, match=r"\[collect\] max_no_response_share must be between"):
+        load_settings(None, env={"CAPAUDIT_COLLECT__MAX_NO_RESPONSE_SHARE": "1.5"})
