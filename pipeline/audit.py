@@ -1,8 +1,13 @@
 """`capaudit run`: load -> plan -> submit -> collect -> build -> report, resumable by run id.
 
 With `[sinch] base_url = "embedded"` the simulator and a receiver are started as child
-processes on free loopback ports for the submit and collect steps, and the webhook is
-registered through the API exactly as it would be with Sinch.
+processes on free loopback ports for the submit and collect steps (supervised: restarted on the
+same socket if they die), and the webhook is registered through the API exactly as it would
+be with Sinch. While collecting, the receiver's health is watched and its outages logged.
+
+A run whose share of unanswered targets exceeds `[collect] max_no_response_share` ends as
+incomplete (exit 3, see `completeness.py`); `--resume` keeps collecting and asks the targets
+still without an answer once more.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import secrets
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +30,11 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import ledger, steps
+from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
-from pipeline.errors import CapauditError, Interrupted, UsageError
+from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
+from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
 from pipeline.report import ReportFiles, write_report
 from pipeline.services import child_service
@@ -64,6 +72,8 @@ class RunResult:
     channels: list[dict[str, Any]] = field(default_factory=list)
     estimate: dict[str, float] = field(default_factory=dict)
     warehouse: str = ""
+    completeness: Completeness | None = None
+    message: str = ""  # why the run did not succeed (exit_code 3: incomplete)
 
 
 def config_digest(settings: Settings) -> str:
@@ -112,8 +122,7 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
         except BaseException as exc:
             ledger.finish_run(conn, result.run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
             raise
-        result.status = "succeeded"
-        ledger.finish_run(conn, result.run_id, result.status, 0)
+        ledger.finish_run(conn, result.run_id, result.status, result.exit_code, result.message)
     return result
 
 
@@ -186,15 +195,24 @@ def _run_steps(
         steps.outstanding_targets(conn, run_id)
     )
     if needs_sinch:
-        with sinch_session(settings) as live:
-            asyncio.run(_exchange(conn, live, options, result, console))
+        restarts: Counter[str] = Counter()
+        try:
+            with sinch_session(settings, restarts=restarts) as live:
+                asyncio.run(_exchange(conn, live, options, result, console))
+        finally:
+            ledger.record_restarts(conn, run_id, dict(restarts))
     result.statuses = _timed(conn, run_id, "build", lambda: steps.build(conn, run_id))
+    _apply_gate(result, completeness(conn, run_id, settings.collect.max_no_response_share))
     result.report = _timed(
         conn,
         run_id,
         "report",
         lambda: write_report(
-            conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs
+            conn,
+            run_id,
+            Path(settings.reports.dir),
+            trend_runs=settings.reports.trend_runs,
+            max_no_response_share=settings.collect.max_no_response_share,
         ),
     )
     result.channels = [
@@ -205,6 +223,20 @@ def _run_steps(
             {"r": run_id},
         ).fetchall()
     ]
+
+
+def _apply_gate(result: RunResult, gate: Completeness) -> None:
+    """A run above the NO_RESPONSE bound ends as incomplete and resumable, not as a success."""
+    result.completeness = gate
+    if gate.complete:
+        result.status, result.exit_code, result.message = "succeeded", 0, ""
+    else:
+        result.status, result.exit_code, result.message = (
+            "incomplete",
+            EXIT_INTERRUPTED,
+            gate.message(),
+        )
+        log.warning(result.message)
 
 
 async def _exchange(
@@ -222,6 +254,8 @@ async def _exchange(
         loop.add_signal_handler(signum, stop.set)
     try:
         await register_webhook(settings)
+        if options.resume:
+            steps.plan_reasks(conn, result.run_id, settings)
         started = time.monotonic()
         result.submit = await steps.submit(
             conn, result.run_id, settings, stop=stop, console=console
@@ -238,22 +272,32 @@ async def _exchange(
                 f"stopped by a signal; {result.submit.not_sent:,} requests not sent yet. "
                 f"Continue with: capaudit run --resume --run-id {result.run_id}"
             )
-        started = time.monotonic()
-        result.collect = await steps.collect(
-            conn,
-            result.run_id,
-            settings,
-            stop=stop,
-            deadline_seconds=options.deadline_seconds,
-            console=console,
-            requery=True,
-        )
+        started, wall = time.monotonic(), time.time()
+        async with HealthWatch(
+            settings.collect.health_url(settings.receiver),
+            interval=settings.collect.health_interval_seconds,
+        ) as health:
+            result.collect = await steps.collect(
+                conn,
+                result.run_id,
+                settings,
+                stop=stop,
+                deadline_seconds=options.deadline_seconds,
+                console=console,
+                requery=True,
+                wait_from=wall if options.resume else 0.0,
+            )
         ledger.record_step(
             conn,
             result.run_id,
             "collect",
             time.monotonic() - started,
-            {"outstanding": result.collect.outstanding},
+            {
+                "outstanding": result.collect.outstanding,
+                "deadline_passed": result.collect.deadline_passed,
+                "receiver_outages": health.outages,
+                "receiver_down_seconds": round(health.down_seconds, 1),
+            },
         )
         if stop.is_set():
             raise Interrupted(
@@ -279,8 +323,11 @@ async def register_webhook(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def sinch_session(settings: Settings) -> Iterator[Settings]:
-    """The settings to talk to Sinch with; for "embedded", start the simulator and a receiver."""
+def sinch_session(
+    settings: Settings, *, restarts: Counter[str] | None = None
+) -> Iterator[Settings]:
+    """The settings to talk to Sinch with; for "embedded", start the simulator and a receiver,
+    supervised (restarted on the same socket when they die, counted in `restarts`)."""
     if not settings.sinch.embedded:
         yield settings
         return
@@ -291,12 +338,14 @@ def sinch_session(settings: Settings) -> Iterator[Settings]:
         "CAPAUDIT_WEBHOOK_SECRET": ",".join(s.reveal() for s in live.secrets.webhook_secrets),
     }
     config = ["--config", settings.source] if settings.source != "<defaults>" else []
+    restarts = Counter() if restarts is None else restarts
     with (
-        child_service(["simulate", *config], "simulator", env=env) as sim_url,
-        child_service(["serve", *config], "receiver", env=env) as receiver_url,
+        child_service(["simulate", *config], "simulator", env=env, restarts=restarts) as sim_url,
+        child_service(["serve", *config], "receiver", env=env, restarts=restarts) as receiver_url,
     ):
         live = live.replace("sinch", base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
         live = live.replace("receiver", public_url=f"{receiver_url}/callbacks/sinch")
+        live = live.replace("collect", receiver_health_url=f"{receiver_url}/healthz")
         log.info("embedded simulator at %s, receiver at %s", sim_url, receiver_url)
         yield live
 

@@ -103,6 +103,9 @@ def run(
 ) -> None:
     """The nightly job: load, plan, submit, collect, build, report.
 
+    Exits 3 when interrupted, or when more than [collect] max_no_response_share of the queried
+    targets have no answer (the report is written and marked incomplete): --resume continues.
+
     \b
     Examples:
       capaudit run
@@ -127,6 +130,9 @@ def run(
         names = [d[0] for d in rows.description or []]
         by_channel = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
     console.print_run(result, by_channel)
+    if result.exit_code:  # incomplete: reported, but the scheduler must not see a success
+        click.echo(f"capaudit: {result.message}", err=True)
+        sys.exit(result.exit_code)
 
 
 def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
@@ -356,8 +362,14 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
     settings = settings_for(config_path)
     key = pseudonym_key(settings.secrets.pseudonym_key) if pseudonymise else None
     with _warehouse(settings) as conn:
-        files = write_report(conn, run_id, Path(settings.reports.dir),
-                             trend_runs=settings.reports.trend_runs, pseudonym_key=key)  # fmt: skip
+        files = write_report(
+            conn,
+            run_id,
+            Path(settings.reports.dir),
+            trend_runs=settings.reports.trend_runs,
+            pseudonym_key=key,
+            max_no_response_share=settings.collect.max_no_response_share,
+        )
     click.echo(str(files.index))
 
 

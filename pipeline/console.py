@@ -62,14 +62,20 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     for status in ALL_STATUSES:
         table.add_column(SHORT[status], justify="right")
     table.add_column("reachable", justify="right")
+    table.add_column("of answered", justify="right")
     for row in by_channel:
+        answered = row["reachable_share_of_answered"]
         table.add_row(
             row["channel"],
             f"{row['targets']:,}",
             *[f"{row[s.lower()]:,}" for s in ALL_STATUSES],
             f"{float(row['reachable_share'] or 0):.1%}",
+            "n/a" if answered is None else f"{answered:.1%}",
         )
     console.print(table)
+    console.print("reachable: share of all targets; of answered: share of answered targets")
+    if result.completeness is not None and not result.completeness.complete:
+        console.print(f"[bold red]INCOMPLETE[/]: {result.message}")
     if result.report is not None:
         console.print(f"Report:    {result.report.index}")
         console.print(f"Summary:   {result.report.summary}")

@@ -129,6 +129,21 @@ class CollectSettings:
     poll_interval_seconds: float = 0.5
     # Sinch delivers 25 callbacks/s per app by default: used for estimates and lag warnings.
     callback_rate_per_second: float = 25.0
+    # The completeness gate: a run with more NO_RESPONSE among its queried targets ends as
+    # incomplete (exit 3) instead of reporting shares skewed by the missing answers.
+    max_no_response_share: float = 0.02
+    # The receiver's health, polled while collecting; "" means /healthz on [receiver] host and
+    # port (the job usually runs beside the receiver; the proxy keeps /healthz private).
+    receiver_health_url: str = ""
+    health_interval_seconds: float = 5.0
+
+    def health_url(self, receiver: ReceiverSettings) -> str:
+        """The URL whose 200 says the receiver is up."""
+        if self.receiver_health_url:
+            return self.receiver_health_url
+        host = "127.0.0.1" if receiver.host in ("", "0.0.0.0") else receiver.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{receiver.port}/healthz"
 
 
 @dataclass(frozen=True)
@@ -386,6 +401,14 @@ def _validate(settings: Settings) -> None:
         (settings.dispatch.max_in_flight >= 1, "[dispatch] max_in_flight must be >= 1"),
         (settings.dispatch.max_attempts >= 1, "[dispatch] max_attempts must be >= 1"),
         (settings.collect.deadline_seconds >= 0, "[collect] deadline_seconds must be >= 0"),
+        (
+            0 <= settings.collect.max_no_response_share <= 1,
+            "[collect] max_no_response_share must be between 0 and 1",
+        ),
+        (
+            settings.collect.health_interval_seconds > 0,
+            "[collect] health_interval_seconds must be > 0",
+        ),
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
         (

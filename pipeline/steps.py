@@ -285,11 +285,14 @@ async def collect(
     stop: asyncio.Event,
     console: bool,
     requery: bool = False,
+    wait_from: float = 0.0,
 ) -> CollectSummary:
     """Ingest landed callbacks until every accepted target is answered or the deadline passes.
 
-    With `requery` (a live Sinch session), channels whose answer reported a transient failure
-    are asked once more and waited for.
+    The deadline counts from the last accepted request, or from `wait_from` (epoch seconds)
+    when later: a resumed run keeps collecting for a whole deadline. With `requery` (a live
+    Sinch session), channels whose answer reported a transient failure are asked once more and
+    waited for.
     """
     deadline = settings.collect.deadline_seconds if deadline_seconds is None else deadline_seconds
     landing = Path(settings.receiver.landing_dir)
@@ -307,7 +310,7 @@ async def collect(
             progress.update(expected - summary.outstanding, outstanding=summary.outstanding)
             if summary.outstanding == 0 or stop.is_set():
                 break
-            if time.time() >= _last_acceptance(conn, run_id) + deadline:
+            if time.time() >= max(_last_acceptance(conn, run_id), wait_from) + deadline:
                 summary.deadline_passed = True
                 break
             await asyncio.sleep(settings.collect.poll_interval_seconds)
@@ -328,6 +331,18 @@ async def _requery_transient(
     if planned:
         log_fields(log, "re-querying transient failures once", requests=planned)
         await submit(conn, run_id, settings, stop=stop, console=False)
+    return planned
+
+
+def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings) -> int:
+    """On resume of a run that waited out its deadline: use what landed meanwhile, then plan
+    one more ask for each target still without an answer (submit sends them)."""
+    if not ledger.collect_gave_up(conn, run_id):
+        return 0  # the run never waited out its deadline: the answers may still come
+    ingest_landing(conn, Path(settings.receiver.landing_dir))
+    planned = ledger.plan_reasks(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
+    if planned:
+        log_fields(log, "asking again for targets still without an answer", requests=planned)
     return planned
 
 

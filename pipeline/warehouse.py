@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     durations JSON,                       -- seconds per step
     error VARCHAR
 );
+-- Embedded services restarted after dying during the run: {"receiver": 1}.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS restarts JSON;
 
 CREATE TABLE IF NOT EXISTS targets (
     run_id VARCHAR NOT NULL,
@@ -166,6 +168,14 @@ CREATE TABLE IF NOT EXISTS reachability (
     latency_p50_seconds DOUBLE,
     latency_p95_seconds DOUBLE
 );
+-- Shares over answered targets (one of Sinch's four statuses), beside the `*_share` columns
+-- above, which are over all targets: a run with answers missing can still be read correctly.
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS answered BIGINT;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS reachable_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS capability_full_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS capability_partial_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS no_capability_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS capability_unknown_share_of_answered DOUBLE;
 
 CREATE TABLE IF NOT EXISTS reasons (
     run_id VARCHAR NOT NULL,
