@@ -69,6 +69,8 @@ class PlanSummary:
     requests: int = 0
     new_requests: int = 0
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    late_answers: int = 0  # answers that landed after their run's deadline, kept for reuse
+    window: dict[str, Any] = field(default_factory=dict)  # what a nightly window fitted
 
 
 def _quoted(values: Sequence[str]) -> str:
@@ -106,9 +108,15 @@ def mark_reuse(
         UPDATE targets t SET action = 'reuse', reuse_run_id = fresh.run_id
         FROM (
             SELECT c.contact_key, c.channel, c.identity, arg_max(c.run_id, c.checked_at) AS run_id
-            FROM capability c
-            WHERE c.run_id <> $run_id
-              AND c.status IN ({_quoted(SINCH_STATUSES)})
+            FROM (
+                SELECT run_id, contact_key, channel, identity, status, reason_code, checked_at
+                FROM capability WHERE run_id <> $run_id
+                UNION ALL  -- answers that landed after their run's deadline (pipeline/late.py)
+                SELECT origin_run_id, contact_key, channel, identity, status, reason_code,
+                    checked_at
+                FROM late_answers WHERE run_id = $run_id
+            ) c
+            WHERE c.status IN ({_quoted(SINCH_STATUSES)})
               AND coalesce(c.reason_code, '') NOT IN ({_quoted(sorted(TRANSIENT_REASONS))})
               AND c.checked_at >= $now - {ttl}
             GROUP BY ALL

@@ -81,7 +81,9 @@ def country_sql(identity: str) -> str:
         if regions and regions[0] != "001"
     )
     code = f"substr({identity}, 1, {_code_length(identity)})"
-    return f"CASE WHEN regexp_full_match({identity}, '[0-9]{{6,17}}') THEN CASE {code} {whens} END END"
+    return (
+        f"CASE WHEN regexp_full_match({identity}, '[0-9]{{6,17}}') THEN CASE {code} {whens} END END"
+    )
 
 
 def stratum_sql(conn: duckdb.DuckDBPyConnection, column: str) -> str:
@@ -101,9 +103,7 @@ def stratum_sql(conn: duckdb.DuckDBPyConnection, column: str) -> str:
     raise UsageError(f"--sample-by {column}: no such column; use one of {', '.join(usable)}")
 
 
-def select_sample(
-    conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec
-) -> SampleSummary:
+def select_sample(conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec) -> SampleSummary:
     """Draw the sample: write `sample_members` and `sample_frame` for the run (targets kept)."""
     if spec.size < 1:
         raise UsageError(f"--sample {spec.size}: the sample needs at least one contact")
@@ -120,8 +120,8 @@ def select_sample(
     sizes = dict(conn.execute("SELECT stratum, count(*) FROM contact_strata GROUP BY 1").fetchall())
     allocation = allocate({str(k): int(v) for k, v in sizes.items()}, spec.size)
     list_contacts = sum(int(v) for v in sizes.values())
-    conn.register("allocation", pa.table({"stratum": list(allocation),
-                                          "wanted": list(allocation.values())}))  # fmt: skip
+    wanted = pa.table({"stratum": list(allocation), "wanted": list(allocation.values())})
+    conn.register("allocation", wanted)
     try:
         _write_sample(conn, run_id, spec.seed)
     finally:
@@ -182,9 +182,7 @@ def draw_sample(conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec) 
     return summary
 
 
-def sample_summary(
-    conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec
-) -> SampleSummary:
+def sample_summary(conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec) -> SampleSummary:
     summary = SampleSummary(size=spec.size, by=spec.by, seed=spec.seed)
     rows = conn.execute(
         "SELECT stratum, sum(population), sum(sample) FROM sample_frame WHERE run_id = $run_id "

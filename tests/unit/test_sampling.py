@@ -8,6 +8,7 @@ half-width of at most 0.8 percentage points.
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import duckdb
 import pytest
 
@@ -86,8 +87,9 @@ def answer_sample(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
     )
 
 
-def estimates(conn: duckdb.DuckDBPyConnection, run_id: str, size: int, seed: int,
-              by: str = "source") -> list[dict[str, object]]:  # fmt: skip
+def estimates(
+    conn: duckdb.DuckDBPyConnection, run_id: str, size: int, seed: int, by: str = "source"
+) -> list[dict[str, object]]:
     select_sample(conn, run_id, SampleSpec(size=size, by=by, seed=seed))
     answer_sample(conn, run_id)
     run_model(conn, "marts", "50_estimates.sql", run_id)
