@@ -227,7 +227,11 @@ def _run_steps(
         run_id,
         "report",
         lambda: write_report(
-            conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs
+            conn,
+            run_id,
+            Path(settings.reports.dir),
+            trend_runs=settings.reports.trend_runs,
+            settings=settings,
         ),
     )
     result.channels = [

@@ -394,7 +394,8 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
     key = pseudonym_key(settings.secrets.pseudonym_key) if pseudonymise else None
     with _warehouse(settings) as conn:
         files = write_report(conn, run_id, Path(settings.reports.dir),
-                             trend_runs=settings.reports.trend_runs, pseudonym_key=key)  # fmt: skip
+                             trend_runs=settings.reports.trend_runs, pseudonym_key=key,
+                             settings=settings)  # fmt: skip
     click.echo(str(files.index))
 
 

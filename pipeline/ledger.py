@@ -77,6 +77,18 @@ def _quoted(values: Sequence[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
+def ttl_sql(freshness: FreshnessSettings, channel: str) -> str:
+    """SQL for the freshness TTL (an INTERVAL) of the channel named by the `channel` column."""
+    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
+    if freshness.channels:
+        overrides = " ".join(
+            f"WHEN '{name}' THEN INTERVAL ({float(days) * 86400}) SECOND"
+            for name, days in freshness.channels.items()
+        )
+        ttl = f"CASE {channel} {overrides} ELSE {ttl} END"
+    return ttl
+
+
 def mark_reuse(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -96,13 +108,7 @@ def mark_reuse(
     )
     if refresh:
         return
-    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
-    if freshness.channels:
-        overrides = " ".join(
-            f"WHEN '{channel}' THEN INTERVAL ({float(days) * 86400}) SECOND"
-            for channel, days in freshness.channels.items()
-        )
-        ttl = f"CASE c.channel {overrides} ELSE {ttl} END"
+    ttl = ttl_sql(freshness, "c.channel")
     conn.execute(
         f"""
         UPDATE targets t SET action = 'reuse', reuse_run_id = fresh.run_id

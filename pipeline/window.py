@@ -98,7 +98,21 @@ def expected_callback_rate(
 
 
 def _measured_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[float, str] | None:
-    """The newest earlier run's measured callback rate: a `runs` column or a step's field."""
+    """The newest earlier successful run's measured callback rate."""
+    row = conn.execute(
+        "SELECT run_id FROM runs WHERE run_id <> $run_id AND status = 'succeeded' "
+        "ORDER BY started_at DESC LIMIT 1",
+        {"run_id": run_id},
+    ).fetchone()
+    if row is None:
+        return None
+    rate = run_callback_rate(conn, str(row[0]))
+    return (rate, f"measured by run {row[0]}") if rate is not None else None
+
+
+def run_callback_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
+    """The callback rate a run measured: its `runs` column or a step's field
+    `callback_rate_per_second` (stored by the self-pacing dispatcher)."""
     columns = {
         str(r[0])
         for r in conn.execute(
@@ -107,20 +121,17 @@ def _measured_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[float,
     }
     column = "callback_rate_per_second" if "callback_rate_per_second" in columns else "NULL"
     row = conn.execute(
-        f"SELECT run_id, {column}, counts FROM runs WHERE run_id <> $run_id "
-        "AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1",
-        {"run_id": run_id},
+        f"SELECT {column}, counts FROM runs WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
     if row is None:
         return None
-    candidates = [row[1]]
-    counts = json.loads(row[2]) if row[2] else {}
-    candidates += [
+    counts = json.loads(row[1]) if row[1] else {}
+    candidates = [row[0]] + [
         step.get("callback_rate_per_second") for step in counts.values() if isinstance(step, dict)
     ]
     for value in candidates:
         if isinstance(value, int | float) and value > 0:
-            return float(value), f"measured by run {row[0]}"
+            return float(value)
     return None
 
 
