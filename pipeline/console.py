@@ -130,7 +130,8 @@ def rolling_lines(result: RunResult) -> list[str]:
         )
         lines.append(
             f"Window {_duration(window['window_seconds'])} at "
-            f"{window['callback_rate_per_second']:g} callbacks/s ({window['rate_source']}): {window['queried_targets']:,} targets to "
+            f"{window['callback_rate_per_second']:g} callbacks/s ({window['rate_source']}): "
+            f"{window['queried_targets']:,} targets to "
             f"query ({priorities or 'none'}); {window['reused_stale']:,} keep their last answer, "
             f"{window['deferred']:,} never answered wait for a later night"
         )
