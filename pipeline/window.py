@@ -204,7 +204,7 @@ def fit_window(
     plan.budget_targets = budget(spec, rate, now.timestamp())
     max_requests = max(0, math.floor((spec.ends_at - now.timestamp()) * query_rate))
     conn.execute(HISTORY_SQL, params)
-    conn.execute(PICK_SQL, params | {"budget": plan.budget_targets, "max_requests": max_requests})
+    conn.execute(PICK_SQL, {"budget": plan.budget_targets, "max_requests": max_requests})
     priorities = conn.execute(
         "SELECT priority, count(*) FROM window_targets SEMI JOIN window_picked USING "
         "(contact_key) GROUP BY priority"
