@@ -136,7 +136,8 @@ class PlanSettings:
     # A nightly window ("6h", "90m", seconds): ask only what it can answer, stalest first
     # (pipeline/window.py). Empty: no window, ask everything that is not fresh.
     window: str = ""
-    # Kept free at the window's end for the last callbacks (and embedded services' start).
+    # The window's end not counted for answering: the first half for starting the embedded
+    # services and the last callbacks' delay, the second for building and writing the report.
     window_reserve_seconds: float = 60.0
 
 

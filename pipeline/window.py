@@ -45,7 +45,14 @@ NEVER, STALE, TRANSIENT = 0, 1, 2
 class WindowSpec:
     seconds: float
     ends_at: float  # epoch seconds: the run (collecting included) ends by then
-    reserve_seconds: float = 60.0  # kept free at the end for the last callbacks
+    # The window's last seconds, not counted for answering: their first half is for starting
+    # (embedded services) and the last callbacks' delay, the second half for the build and the
+    # report. Collecting stops half-way through it.
+    reserve_seconds: float = 60.0
+
+    @property
+    def collect_until(self) -> float:
+        return self.ends_at - self.reserve_seconds / 2
 
     @classmethod
     def starting_now(cls, seconds: float, reserve_seconds: float) -> WindowSpec:
@@ -282,5 +289,6 @@ def fit_window_to_rate(
 
 
 def collect_deadline(spec: WindowSpec, last_acceptance: float, configured: float) -> float:
-    """Seconds after the last accepted request collect may wait: never past the window."""
-    return max(0.0, min(configured, spec.ends_at - last_acceptance))
+    """Seconds after the last accepted request collect may wait: until the first half of the
+    reserve at most, leaving the second half for building and writing the report."""
+    return max(0.0, min(configured, spec.collect_until - last_acceptance))

@@ -113,8 +113,9 @@ def test_durations_budget_and_deadline() -> None:
     spec = WindowSpec(seconds=100, ends_at=1000.0, reserve_seconds=10)
     assert budget(spec, rate=2.0, now=900.0) == 180
     assert budget(spec, rate=2.0, now=995.0) == 0
-    assert collect_deadline(spec, last_acceptance=950.0, configured=900) == 50
+    assert collect_deadline(spec, last_acceptance=950.0, configured=900) == 45
     assert collect_deadline(spec, last_acceptance=950.0, configured=20) == 20
+    assert collect_deadline(spec, last_acceptance=999.0, configured=20) == 0
 
 
 def test_the_expected_rate_is_the_newest_earlier_runs_measurement(
