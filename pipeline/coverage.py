@@ -63,7 +63,7 @@ def coverage_summary(
         f"SELECT count(*), count(*) FILTER (WHERE fresh) FROM ({_answers_sql(settings)})", params
     ).fetchone()
     targets, fresh = (int(row[0]), int(row[1])) if row else (0, 0)
-    listed = targets + deferred
+    listed = targets + deferred + _not_sampled(conn, run_id)
     rate = run_callback_rate(conn, run_id) or float(
         window.get("callback_rate_per_second") or configured_callback_rate(settings)
     )
@@ -79,6 +79,15 @@ def coverage_summary(
         "refresh_seconds": listed / rate if rate > 0 else None,
         "nights_to_full_refresh": math.ceil(listed / (rate * night)) if rate > 0 else None,
     }
+
+
+def _not_sampled(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """A sampled run's targets left out of the sample (they are on the list all the same)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(population - sample), 0) FROM sample_frame WHERE run_id = $run_id",
+        {"run_id": run_id},
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _night_seconds(settings: Settings) -> float:
