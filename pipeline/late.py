@@ -2,10 +2,10 @@
 
 The production receiver keeps running after the nightly job ends, so Sinch's backlog lands
 anyway. The next run's plan ingests it and keeps, per contact and channel, the newest such
-answer whose run had reported the target as NO_RESPONSE and which no run has used yet. Planning
-treats it like any earlier answer with its own time (reused while younger than the TTL, not
-queried again), the `capability` model reports it as reused, and the run that asked is never
-rewritten.
+answer whose run had reported the target as NO_RESPONSE and which no successful run has kept
+yet. Planning treats it like any earlier answer with its own time (reused while younger than
+the TTL, not queried again), the `capability` model reports it as reused, and the run that
+asked is never rewritten.
 
     late = keep_late_answers(conn, run_id, settings, now=now)   # before ledger.mark_reuse
 """
@@ -34,9 +34,10 @@ WHERE n.channel <> '' AND n.capability_status IN STATUSES
   -- its run had no answer for the target when it was built ...
   AND EXISTS (SELECT 1 FROM capability o WHERE o.run_id = r.run_id
       AND o.contact_key = r.contact_key AND o.channel = n.channel AND o.status = 'NO_RESPONSE')
-  -- ... and no run has used it since
-  AND NOT EXISTS (SELECT 1 FROM capability c
-      WHERE c.request_id = n.request_id AND c.channel = n.channel)
+  -- ... and no later run kept it already (the small late_answers, not all of capability)
+  AND NOT EXISTS (SELECT 1 FROM late_answers l JOIN runs u ON u.run_id = l.run_id
+      WHERE l.run_id <> $run_id AND u.status = 'succeeded'
+        AND l.request_id = n.request_id AND l.channel = n.channel)
 QUALIFY row_number() OVER (PARTITION BY r.contact_key, n.channel
     ORDER BY checked_at DESC, n.request_id DESC) = 1
 """

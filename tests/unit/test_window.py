@@ -162,6 +162,7 @@ def test_a_late_answer_is_reused_with_its_own_time_and_counted_once(
     # r1 is not rewritten; a third run reuses r2's row and does not count it as late again
     assert conn.execute("SELECT status FROM capability WHERE run_id = 'r1' AND "
                         "contact_key = 'c0'").fetchone() == ("NO_RESPONSE",)  # fmt: skip
+    conn.execute("UPDATE runs SET status = 'succeeded' WHERE run_id = 'r2'")
     targets(conn, "r3", ["c0"])
     conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES ('r3', ?, 'running')",
                  [now + timedelta(seconds=1)])  # fmt: skip
