@@ -168,3 +168,32 @@ def test_a_late_answer_is_reused_with_its_own_time_and_counted_once(
                  [now + timedelta(seconds=1)])  # fmt: skip
     assert steps.plan(conn, "r3", settings).late_answers == 0
     assert actions(conn, "r3") == {"c0": "reuse"}
+
+
+def test_coverage_counts_fresh_answers_ages_and_nights_to_a_full_refresh(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    from pipeline.coverage import coverage_summary
+
+    window = '{"plan": {"window": {"deferred": 10, "window_seconds": 3600, "callback_rate_per_second": 0.001}}}'
+    conn.execute("INSERT INTO runs (run_id, started_at, status, counts) VALUES ('n', ?, "
+                 "'succeeded', ?)", [NOW, window])  # fmt: skip
+    keys = [f"c{i}" for i in range(10)]
+    for key, age in zip(keys, [1.5] * 5 + [10] * 3 + [40], strict=False):
+        answer(conn, "n", key, age_days=age)
+    answer(conn, "n", "c9", age_days=0, status="NO_RESPONSE")
+    conn.execute("UPDATE capability SET checked_at = NULL WHERE status = 'NO_RESPONSE'")
+    coverage = coverage_summary(conn, "n", settings, now=NOW)
+    assert (coverage["list_targets"], coverage["fresh_targets"], coverage["deferred"]) == (
+        20,
+        5,
+        10,
+    )
+    assert coverage["fresh_share"] == 0.25
+    assert {a["age"]: a["answers"] for a in coverage["ages"]} == {
+        "< 1 day": 0, "1-3 days": 5, "3-7 days": 0, "7-14 days": 3, "14-30 days": 0,
+        "30 days or more": 1,
+    }  # fmt: skip
+    # 20 targets at 0.001 callbacks/s in one-hour nights: 3.6 targets a night
+    assert coverage["nights_to_full_refresh"] == 6
+    assert coverage["night_seconds"] == 3600
