@@ -137,6 +137,10 @@ def run(
         raise UsageError("--resume needs --run-id: the run to continue")
     if sample is not None and window is not None:
         raise UsageError("--sample and --window: choose one (a sample is small by itself)")
+    if window is not None:
+        from pipeline.window import parse_duration
+
+        parse_duration(window)  # a bad duration fails before anything is loaded
     settings = settings_for(config_path)
     options = audit.RunOptions(
         run_id,
