@@ -16,7 +16,6 @@ from pipeline.errors import UsageError
 from pipeline.sampling import (
     SampleSpec,
     allocate,
-    country_sql,
     draw_sample,
     estimate_rows,
     half_width,
@@ -192,12 +191,17 @@ def test_allocation_is_proportional_and_every_stratum_gets_one() -> None:
     assert sum(allocate({str(i): i + 1 for i in range(50)}, 400).values()) == 400
 
 
-def test_country_of_a_phone_identity(conn: duckdb.DuckDBPyConnection) -> None:
-    rows = conn.execute(
-        f"SELECT {country_sql('i')} FROM (VALUES ('46701234567'), ('4915123456789'), "
-        "('5511961301661'), ('12025550143'), ('user@x'), (NULL)) v(i)"
-    ).fetchall()
-    assert [r[0] for r in rows] == ["SE", "DE", "BR", "US", None, None]
+def test_the_default_strata_are_the_phones_countries(conn: duckdb.DuckDBPyConnection) -> None:
+    phones = ["46701234567", "4915123456789", "5511961301661", "12025550143", "user@x", None]
+    for number, identity in enumerate(phones):
+        conn.execute(
+            "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number) "
+            "VALUES ('c', ?, 'SMS', ?, 'in.csv', ?)",
+            [f"k{number}", identity, number],
+        )
+    select_sample(conn, "c", SampleSpec(size=6))
+    strata = conn.execute("SELECT contact_key, stratum FROM sample_members ORDER BY 1").fetchall()
+    assert [s for _, s in strata] == ["SE", "DE", "BR", "US", "ZZ", "ZZ"]
 
 
 def test_sample_by_an_unknown_column_is_a_usage_error(conn: duckdb.DuckDBPyConnection) -> None:
