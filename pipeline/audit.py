@@ -377,6 +377,7 @@ def _dry_run(
         if options.sample is not None:
             spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
             result.sample = sampling.draw_sample(conn, run_id, spec)
+            result.estimate["sample_half_width"] = sampling.widest_half_width(conn, run_id)
         callback_rate, _ = expected_callback_rate(conn, run_id, settings)
         result.window = window_spec(settings, options)
         result.plan = steps.plan(
@@ -385,15 +386,11 @@ def _dry_run(
     finally:
         for table in DRY_RUN_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
-    result.estimate = {
+    result.estimate |= {
         "query_seconds": result.plan.requests / settings.dispatch.rate_per_second,
         "callback_seconds": result.plan.to_query / callback_rate,
         "callback_rate_per_second": callback_rate,
         "configured_callback_rate_per_second": configured_callback_rate(settings),
     }
-    if result.sample is not None:
-        result.estimate["sample_half_width"] = sampling.half_width(
-            result.sample.sampled_targets, result.sample.list_targets
-        )
     result.status = "dry-run"
     return result

@@ -221,6 +221,16 @@ def half_width(sample: int, population: int, share: float = 0.5) -> float:
     return Z_95 * math.sqrt(max(0.0, fpc) * share * (1 - share) / sample)
 
 
+def widest_half_width(conn: duckdb.DuckDBPyConnection, run_id: str) -> float:
+    """The largest half-width over the run's channels that its sample buys (worst case share)."""
+    rows = conn.execute(
+        "SELECT sum(sample), sum(population) FROM sample_frame WHERE run_id = $run_id "
+        "GROUP BY channel",
+        {"run_id": run_id},
+    ).fetchall()
+    return max((half_width(int(n), int(total)) for n, total in rows), default=1.0)
+
+
 def estimate_rows(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, object]]:
     """The run's `estimates` (summary.json key `estimates`), whole list first per channel."""
     cursor = conn.execute(

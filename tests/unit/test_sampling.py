@@ -20,6 +20,7 @@ from pipeline.sampling import (
     estimate_rows,
     half_width,
     select_sample,
+    widest_half_width,
 )
 from pipeline.warehouse import ensure_schema, run_model
 
@@ -124,6 +125,7 @@ def test_twenty_thousand_buy_a_half_width_of_at_most_point_eight_points(
         assert row["population"] == 150_000
         assert (float(row["high"]) - float(row["low"])) / 2 <= 0.008  # type: ignore[arg-type]
     assert half_width(20_000, 150_000) <= 0.008
+    assert widest_half_width(conn, "list") == pytest.approx(half_width(20_000, 150_000))
 
 
 def test_estimates_keep_no_response_in_the_denominator_and_extrapolate(
