@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from pipeline import ledger, steps
+from pipeline import ledger, sampling, steps
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
@@ -42,9 +42,24 @@ from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.warehouse import open_warehouse
 from pipeline.webhooks import ensure_webhook
+from pipeline.window import (
+    WindowSpec,
+    collect_deadline,
+    configured_callback_rate,
+    expected_callback_rate,
+    parse_duration,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DRY_RUN_TABLES = (
+    "targets",
+    "rejects",
+    "requests",
+    "late_answers",
+    "sample_frame",
+    "sample_members",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,10 @@ class RunOptions:
     limit: int | None = None
     dry_run: bool = False
     deadline_seconds: float | None = None
+    sample: int | None = None  # --sample N: a stratified random sample of N contacts
+    sample_by: str = sampling.COUNTRY
+    sample_seed: int = 1
+    window: str | None = None  # --window 6h (else [plan] window)
 
 
 @dataclass
@@ -74,6 +93,8 @@ class RunResult:
     warehouse: str = ""
     completeness: Completeness | None = None
     message: str = ""  # why the run did not succeed (exit_code 3: incomplete)
+    sample: sampling.SampleSummary | None = None
+    window: WindowSpec | None = None
 
 
 def config_digest(settings: Settings) -> str:
@@ -87,6 +108,7 @@ def config_digest(settings: Settings) -> str:
             "contacts",
             "freshness",
             "collect",
+            "plan",
             "warehouse",
             "reports",
             "simulator",
@@ -188,8 +210,19 @@ def _run_steps(
             "load",
             lambda: steps.load(conn, run_id, settings, paths, options.limit),
         )
+    result.window = window_spec(settings, options)
+    if options.sample is not None and not (
+        options.resume and ledger.step_done(conn, run_id, "sample")
+    ):
+        spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
+        result.sample = _timed(
+            conn, run_id, "sample", lambda: sampling.draw_sample(conn, run_id, spec)
+        )
     result.plan = _timed(
-        conn, run_id, "plan", lambda: steps.plan(conn, run_id, settings, refresh=options.refresh)
+        conn,
+        run_id,
+        "plan",
+        lambda: steps.plan(conn, run_id, settings, refresh=options.refresh, window=result.window),
     )
     needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
         steps.outstanding_targets(conn, run_id)
@@ -213,6 +246,7 @@ def _run_steps(
             Path(settings.reports.dir),
             trend_runs=settings.reports.trend_runs,
             max_no_response_share=settings.collect.max_no_response_share,
+            settings=settings,
         ),
     )
     result.channels = [
@@ -273,6 +307,11 @@ async def _exchange(
                 f"Continue with: capaudit run --resume --run-id {result.run_id}"
             )
         started, wall = time.monotonic(), time.time()
+        deadline = options.deadline_seconds
+        if result.window is not None:  # collecting ends by the window's end
+            configured = settings.collect.deadline_seconds if deadline is None else deadline
+            last = steps._last_acceptance(conn, result.run_id)
+            deadline = collect_deadline(result.window, last or wall, configured)
         async with HealthWatch(
             settings.collect.health_url(settings.receiver),
             interval=settings.collect.health_interval_seconds,
@@ -282,9 +321,9 @@ async def _exchange(
                 result.run_id,
                 settings,
                 stop=stop,
-                deadline_seconds=options.deadline_seconds,
+                deadline_seconds=deadline,
                 console=console,
-                requery=True,
+                requery=result.window is None,  # a window asks transient failures on a later night
                 wait_from=wall if options.resume else 0.0,
             )
         ledger.record_step(
@@ -365,6 +404,15 @@ def _reveal(secret: Secret | None) -> str:
     return secret.reveal() if secret is not None else ""
 
 
+def window_spec(settings: Settings, options: RunOptions) -> WindowSpec | None:
+    """The run's window, starting now: `--window`, else `[plan] window`, else none."""
+    text = options.window or settings.plan.window
+    if not text:
+        return None
+    seconds = parse_duration(text, "--window" if options.window else "[plan] window")
+    return WindowSpec.starting_now(seconds, settings.plan.window_reserve_seconds)
+
+
 def _dry_run(
     conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
 ) -> RunResult:
@@ -372,19 +420,23 @@ def _dry_run(
     run_id = f"dry-run-{result.run_id}"
     try:
         result.load = steps.load(conn, run_id, settings, options.contacts or None, options.limit)
-        result.plan = steps.plan(conn, run_id, settings, refresh=options.refresh)
+        if options.sample is not None:
+            spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
+            result.sample = sampling.draw_sample(conn, run_id, spec)
+            result.estimate["sample_half_width"] = sampling.widest_half_width(conn, run_id)
+        callback_rate, _ = expected_callback_rate(conn, run_id, settings)
+        result.window = window_spec(settings, options)
+        result.plan = steps.plan(
+            conn, run_id, settings, refresh=options.refresh, window=result.window
+        )
     finally:
-        for table in ("targets", "rejects", "requests"):
+        for table in DRY_RUN_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
-    callback_rate = (
-        settings.simulator.webhook_rate
-        if settings.sinch.embedded
-        else settings.collect.callback_rate_per_second
-    )
-    result.estimate = {
+    result.estimate |= {
         "query_seconds": result.plan.requests / settings.dispatch.rate_per_second,
         "callback_seconds": result.plan.to_query / callback_rate,
         "callback_rate_per_second": callback_rate,
+        "configured_callback_rate_per_second": configured_callback_rate(settings),
     }
     result.status = "dry-run"
     return result

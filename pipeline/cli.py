@@ -90,6 +90,23 @@ def main() -> None:
     type=click.FloatRange(min=0),
     help="Seconds to wait for callbacks after the last accepted request.",
 )
+@click.option(
+    "--window",
+    help="Fit the run (collecting included) into this time, e.g. 6h: stalest targets first; "
+    "the rest keep their last answer [config: plan.window].",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Query only a stratified random sample of N contacts and estimate the list's shares.",
+)
+@click.option(
+    "--sample-by",
+    default="country",
+    show_default=True,
+    help="Strata of the sample: the phone's country, or a column of targets (e.g. source).",
+)
+@click.option("--sample-seed", type=int, default=1, show_default=True, help="Seed of the draw.")
 @handle_errors
 def run(
     config_path: Path,
@@ -100,6 +117,10 @@ def run(
     limit: int | None,
     dry_run: bool,
     deadline: float | None,
+    window: str | None,
+    sample: int | None,
+    sample_by: str,
+    sample_seed: int,
 ) -> None:
     """The nightly job: load, plan, submit, collect, build, report.
 
@@ -112,11 +133,31 @@ def run(
       capaudit run --contacts 'lists/*.csv.gz' --run-id nightly-2026-11-25
       capaudit run --resume --run-id nightly-2026-11-25
       capaudit run --dry-run --limit 1000
+      capaudit run --window 6h                   # what one night answers, stalest first
+      capaudit run --sample 20000 --dry-run      # the interval width a sample buys
     """
     if resume and not run_id:
         raise UsageError("--resume needs --run-id: the run to continue")
+    if sample is not None and window is not None:
+        raise UsageError("--sample and --window: choose one (a sample is small by itself)")
+    if window is not None:
+        from pipeline.window import parse_duration
+
+        parse_duration(window)  # a bad duration fails before anything is loaded
     settings = settings_for(config_path)
-    options = audit.RunOptions(run_id, contacts, resume, refresh, limit, dry_run, deadline)
+    options = audit.RunOptions(
+        run_id,
+        contacts,
+        resume,
+        refresh,
+        limit,
+        dry_run,
+        deadline,
+        sample=sample,
+        sample_by=sample_by,
+        sample_seed=sample_seed,
+        window=window,
+    )
     from pipeline import console
 
     result = audit.run_audit(settings, options, console=use_console(settings.logging.format))
@@ -369,6 +410,7 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
             trend_runs=settings.reports.trend_runs,
             pseudonym_key=key,
             max_no_response_share=settings.collect.max_no_response_share,
+            settings=settings,
         )
     click.echo(str(files.index))
 

@@ -76,6 +76,8 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     console.print("reachable: share of all targets; of answered: share of answered targets")
     if result.completeness is not None and not result.completeness.complete:
         console.print(f"[bold red]INCOMPLETE[/]: {result.message}")
+    for line in rolling_lines(result):
+        console.print(line)
     if result.report is not None:
         console.print(f"Report:    {result.report.index}")
         console.print(f"Summary:   {result.report.summary}")
@@ -108,6 +110,42 @@ def print_plan(result: RunResult) -> None:
         f"the query rate; {_duration(est['callback_seconds'])} for the callbacks at "
         f"{est['callback_rate_per_second']:g}/s."
     )
+    for line in rolling_lines(result):
+        console.print(line)
+
+
+def rolling_lines(result: RunResult) -> list[str]:
+    """What a window or a sample did (or, in a dry run, would do)."""
+    lines = []
+    if result.sample is not None:
+        s = result.sample
+        lines.append(
+            f"Sample: {s.sampled_contacts:,} of {s.list_contacts:,} contacts "
+            f"({s.sampled_targets:,} of {s.list_targets:,} targets) in {len(s.strata)} strata "
+            f"by {s.by}, seed {s.seed}"
+        )
+    if "sample_half_width" in result.estimate:
+        lines.append(
+            f"A 95% interval of at most ±{result.estimate['sample_half_width']:.2%} "
+            "(a share near 50%; narrower near 0% or 100%) for each channel's reachable share."
+        )
+    window = result.plan.window if result.plan is not None else {}
+    if window:
+        priorities = ", ".join(
+            f"{n:,} {k.replace('_', ' ')}" for k, n in window["by_priority"].items()
+        )
+        lines.append(
+            f"Window {_duration(window['window_seconds'])} at "
+            f"{window['callback_rate_per_second']:g} callbacks/s ({window['rate_source']}): "
+            f"{window['queried_targets']:,} targets to "
+            f"query ({priorities or 'none'}); {window['reused_stale']:,} keep their last answer, "
+            f"{window['deferred']:,} never answered wait for a later night"
+        )
+    if result.plan is not None and result.plan.late_answers:
+        lines.append(
+            f"{result.plan.late_answers:,} late answers (landed after their run ended) kept"
+        )
+    return lines
 
 
 def _duration(seconds: float) -> str:

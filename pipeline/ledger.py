@@ -69,10 +69,24 @@ class PlanSummary:
     requests: int = 0
     new_requests: int = 0
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    late_answers: int = 0  # answers that landed after their run's deadline, kept for reuse
+    window: dict[str, Any] = field(default_factory=dict)  # what a nightly window fitted
 
 
 def _quoted(values: Sequence[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def ttl_sql(freshness: FreshnessSettings, channel: str) -> str:
+    """SQL for the freshness TTL (an INTERVAL) of the channel named by the `channel` column."""
+    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
+    if freshness.channels:
+        overrides = " ".join(
+            f"WHEN '{name}' THEN INTERVAL ({float(days) * 86400}) SECOND"
+            for name, days in freshness.channels.items()
+        )
+        ttl = f"CASE {channel} {overrides} ELSE {ttl} END"
+    return ttl
 
 
 def mark_reuse(
@@ -94,21 +108,21 @@ def mark_reuse(
     )
     if refresh:
         return
-    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
-    if freshness.channels:
-        overrides = " ".join(
-            f"WHEN '{channel}' THEN INTERVAL ({float(days) * 86400}) SECOND"
-            for channel, days in freshness.channels.items()
-        )
-        ttl = f"CASE c.channel {overrides} ELSE {ttl} END"
+    ttl = ttl_sql(freshness, "c.channel")
     conn.execute(
         f"""
         UPDATE targets t SET action = 'reuse', reuse_run_id = fresh.run_id
         FROM (
             SELECT c.contact_key, c.channel, c.identity, arg_max(c.run_id, c.checked_at) AS run_id
-            FROM capability c
-            WHERE c.run_id <> $run_id
-              AND c.status IN ({_quoted(SINCH_STATUSES)})
+            FROM (
+                SELECT run_id, contact_key, channel, identity, status, reason_code, checked_at
+                FROM capability WHERE run_id <> $run_id
+                UNION ALL  -- answers that landed after their run's deadline (pipeline/late.py)
+                SELECT origin_run_id, contact_key, channel, identity, status, reason_code,
+                    checked_at
+                FROM late_answers WHERE run_id = $run_id
+            ) c
+            WHERE c.status IN ({_quoted(SINCH_STATUSES)})
               AND coalesce(c.reason_code, '') NOT IN ({_quoted(sorted(TRANSIENT_REASONS))})
               AND c.checked_at >= $now - {ttl}
             GROUP BY ALL

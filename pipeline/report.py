@@ -21,6 +21,8 @@ import duckdb
 from pipeline import charts
 from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
 from pipeline.pseudonyms import hmac_sql
+from pipeline.report_rolling import rolling_sections, rolling_summary
+from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
 
 IDENTIFYING = ("contact_key", "contact_id", "identity")
@@ -64,6 +66,7 @@ def write_report(
     trend_runs: int = 14,
     pseudonym_key: bytes | None = None,
     max_no_response_share: float = DEFAULT_MAX_NO_RESPONSE_SHARE,
+    settings: Settings | None = None,
 ) -> ReportFiles:
     """Write the run's report; with `pseudonym_key`, into `<run_id>-pseudonymised/` with every
     contact key, contact id and identity replaced by its HMAC-SHA256 under that key."""
@@ -90,6 +93,7 @@ def write_report(
             path = out / "channels" / f"{channel}.{fmt}"
             conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
     summary = report_summary(conn, run_id, trend_runs, max_no_response_share)
+    summary.update(rolling_summary(conn, run_id, settings or Settings()))
     summary["outputs"] = {"directory": str(out), "channels": channels}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
@@ -196,6 +200,7 @@ def render_html(summary: dict[str, Any]) -> str:
         ("Top reasons", _reasons_chart(summary["reasons"])),
         ("Changes since the previous answer", _changes_chart(summary["changes"])),
         ("Rejected input rows", _rejects_table(summary["rejects"])),
+        *rolling_sections(summary),
     ]
     body = "".join(f"<section><h2>{escape(t)}</h2>{html}</section>" for t, html in sections)
     totals = summary["totals"]

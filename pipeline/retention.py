@@ -20,7 +20,8 @@ import duckdb
 from pipeline.landing.segments import list_segments
 
 RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
-              "reasons", "capability_changes")  # fmt: skip
+              "reasons", "capability_changes", "estimates", "sample_frame", "sample_members",
+              "late_answers")  # fmt: skip
 
 
 @dataclass

@@ -147,6 +147,16 @@ class CollectSettings:
 
 
 @dataclass(frozen=True)
+class PlanSettings:
+    # A nightly window ("6h", "90m", seconds): ask only what it can answer, stalest first
+    # (pipeline/window.py). Empty: no window, ask everything that is not fresh.
+    window: str = ""
+    # The window's end not counted for answering: the first half for starting the embedded
+    # services and the last callbacks' delay, the second for building and writing the report.
+    window_reserve_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class WarehouseSettings:
     path: str = "data/warehouse.duckdb"
 
@@ -206,6 +216,7 @@ class Settings:
     contacts: ContactsSettings = field(default_factory=ContactsSettings)
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)
     collect: CollectSettings = field(default_factory=CollectSettings)
+    plan: PlanSettings = field(default_factory=PlanSettings)
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     reports: ReportsSettings = field(default_factory=ReportsSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
@@ -410,6 +421,7 @@ def _validate(settings: Settings) -> None:
             "[collect] health_interval_seconds must be > 0",
         ),
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
+        (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
         (
             settings.logging.format in ("auto", "json", "console"),
@@ -420,6 +432,14 @@ def _validate(settings: Settings) -> None:
         if not ok:
             raise ConfigError(f"{where}: {message}")
     _validate_channels(settings)
+    if settings.plan.window:
+        from pipeline.errors import UsageError
+        from pipeline.window import parse_duration
+
+        try:
+            parse_duration(settings.plan.window, "[plan] window")
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _validate_channels(settings: Settings) -> None:

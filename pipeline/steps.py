@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -22,11 +23,13 @@ from pipeline.contacts.load import LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
 from pipeline.landing.ingest import IngestStats, ingest_landing
+from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.warehouse import run_models
+from pipeline.window import WindowSpec, fit_window_to_rate
 
 log = logging.getLogger(__name__)
 LEDGER_FLUSH_SECONDS = 0.25
@@ -73,17 +76,28 @@ def limit_contacts(conn: duckdb.DuckDBPyConnection, run_id: str, limit: int) -> 
 
 
 def plan(
-    conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, *, refresh: bool = False
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    settings: Settings,
+    *,
+    refresh: bool = False,
+    window: WindowSpec | None = None,
 ) -> ledger.PlanSummary:
     now = datetime.now(UTC)
     has_requests = conn.execute(
         "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
+    fitted = None
     if not (has_requests and has_requests[0]):  # on resume the plan stands as it was
+        keep_late_answers(conn, run_id, settings, now=now)
         ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
+        if window is not None:
+            fitted = fit_window_to_rate(conn, run_id, settings, window, now=now)
     created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
     summary = ledger.plan_summary(conn, run_id)
     summary.new_requests = created
+    summary.late_answers = late_answers_kept(conn, run_id)
+    summary.window = dataclasses.asdict(fitted) if fitted is not None else {}
     log_fields(
         log,
         "plan ready",

@@ -249,6 +249,8 @@ def ensure_schema(
 ) -> None:
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
+    for tables in _model_files("tables"):  # feature tables, one file each (sampling, ...)
+        conn.execute(tables.read_text(encoding="utf-8"))
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
@@ -270,6 +272,13 @@ def sql_constant(value: Sequence[str] | bool) -> str:
         return "true" if value else "false"
     quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in value)
     return f"({quoted})" if value else "(NULL)"
+
+
+def run_model(conn: duckdb.DuckDBPyConnection, layer: str, name: str, run_id: str) -> None:
+    """Run one model file (`sql/<layer>/<name>`) for the run, e.g. to test it alone."""
+    (model,) = (f for f in _model_files(layer) if f.name == name)
+    for statement in _statements(model.read_text(encoding="utf-8")):
+        conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
 
 
 def run_models(
