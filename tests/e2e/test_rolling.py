@@ -25,14 +25,17 @@ def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def slow_callbacks(tmp_path: Path, rows: int, rate: float, **sections: dict[str, object]) -> Path:
-    """A list asked on SMS only, and a simulator that calls back `rate` times a second."""
+def slow_callbacks(
+    tmp_path: Path, rows: int, rate: float, gate: float = 0.02, **sections: dict[str, object]
+) -> Path:
+    """A list asked on SMS only, and a simulator that calls back `rate` times a second;
+    `gate` is the completeness gate's bound on NO_RESPONSE."""
     return write_config(
         tmp_path / "c.toml", tmp_path,
         contacts={"paths": [str(small_sample(tmp_path, rows))], "phone_channels": ["SMS"],
                   "contact_id_channels": ["SMS"]},
         simulator={"webhook_rate": rate, "callback_delay_ms": 50, "latency_ms": 5},
-        collect={"callback_rate_per_second": rate},
+        collect={"callback_rate_per_second": rate, "max_no_response_share": gate},
         **sections,
     )  # fmt: skip
 
@@ -78,7 +81,8 @@ def test_three_windows_query_every_target_exactly_once_stalest_first(tmp_path: P
 
 
 def test_late_answers_are_used_by_the_next_run_and_not_asked_again(tmp_path: Path) -> None:
-    config = slow_callbacks(tmp_path, 40, 10.0)
+    # the first run misses most answers on purpose: no completeness gate for it
+    config = slow_callbacks(tmp_path, 40, 10.0, gate=1.0)
     with simulator(config) as sim_url, receiver(config) as receiver_url:
         env = live_env(sim_url, receiver_url)
         first = capaudit("run", "--config", str(config), "--run-id", "r1", "--deadline", "0.5",
