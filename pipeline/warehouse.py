@@ -110,7 +110,32 @@ CREATE TABLE IF NOT EXISTS notifications (
     received_at TIMESTAMPTZ NOT NULL,
     deliveries INTEGER NOT NULL,
     app_id VARCHAR,
-    segment_id VARCHAR
+    segment_id VARCHAR,
+    -- how it was tied to its request: request_id / identity / contact_id (landing/correlate.py)
+    matched_by VARCHAR NOT NULL DEFAULT 'request_id',
+    fingerprint VARCHAR                   -- callbacks without request_id: recognises a repeat
+);
+
+-- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
+-- of several runs waiting for the same identity. Retried on every ingest; never guessed.
+CREATE TABLE IF NOT EXISTS unmatched_notifications (
+    fingerprint VARCHAR PRIMARY KEY,
+    channel VARCHAR NOT NULL,
+    identity VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    capability_status VARCHAR,
+    reason_code VARCHAR,
+    reason_description VARCHAR,
+    channel_capabilities VARCHAR[],
+    event_time TIMESTAMPTZ,
+    received_at TIMESTAMPTZ NOT NULL,
+    deliveries INTEGER NOT NULL,
+    app_id VARCHAR,
+    segment_id VARCHAR,
+    problem VARCHAR NOT NULL,             -- no_outstanding_query / ambiguous
+    candidate_runs VARCHAR[],             -- ambiguous: the runs whose queries wait for it
+    attempts INTEGER NOT NULL,            -- ingests that tried to match it
+    checked_at TIMESTAMPTZ NOT NULL       -- the last try
 );
 
 CREATE TABLE IF NOT EXISTS other_events (
@@ -239,6 +264,7 @@ def ensure_schema(
 ) -> None:
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
+    _add_missing_columns(conn)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
@@ -246,6 +272,27 @@ def ensure_schema(
     for view in _model_files("views"):
         # Views take no parameters: the preference is written into the view's SQL.
         conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))
+
+
+# Columns added to a table after warehouses with the table existed: (table, column, definition).
+ADDED_COLUMNS = (
+    ("notifications", "matched_by", "VARCHAR DEFAULT 'request_id'"),
+    ("notifications", "fingerprint", "VARCHAR"),
+)
+
+
+def _add_missing_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """Bring a warehouse made by an earlier version up to the current columns (appended last,
+    where CREATE TABLE puts them too, so `INSERT ... SELECT *` keeps its order)."""
+    present = set(
+        conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_catalog = current_database()"
+        ).fetchall()
+    )
+    for table, column, definition in ADDED_COLUMNS:
+        if (table, column) not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 def _model_files(layer: str) -> list[Any]:

@@ -1,0 +1,213 @@
+"""Match capability notifications that carry no `request_id` to the query they answer.
+
+Sinch's reference says `request_id` is echoed on every callback, but every field of the
+notification is optional in its SDKs and its own Capability Query page shows a notification
+without one. Such a notification is matched here, in this order (docs/receiver.md):
+
+1. `request_id` present: that request (the plain ingest path; `matched_by = 'request_id'`).
+2. by identity: an outstanding query of the same app that asked this channel for the same
+   identity (digits only on phone channels) -> `matched_by = 'identity'`;
+3. else by contact id: an outstanding contact-id query of the same app for the callback's
+   `contact_id` that asked this channel (or any channel, for a whole-request answer such as
+   CONTACT_NOT_FOUND) -> `matched_by = 'contact_id'`.
+
+A query is *outstanding* for a callback when it is accepted (in the ledger, or in its events not
+yet folded while sending), was sent before the callback was received, its run is still waiting
+(not finished with status `succeeded`), and it has no answer yet for that channel (for a
+contact-id query: for that channel and identity, as Sinch answers each of the contact's
+identities). Among the outstanding queries of one run the most recently accepted wins. Queries
+of several runs waiting for the same identity make the callback `ambiguous`; none makes it
+`no_outstanding_query`. Either way it stays in `unmatched_notifications`, is counted and
+reported, and is tried again on every ingest: the callback may have been ingested before the
+ledger recorded the acceptance (the receiver is faster than the dispatcher's ledger flush).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from pipeline.warehouse import sql_constant
+
+NO_OUTSTANDING_QUERY, AMBIGUOUS = "no_outstanding_query", "ambiguous"
+BY_IDENTITY, BY_CONTACT_ID = "identity", "contact_id"
+# The notification's own columns, shared by `notifications` and `unmatched_notifications`.
+NOTIFICATION_COLUMNS = (
+    "channel, identity, contact_id, capability_status, reason_code, reason_description, "
+    "channel_capabilities, event_time, received_at, deliveries, app_id, segment_id"
+)
+
+
+def stage_without_request_id(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """Put the `incoming` notifications without request_id aside in `unmatched_notifications`;
+    a repeated delivery of one already there or already matched only adds to its `deliveries`.
+    Returns (repeated, new)."""
+    repeated = 0
+    for table in ("notifications", "unmatched_notifications"):
+        row = conn.execute(f"""
+            UPDATE {table} t SET deliveries = t.deliveries + i.deliveries
+            FROM incoming i
+            WHERE i.request_id IS NULL AND t.fingerprint = i.fingerprint
+        """).fetchone()
+        repeated += int(row[0]) if row else 0
+    new = conn.execute(f"""
+        INSERT INTO unmatched_notifications
+        SELECT fingerprint, {NOTIFICATION_COLUMNS}, '{NO_OUTSTANDING_QUERY}', NULL, 0, now()
+        FROM incoming i
+        WHERE i.request_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.fingerprint = i.fingerprint)
+          AND NOT EXISTS (
+              SELECT 1 FROM unmatched_notifications u WHERE u.fingerprint = i.fingerprint)
+    """).fetchone()
+    return repeated, int(new[0]) if new else 0
+
+
+def has_unmatched(conn: duckdb.DuckDBPyConnection) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM unmatched_notifications)").fetchone()
+    return bool(row and row[0])
+
+
+def match_unmatched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Match what `unmatched_notifications` holds, in rounds; returns how many by each way.
+
+    Each round every notification picks its query; when several pick the same query, channel
+    and identity (two contacts with the same number, a re-query), the one received first takes
+    it and the others pick again next round, when that query is answered."""
+    matched = {BY_IDENTITY: 0, BY_CONTACT_ID: 0}
+    if not has_unmatched(conn):
+        return matched
+    runs = waiting_runs(conn)
+    while True:
+        _decide(conn, runs)
+        moved = _move_matched(conn)
+        for way, count in moved.items():
+            matched[way] += count
+        if not moved:
+            break
+    _record_attempt(conn)
+    return matched
+
+
+def waiting_runs(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Runs that may still wait for answers: every run with requests but one that succeeded
+    (its report is out; a late answer no longer changes it)."""
+    rows = conn.execute("""
+        SELECT DISTINCT run_id FROM requests
+        WHERE run_id NOT IN (SELECT run_id FROM runs WHERE status = 'succeeded')
+    """).fetchall()
+    return sorted(str(row[0]) for row in rows)
+
+
+# Candidate queries per unmatched notification. `$runs` is written in as a constant so that
+# only the waiting runs' row groups of `requests`, `request_events` and `targets` are read.
+CANDIDATES_SQL = """
+CREATE OR REPLACE TEMP TABLE match_candidates AS
+WITH latest_events AS (
+    -- While sending, acceptance is only in `request_events`: the ledger folds them into
+    -- `requests` after the step, and a callback can land long before.
+    SELECT request_id, arg_max(state, recorded_at) AS state,
+        arg_max(sent_at, recorded_at) AS sent_at, arg_max(accepted_at, recorded_at) AS accepted_at
+    FROM request_events WHERE run_id IN $runs
+    GROUP BY request_id
+),
+accepted AS (
+    SELECT r.run_id, r.request_id, r.contact_key, r.channels,
+        json_extract_string(r.body, '$.app_id') AS app_id,
+        json_extract_string(r.body, '$.recipient.contact_id') AS by_contact_id,
+        coalesce(e.sent_at, r.sent_at) AS sent_at,
+        coalesce(e.accepted_at, r.accepted_at) AS accepted_at
+    FROM requests r LEFT JOIN latest_events e USING (request_id)
+    WHERE r.run_id IN $runs AND coalesce(e.state, r.state) = 'accepted'
+),
+pairs AS (
+    SELECT u.fingerprint, a.*, 1 AS way_rank, 'identity' AS matched_by
+    FROM unmatched_notifications u
+    JOIN targets t ON t.channel = u.channel AND t.identity = u.identity
+    JOIN accepted a ON a.run_id = t.run_id AND a.contact_key = t.contact_key
+        AND a.by_contact_id IS NULL AND list_contains(a.channels, t.channel)
+    WHERE t.run_id IN $runs AND t.action = 'query' AND u.identity <> ''
+    UNION ALL
+    SELECT u.fingerprint, a.*, 2 AS way_rank, 'contact_id' AS matched_by
+    FROM unmatched_notifications u
+    JOIN accepted a ON a.by_contact_id = u.contact_id
+        AND (u.channel = '' OR list_contains(a.channels, u.channel))
+)
+SELECT c.fingerprint, c.run_id, c.request_id, c.accepted_at, c.matched_by
+FROM pairs c JOIN unmatched_notifications u USING (fingerprint)
+WHERE coalesce(nullif(u.app_id, ''), c.app_id) IS NOT DISTINCT FROM c.app_id
+  -- Sent before the callback was received: Sinch may call back before its 200 reaches us, so
+  -- the acceptance time is no bound, the sending time is.
+  AND (c.sent_at IS NULL OR c.sent_at <= u.received_at)
+  AND NOT EXISTS (
+      SELECT 1 FROM notifications n
+      WHERE n.request_id = c.request_id AND (n.channel = '' OR (n.channel = u.channel AND (
+          c.matched_by = 'identity' OR n.identity = u.identity))))
+-- Identity first: contact-id queries count only when no identity query is outstanding.
+QUALIFY c.way_rank = min(c.way_rank) OVER (PARTITION BY c.fingerprint)
+"""
+
+# One verdict per unmatched notification: the chosen query, or why there is none. Only one
+# notification takes a (query, channel, identity): the one received first.
+DECIDE_SQL = f"""
+CREATE OR REPLACE TEMP TABLE match_verdicts AS
+WITH per_notification AS (
+    SELECT fingerprint, count(DISTINCT run_id) AS runs,
+        list(DISTINCT run_id ORDER BY run_id) AS candidate_runs,
+        arg_max(request_id, (accepted_at, request_id)) AS request_id,
+        arg_max(matched_by, (accepted_at, request_id)) AS matched_by
+    FROM match_candidates GROUP BY fingerprint
+)
+SELECT u.fingerprint, p.request_id, p.matched_by, p.candidate_runs,
+    CASE WHEN p.fingerprint IS NULL THEN '{NO_OUTSTANDING_QUERY}'
+        WHEN p.runs > 1 THEN '{AMBIGUOUS}' END AS problem,
+    p.runs = 1 AND row_number() OVER (
+        PARTITION BY p.runs = 1, p.request_id, u.channel, u.identity
+        ORDER BY u.received_at, u.fingerprint) = 1 AS takes_it
+FROM unmatched_notifications u LEFT JOIN per_notification p USING (fingerprint)
+"""
+
+
+def _decide(conn: duckdb.DuckDBPyConnection, runs: list[str]) -> None:
+    conn.execute(CANDIDATES_SQL.replace("$runs", sql_constant(runs)))
+    conn.execute(DECIDE_SQL)
+
+
+def _move_matched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Matched notifications go into `notifications`; returns how many by each way."""
+    counts = dict(
+        conn.execute(
+            "SELECT matched_by, count(*) FROM match_verdicts WHERE takes_it GROUP BY ALL"
+        ).fetchall()
+    )
+    if not counts:
+        return {}
+    conn.execute(f"""
+        INSERT INTO notifications
+        SELECT v.request_id, {NOTIFICATION_COLUMNS}, v.matched_by, u.fingerprint
+        FROM match_verdicts v JOIN unmatched_notifications u USING (fingerprint)
+        WHERE v.takes_it
+    """)
+    conn.execute("""
+        DELETE FROM unmatched_notifications
+        WHERE fingerprint IN (SELECT fingerprint FROM match_verdicts WHERE takes_it)
+    """)
+    return {str(way): int(count) for way, count in counts.items()}
+
+
+def _record_attempt(conn: duckdb.DuckDBPyConnection) -> None:
+    """What the last round found for each notification still unmatched."""
+    conn.execute("""
+        UPDATE unmatched_notifications u
+        SET problem = coalesce(v.problem, u.problem), candidate_runs = v.candidate_runs,
+            attempts = u.attempts + 1, checked_at = now()
+        FROM match_verdicts v WHERE v.fingerprint = u.fingerprint
+    """)
+
+
+def unmatched_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Notifications without request_id kept unmatched, per problem (both keys always)."""
+    counts = dict.fromkeys((NO_OUTSTANDING_QUERY, AMBIGUOUS), 0)
+    for problem, count in conn.execute(
+        "SELECT problem, count(*) FROM unmatched_notifications GROUP BY ALL"
+    ).fetchall():
+        counts[str(problem)] = int(count)
+    return counts
