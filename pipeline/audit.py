@@ -253,7 +253,11 @@ async def _exchange(
             result.run_id,
             "collect",
             time.monotonic() - started,
-            {"outstanding": result.collect.outstanding},
+            {
+                "outstanding": result.collect.outstanding,
+                "matched_by": result.collect.matched_by,
+                "unmatched": result.collect.unmatched,
+            },
         )
         if stop.is_set():
             raise Interrupted(

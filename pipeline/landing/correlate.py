@@ -211,3 +211,13 @@ def unmatched_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     ).fetchall():
         counts[str(problem)] = int(count)
     return counts
+
+
+def matched_by_counts(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """The run's notifications by how they were matched (request_id, identity, contact_id)."""
+    rows = conn.execute(
+        "SELECT n.matched_by, count(*) FROM notifications n "
+        "JOIN requests r ON r.request_id = n.request_id WHERE r.run_id = $run_id GROUP BY ALL",
+        {"run_id": run_id},
+    ).fetchall()
+    return {str(way): int(count) for way, count in sorted(rows)}
