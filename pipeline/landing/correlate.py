@@ -81,7 +81,7 @@ def match_unmatched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
         moved = _move_matched(conn)
         for way, count in moved.items():
             matched[way] += count
-        if not moved:
+        if not moved or not _lost_a_tie(conn):
             break
     _record_attempt(conn)
     return matched
@@ -98,41 +98,50 @@ def waiting_runs(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 # Candidate queries per unmatched notification. `$runs` is written in as a constant so that
-# only the waiting runs' row groups of `requests`, `request_events` and `targets` are read.
+# only the waiting runs' row groups of `targets`, `requests` and `request_events` are read; the
+# work starts from the (few) unmatched notifications, so a big run costs one scan of each.
 CANDIDATES_SQL = """
 CREATE OR REPLACE TEMP TABLE match_candidates AS
-WITH latest_events AS (
+WITH asked AS (
+    -- A contact's identities and its contact id are asked in separate requests for separate
+    -- channels, so the target says which kind of request asked for a channel.
+    SELECT u.fingerprint, t.run_id, t.contact_key, t.channel, 1 AS way_rank
+    FROM unmatched_notifications u
+    JOIN targets t ON t.channel = u.channel AND t.identity = u.identity
+    WHERE t.run_id IN $runs AND t.action = 'query' AND u.identity <> ''
+    UNION ALL
+    SELECT u.fingerprint, t.run_id, t.contact_key, t.channel, 2 AS way_rank
+    FROM unmatched_notifications u
+    JOIN targets t ON t.contact_id = u.contact_id AND t.identity IS NULL
+    WHERE t.run_id IN $runs AND t.action = 'query' AND u.channel IN (t.channel, '')
+),
+asking AS (
+    SELECT DISTINCT a.fingerprint, a.way_rank, r.run_id, r.request_id, r.state, r.sent_at,
+        r.accepted_at, json_extract_string(r.body, '$.app_id') AS app_id
+    FROM asked a
+    JOIN requests r ON r.run_id = a.run_id AND r.contact_key = a.contact_key
+        AND list_contains(r.channels, a.channel)
+    WHERE r.run_id IN $runs
+),
+latest_events AS (
     -- While sending, acceptance is only in `request_events`: the ledger folds them into
     -- `requests` after the step, and a callback can land long before.
     SELECT request_id, arg_max(state, recorded_at) AS state,
         arg_max(sent_at, recorded_at) AS sent_at, arg_max(accepted_at, recorded_at) AS accepted_at
-    FROM request_events WHERE run_id IN $runs
+    FROM request_events
+    WHERE run_id IN $runs AND request_id IN (SELECT request_id FROM asking)
     GROUP BY request_id
 ),
 accepted AS (
-    SELECT r.run_id, r.request_id, r.contact_key, r.channels,
-        json_extract_string(r.body, '$.app_id') AS app_id,
-        json_extract_string(r.body, '$.recipient.contact_id') AS by_contact_id,
-        coalesce(e.sent_at, r.sent_at) AS sent_at,
-        coalesce(e.accepted_at, r.accepted_at) AS accepted_at
-    FROM requests r LEFT JOIN latest_events e USING (request_id)
-    WHERE r.run_id IN $runs AND coalesce(e.state, r.state) = 'accepted'
-),
-pairs AS (
-    SELECT u.fingerprint, a.*, 1 AS way_rank, 'identity' AS matched_by
-    FROM unmatched_notifications u
-    JOIN targets t ON t.channel = u.channel AND t.identity = u.identity
-    JOIN accepted a ON a.run_id = t.run_id AND a.contact_key = t.contact_key
-        AND a.by_contact_id IS NULL AND list_contains(a.channels, t.channel)
-    WHERE t.run_id IN $runs AND t.action = 'query' AND u.identity <> ''
-    UNION ALL
-    SELECT u.fingerprint, a.*, 2 AS way_rank, 'contact_id' AS matched_by
-    FROM unmatched_notifications u
-    JOIN accepted a ON a.by_contact_id = u.contact_id
-        AND (u.channel = '' OR list_contains(a.channels, u.channel))
+    SELECT a.fingerprint, a.way_rank, a.run_id, a.request_id, a.app_id,
+        coalesce(e.sent_at, a.sent_at) AS sent_at, coalesce(e.accepted_at, a.accepted_at)
+            AS accepted_at,
+        CASE a.way_rank WHEN 1 THEN 'identity' ELSE 'contact_id' END AS matched_by
+    FROM asking a LEFT JOIN latest_events e USING (request_id)
+    WHERE coalesce(e.state, a.state) = 'accepted'
 )
 SELECT c.fingerprint, c.run_id, c.request_id, c.accepted_at, c.matched_by
-FROM pairs c JOIN unmatched_notifications u USING (fingerprint)
+FROM accepted c JOIN unmatched_notifications u USING (fingerprint)
 WHERE coalesce(nullif(u.app_id, ''), c.app_id) IS NOT DISTINCT FROM c.app_id
   -- Sent before the callback was received: Sinch may call back before its 200 reaches us, so
   -- the acceptance time is no bound, the sending time is.
@@ -191,6 +200,13 @@ def _move_matched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
         WHERE fingerprint IN (SELECT fingerprint FROM match_verdicts WHERE takes_it)
     """)
     return {str(way): int(count) for way, count in counts.items()}
+
+
+def _lost_a_tie(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a notification had its query taken by one received earlier (it picks again)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM match_verdicts WHERE NOT takes_it)")
+    found = row.fetchone()
+    return bool(found and found[0])
 
 
 def _record_attempt(conn: duckdb.DuckDBPyConnection) -> None:

@@ -249,3 +249,35 @@ def test_an_unknown_app_is_not_matched(audit: Audit) -> None:
     audit.land(envelope(PAGE_EXAMPLE).replace(APP.encode(), b"ANOTHER-APP"))
     assert audit.notifications() == []
     assert audit.unmatched()[0][2] == "no_outstanding_query"
+
+
+def test_contact_id_queries_take_each_identity_and_identity_queries_come_first(
+    audit: Audit,
+) -> None:
+    by_phone, by_id = audit.plan("r1", [("c1", NUMBER), ("c2", None)])
+    audit.accept("r1", by_phone)
+    audit.accept("r1", by_id)
+    # The contact asked by id has two WhatsApp numbers: Sinch answers each.
+    first, second = (
+        notification(
+            contact_id="c2",
+            channel="WHATSAPP",
+            identity=identity,
+            capability_status="CAPABILITY_FULL",
+        )
+        for identity in ("46700000001", "46700000002")
+    )
+    # Names contact c2 but carries c1's number, asked by identity: the identity query wins.
+    both = notification(
+        contact_id="c2", channel="WHATSAPP", identity=NUMBER, capability_status="NO_CAPABILITY"
+    )
+    stats = audit.land(envelope(first), envelope(second), envelope(both))
+    assert (stats.matched_by_contact_id, stats.matched_by_identity) == (2, 1)
+    rows = audit.conn.execute(
+        "SELECT request_id, identity, matched_by FROM notifications ORDER BY identity"
+    ).fetchall()
+    assert rows == [
+        (by_id, "46700000001", "contact_id"),
+        (by_id, "46700000002", "contact_id"),
+        (by_phone, NUMBER, "identity"),
+    ]
