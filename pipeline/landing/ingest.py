@@ -230,16 +230,33 @@ def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
     stats.notifications_new = int(new[0]) if new else 0
     repeats, stats.without_request_id = correlate.stage_without_request_id(conn)
     stats.notifications_repeated += repeats
-    other = conn.execute(f"""
-        INSERT INTO other_events
-        SELECT received_at, nonce, body, segment_id
-        FROM (SELECT *, from_json(body, {IDENTIFIERS_SHAPE}).capability_notification AS n
-              FROM landed)
-        WHERE kind <> 'capability' OR NOT {IS_NOTIFICATION.format(n="n")}
-    """).fetchone()
-    stats.other_events = int(other[0]) if other else 0
+    stats.other_events = _keep_other_events(conn)
     row = conn.execute("SELECT count(*) FROM landed").fetchone()
     stats.lines = int(row[0]) if row else 0
+
+
+def _keep_other_events(conn: duckdb.DuckDBPyConnection) -> int:
+    """Lines that are no notification go to `other_events`; returns how many."""
+    source, keep = "landed", "kind <> 'capability'"
+    if _unusable_capability_lines(conn):
+        source = f"""(SELECT *, from_json(body, {IDENTIFIERS_SHAPE}).capability_notification AS n
+            FROM landed)"""
+        keep += f" OR NOT {IS_NOTIFICATION.format(n='n')}"
+    row = conn.execute(
+        f"INSERT INTO other_events SELECT received_at, nonce, body, segment_id FROM {source} "
+        f"WHERE {keep}"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _unusable_capability_lines(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether some capability lines are not notifications: only then are the lines parsed
+    again to find them (every line is in `incoming` in the usual case)."""
+    row = conn.execute("""
+        SELECT (SELECT count(*) FROM landed WHERE kind = 'capability')
+            <> (SELECT coalesce(sum(deliveries), 0) FROM incoming)
+    """).fetchone()
+    return bool(row and row[0])
 
 
 def _stage_incoming(conn: duckdb.DuckDBPyConnection) -> None:
@@ -266,10 +283,9 @@ def _stage_incoming(conn: duckdb.DuckDBPyConnection) -> None:
                 ELSE n.identity END, '') AS identity,
             arg_min(n.contact_id, received_at) AS contact_id,
             arg_min(n.capability_status, received_at) AS capability_status,
-            arg_min(CASE json_type(n.reason) WHEN 'OBJECT' THEN n.reason->>'code'
-                WHEN 'VARCHAR' THEN n.reason->>'$' END, received_at) AS reason_code,
-            arg_min(CASE json_type(n.reason) WHEN 'OBJECT' THEN n.reason->>'description' END,
-                received_at) AS reason_description,
+            arg_min(CASE WHEN starts_with(n.reason, '"') THEN n.reason->>'$'
+                ELSE n.reason->>'code' END, received_at) AS reason_code,
+            arg_min(n.reason->>'description', received_at) AS reason_description,
             arg_min(n.channel_capabilities, received_at) AS channel_capabilities,
             arg_min(try_cast(cb.event_time AS TIMESTAMPTZ), received_at) AS event_time,
             min(received_at) AS received_at,

@@ -281,3 +281,11 @@ def test_contact_id_queries_take_each_identity_and_identity_queries_come_first(
         (by_id, "46700000002", "contact_id"),
         (by_phone, NUMBER, "identity"),
     ]
+
+
+def test_capability_events_that_name_nothing_are_other_events(audit: Audit) -> None:
+    empty = envelope("{}")
+    not_an_object = envelope('"CAPABILITY_FULL"')
+    stats = audit.land(empty, not_an_object, envelope(PAGE_EXAMPLE))
+    assert (stats.other_events, stats.without_request_id) == (2, 1)
+    assert audit.notifications() == []
