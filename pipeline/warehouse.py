@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 -- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
 -- of several runs waiting for the same identity. Retried on every ingest; never guessed.
 CREATE TABLE IF NOT EXISTS unmatched_notifications (
-    fingerprint VARCHAR PRIMARY KEY,
+    fingerprint VARCHAR NOT NULL,         -- one row per fingerprint (no index: cheap updates)
     channel VARCHAR NOT NULL,
     identity VARCHAR NOT NULL,
     contact_id VARCHAR,

@@ -32,9 +32,23 @@ NO_OUTSTANDING_QUERY, AMBIGUOUS = "no_outstanding_query", "ambiguous"
 BY_IDENTITY, BY_CONTACT_ID = "identity", "contact_id"
 # The notification's own columns, shared by `notifications` and `unmatched_notifications`.
 NOTIFICATION_COLUMNS = (
-    "channel, identity, contact_id, capability_status, reason_code, reason_description, "
-    "channel_capabilities, event_time, received_at, deliveries, app_id, segment_id"
+    "channel",
+    "identity",
+    "contact_id",
+    "capability_status",
+    "reason_code",
+    "reason_description",
+    "channel_capabilities",
+    "event_time",
+    "received_at",
+    "deliveries",
+    "app_id",
+    "segment_id",
 )
+
+
+def _columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{column}" for column in NOTIFICATION_COLUMNS)
 
 
 def stage_without_request_id(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -54,7 +68,7 @@ def stage_without_request_id(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]
         repeated += int(row[0]) if row else 0
     new = conn.execute(f"""
         INSERT INTO unmatched_notifications
-        SELECT fingerprint, {NOTIFICATION_COLUMNS}, '{NO_OUTSTANDING_QUERY}', NULL, 0, now()
+        SELECT fingerprint, {_columns("i")}, '{NO_OUTSTANDING_QUERY}', NULL, 0, now()
         FROM incoming i
         WHERE i.request_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.fingerprint = i.fingerprint)
@@ -143,7 +157,8 @@ accepted AS (
     FROM asking a LEFT JOIN latest_events e USING (request_id)
     WHERE coalesce(e.state, a.state) = 'accepted'
 )
-SELECT c.fingerprint, c.run_id, c.request_id, c.accepted_at, c.matched_by
+SELECT c.fingerprint, c.run_id, c.request_id, c.matched_by,
+    coalesce(c.accepted_at, c.sent_at, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS accepted_at
 FROM accepted c JOIN unmatched_notifications u USING (fingerprint)
 WHERE coalesce(nullif(u.app_id, ''), c.app_id) IS NOT DISTINCT FROM c.app_id
   -- Sent before the callback was received: Sinch may call back before its 200 reaches us, so
@@ -157,68 +172,81 @@ WHERE coalesce(nullif(u.app_id, ''), c.app_id) IS NOT DISTINCT FROM c.app_id
 QUALIFY c.way_rank = min(c.way_rank) OVER (PARTITION BY c.fingerprint)
 """
 
-# One verdict per unmatched notification: the chosen query, or why there is none. Only one
-# notification takes a (query, channel, identity): the one received first.
-DECIDE_SQL = f"""
-CREATE OR REPLACE TEMP TABLE match_verdicts AS
+# Each notification's choice: the most recently accepted of its candidate queries, unless they
+# belong to several runs (ambiguous). `chosen` is one struct so that both fields come from one row.
+DECIDE_SQL = """
+CREATE OR REPLACE TEMP TABLE match_choices AS
 WITH per_notification AS (
-    SELECT fingerprint, count(DISTINCT run_id) AS runs,
-        list(DISTINCT run_id ORDER BY run_id) AS candidate_runs,
-        arg_max(request_id, (accepted_at, request_id)) AS request_id,
-        arg_max(matched_by, (accepted_at, request_id)) AS matched_by
+    SELECT fingerprint, min(run_id) <> max(run_id) AS ambiguous,
+        arg_max({'request_id': request_id, 'matched_by': matched_by}, accepted_at) AS chosen
     FROM match_candidates GROUP BY fingerprint
 )
-SELECT u.fingerprint, p.request_id, p.matched_by, p.candidate_runs,
-    CASE WHEN p.fingerprint IS NULL THEN '{NO_OUTSTANDING_QUERY}'
-        WHEN p.runs > 1 THEN '{AMBIGUOUS}' END AS problem,
-    p.runs = 1 AND row_number() OVER (
-        PARTITION BY p.runs = 1, p.request_id, u.channel, u.identity
-        ORDER BY u.received_at, u.fingerprint) = 1 AS takes_it
-FROM unmatched_notifications u LEFT JOIN per_notification p USING (fingerprint)
+SELECT p.fingerprint, p.ambiguous, p.chosen.request_id AS request_id,
+    p.chosen.matched_by AS matched_by, u.channel, u.identity, u.received_at
+FROM per_notification p JOIN unmatched_notifications u USING (fingerprint)
+"""
+
+# Only one notification takes a (query, channel, identity): the one received first.
+WINNERS_SQL = """
+CREATE OR REPLACE TEMP TABLE match_winners AS
+SELECT arg_min(fingerprint, received_at) AS fingerprint, count(*) > 1 AS contested
+FROM match_choices WHERE NOT ambiguous
+GROUP BY request_id, channel, identity
 """
 
 
 def _decide(conn: duckdb.DuckDBPyConnection, runs: list[str]) -> None:
     conn.execute(CANDIDATES_SQL.replace("$runs", sql_constant(runs)))
     conn.execute(DECIDE_SQL)
+    conn.execute(WINNERS_SQL)
 
 
 def _move_matched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Matched notifications go into `notifications`; returns how many by each way."""
     counts = dict(
         conn.execute(
-            "SELECT matched_by, count(*) FROM match_verdicts WHERE takes_it GROUP BY ALL"
+            "SELECT matched_by, count(*) FROM match_winners JOIN match_choices USING "
+            "(fingerprint) GROUP BY ALL"
         ).fetchall()
     )
     if not counts:
         return {}
     conn.execute(f"""
         INSERT INTO notifications
-        SELECT v.request_id, {NOTIFICATION_COLUMNS}, v.matched_by, u.fingerprint
-        FROM match_verdicts v JOIN unmatched_notifications u USING (fingerprint)
-        WHERE v.takes_it
+        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint
+        FROM match_winners JOIN match_choices c USING (fingerprint)
+        JOIN unmatched_notifications u USING (fingerprint)
     """)
     conn.execute("""
         DELETE FROM unmatched_notifications
-        WHERE fingerprint IN (SELECT fingerprint FROM match_verdicts WHERE takes_it)
+        WHERE fingerprint IN (SELECT fingerprint FROM match_winners)
     """)
     return {str(way): int(count) for way, count in counts.items()}
 
 
 def _lost_a_tie(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether a notification had its query taken by one received earlier (it picks again)."""
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM match_verdicts WHERE NOT takes_it)")
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM match_winners WHERE contested)")
     found = row.fetchone()
     return bool(found and found[0])
 
 
 def _record_attempt(conn: duckdb.DuckDBPyConnection) -> None:
-    """What the last round found for each notification still unmatched."""
-    conn.execute("""
-        UPDATE unmatched_notifications u
-        SET problem = coalesce(v.problem, u.problem), candidate_runs = v.candidate_runs,
-            attempts = u.attempts + 1, checked_at = now()
-        FROM match_verdicts v WHERE v.fingerprint = u.fingerprint
+    """What the last round found for each notification still unmatched: the rounds end with
+    no tie lost, so each is ambiguous (candidates in several runs) or has no candidate."""
+    conn.execute(f"""
+        UPDATE unmatched_notifications SET problem = '{NO_OUTSTANDING_QUERY}',
+            candidate_runs = NULL, attempts = attempts + 1, checked_at = now()
+    """)
+    conn.execute(f"""
+        UPDATE unmatched_notifications u SET problem = '{AMBIGUOUS}', candidate_runs = a.runs
+        FROM (
+            SELECT fingerprint, list(DISTINCT run_id ORDER BY run_id) AS runs
+            FROM match_candidates
+            WHERE fingerprint IN (SELECT fingerprint FROM match_choices WHERE ambiguous)
+            GROUP BY fingerprint
+        ) a
+        WHERE u.fingerprint = a.fingerprint
     """)
 
 
