@@ -289,3 +289,19 @@ def test_capability_events_that_name_nothing_are_other_events(audit: Audit) -> N
     stats = audit.land(empty, not_an_object, envelope(PAGE_EXAMPLE))
     assert (stats.other_events, stats.without_request_id) == (2, 1)
     assert audit.notifications() == []
+
+
+def test_purge_drops_unmatched_notifications_older_than_the_cutoff(audit: Audit) -> None:
+    from pipeline.retention import purge
+
+    audit.land(envelope(PAGE_EXAMPLE), seconds=5)
+    audit.land(envelope(PAGE_EXAMPLE, "2026-12-30T00:00:00Z"), seconds=40 * 86400)
+    summary = purge(
+        audit.conn,
+        older_than_days=30,
+        landing_dir=audit.landing,
+        reports_dir=audit.landing / "reports",
+        now=T0 + timedelta(days=45),
+    )
+    assert summary.rows["unmatched_notifications"] == 1
+    assert len(audit.unmatched()) == 1
