@@ -138,6 +138,10 @@ CREATE TABLE IF NOT EXISTS unmatched_notifications (
     checked_at TIMESTAMPTZ NOT NULL       -- the last try
 );
 
+-- What the ledger, runs and notifications looked like after the last matching (one row): an
+-- ingest that finds them unchanged does not try the unmatched notifications again.
+CREATE TABLE IF NOT EXISTS correlation_state (signature VARCHAR NOT NULL);
+
 CREATE TABLE IF NOT EXISTS other_events (
     received_at TIMESTAMPTZ NOT NULL,
     nonce VARCHAR,

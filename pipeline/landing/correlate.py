@@ -90,8 +90,8 @@ def match_unmatched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     and identity (two contacts with the same number, a re-query), the one received first takes
     it and the others pick again next round, when that query is answered."""
     matched = {BY_IDENTITY: 0, BY_CONTACT_ID: 0}
-    if not has_unmatched(conn):
-        return matched
+    if not has_unmatched(conn) or _signature(conn) == _last_signature(conn):
+        return matched  # nothing new to match, nor anything that could change a verdict
     runs = waiting_runs(conn)
     while True:
         _decide(conn, runs)
@@ -101,7 +101,29 @@ def match_unmatched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
         if not moved or not _lost_a_tie(conn):
             break
     _record_attempt(conn)
+    conn.execute("DELETE FROM correlation_state")
+    conn.execute("INSERT INTO correlation_state VALUES (?)", [_signature(conn)])
     return matched
+
+
+# What a verdict depends on, cheaply: new acceptances (request_events only grow), new answers,
+# new unmatched notifications, and runs starting or finishing.
+SIGNATURE_SQL = """
+SELECT concat_ws('|', (SELECT count(*) FROM request_events),
+    (SELECT count(*) FROM notifications), (SELECT count(*) FROM unmatched_notifications),
+    (SELECT md5(coalesce(string_agg(run_id || ':' || status, ',' ORDER BY run_id), ''))
+     FROM runs))
+"""
+
+
+def _signature(conn: duckdb.DuckDBPyConnection) -> str:
+    row = conn.execute(SIGNATURE_SQL).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _last_signature(conn: duckdb.DuckDBPyConnection) -> str:
+    row = conn.execute("SELECT max(signature) FROM correlation_state").fetchone()
+    return str(row[0]) if row and row[0] is not None else ""
 
 
 def waiting_runs(conn: duckdb.DuckDBPyConnection) -> list[str]:

@@ -142,6 +142,8 @@ def test_a_callback_ingested_before_the_acceptance_is_matched_on_a_later_ingest(
     assert (stats.without_request_id, stats.notifications_new) == (1, 0)
     assert audit.unmatched() == [("WHATSAPP", "46712312312", "no_outstanding_query", None, 1)]
     assert unmatched_counts(audit.conn) == {"no_outstanding_query": 1, "ambiguous": 0}
+    audit.ingest()  # nothing changed since: not tried again
+    assert audit.conn.execute("SELECT attempts FROM unmatched_notifications").fetchall() == [(1,)]
     audit.accept("r1", request)
     later = audit.ingest()  # nothing new landed: the notification put aside is tried again
     assert (later.segments, later.matched_by_identity, later.notifications_new) == (0, 1, 1)
