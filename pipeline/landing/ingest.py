@@ -5,7 +5,9 @@ that offset moves in the same transaction as the rows, so ingesting twice change
 a crash mid-ingest loses nothing. Only complete lines are read from a segment still being
 written (or left open by a crashed receiver: its torn last line was never acknowledged).
 A notification delivered again (Sinch retries, duplicates, a re-sent request, two receivers)
-is merged on (request_id, channel, identity) and counted in `deliveries`.
+is merged on (request_id, channel, identity) and counted in `deliveries`. A notification
+without request_id is recognised by a fingerprint instead and matched to its query by
+`correlate.py`, in the same transaction.
 
     stats = ingest_landing(conn, Path("data/landing"))
 """
