@@ -13,7 +13,7 @@ without one. Such a notification is matched here, in this order (docs/receiver.m
 
 A query is *outstanding* for a callback when it is accepted (in the ledger, or in its events not
 yet folded while sending), was sent before the callback was received, its run is still waiting
-(not finished with status `succeeded`), and it has no answer yet for that channel (for a
+(running or interrupted, not finished as `succeeded` or `failed`), and it has no answer yet for that channel (for a
 contact-id query: for that channel and identity, as Sinch answers each of the contact's
 identities). Among the outstanding queries of one run the most recently accepted wins. Queries
 of several runs waiting for the same identity make the callback `ambiguous`; none makes it
@@ -127,11 +127,12 @@ def _last_signature(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def waiting_runs(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Runs that may still wait for answers: every run with requests but one that succeeded
-    (its report is out; a late answer no longer changes it)."""
+    """Runs that may still wait for answers: every run with requests but those that finished,
+    succeeded or failed (a failed run left alone would otherwise make every later query of its
+    identities ambiguous; resuming it makes it wait again)."""
     rows = conn.execute("""
         SELECT DISTINCT run_id FROM requests
-        WHERE run_id NOT IN (SELECT run_id FROM runs WHERE status = 'succeeded')
+        WHERE run_id NOT IN (SELECT run_id FROM runs WHERE status IN ('succeeded', 'failed'))
     """).fetchall()
     return sorted(str(row[0]) for row in rows)
 

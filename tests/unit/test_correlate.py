@@ -188,8 +188,8 @@ def test_two_runs_waiting_for_one_identity_is_ambiguous_and_kept(audit: Audit) -
     assert (stats.notifications_new, stats.without_request_id) == (0, 1)
     assert audit.unmatched() == [("WHATSAPP", "46712312312", "ambiguous", ["r1", "r2"], 1)]
     assert unmatched_counts(audit.conn) == {"no_outstanding_query": 0, "ambiguous": 1}
-    # Once r1 is finished it waits for nothing: the callback is r2's.
-    audit.conn.execute("UPDATE runs SET status = 'succeeded' WHERE run_id = 'r1'")
+    # Once r1 has finished (here: failed) it waits for nothing: the callback is r2's.
+    audit.conn.execute("UPDATE runs SET status = 'failed' WHERE run_id = 'r1'")
     audit.ingest()
     assert [row[0] for row in audit.notifications()] == [new]
 
