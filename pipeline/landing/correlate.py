@@ -13,11 +13,11 @@ without one. Such a notification is matched here, in this order (docs/receiver.m
 
 A query is *outstanding* for a callback when it is accepted (in the ledger, or in its events not
 yet folded while sending), was sent before the callback was received, its run is still waiting
-(running or interrupted, not finished as `succeeded` or `failed`), and it has no answer yet for that channel (for a
-contact-id query: for that channel and identity, as Sinch answers each of the contact's
-identities). Among the outstanding queries of one run the most recently accepted wins. Queries
-of several runs waiting for the same identity make the callback `ambiguous`; none makes it
-`no_outstanding_query`. Either way it stays in `unmatched_notifications`, is counted and
+(running or interrupted, not finished as `succeeded` or `failed`), and it has no answer yet for
+that channel (for a contact-id query: for that channel and identity, as Sinch answers each of
+the contact's identities). Among the outstanding queries of one run the most recently accepted
+wins. Queries of several runs waiting for the same identity make the callback `ambiguous`; none
+makes it `no_outstanding_query`. Either way it stays in `unmatched_notifications`, is counted and
 reported, and is tried again on every ingest: the callback may have been ingested before the
 ledger recorded the acceptance (the receiver is faster than the dispatcher's ledger flush).
 """
