@@ -320,29 +320,13 @@ async def collect(
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)
     summary.matched_by = correlate.matched_by_counts(conn, run_id)
-    summary.unmatched = warn_if_unmatched(conn)
+    summary.unmatched = correlate.warn_if_unmatched(conn)
     log_fields(log, "collect finished", outstanding=summary.outstanding,
                notifications=summary.ingested.notifications_new, requeried=summary.requeried,
                lag_p50=summary.lag.get("p50_seconds"), lag_p95=summary.lag.get("p95_seconds"),
                deadline_passed=summary.deadline_passed,
                **{f"matched_by_{way}": n for way, n in summary.matched_by.items()})  # fmt: skip
     return summary
-
-
-def warn_if_unmatched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Callbacks without request_id that no query could be chosen for are kept, never
-    guessed: say how many, per problem."""
-    counts = correlate.unmatched_counts(conn)
-    if sum(counts.values()):
-        log.warning(
-            "%d callbacks without request_id are not matched to a query (%d with no outstanding "
-            "query, %d ambiguous: several runs wait for the identity); they are kept in "
-            "unmatched_notifications and tried again on every ingest",
-            sum(counts.values()),
-            counts[correlate.NO_OUTSTANDING_QUERY],
-            counts[correlate.AMBIGUOUS],
-        )
-    return counts
 
 
 async def _requery_transient(
@@ -391,7 +375,7 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
         "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
     nothing_sent = not (sent and sent[0])
-    warn_if_unmatched(conn)
+    correlate.warn_if_unmatched(conn)
     run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "

@@ -24,10 +24,13 @@ ledger recorded the acceptance (the receiver is faster than the dispatcher's led
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 
 from pipeline.warehouse import sql_constant
 
+log = logging.getLogger(__name__)
 NO_OUTSTANDING_QUERY, AMBIGUOUS = "no_outstanding_query", "ambiguous"
 BY_IDENTITY, BY_CONTACT_ID = "identity", "contact_id"
 # The notification's own columns, shared by `notifications` and `unmatched_notifications`.
@@ -280,6 +283,22 @@ def unmatched_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "SELECT problem, count(*) FROM unmatched_notifications GROUP BY ALL"
     ).fetchall():
         counts[str(problem)] = int(count)
+    return counts
+
+
+def warn_if_unmatched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Callbacks without request_id that no query could be chosen for are kept, never
+    guessed: say how many, per problem (collect and build call this)."""
+    counts = unmatched_counts(conn)
+    if sum(counts.values()):
+        log.warning(
+            "%d callbacks without request_id are not matched to a query (%d with no outstanding "
+            "query, %d ambiguous: several runs wait for the identity); they are kept in "
+            "unmatched_notifications and tried again on every ingest",
+            sum(counts.values()),
+            counts[NO_OUTSTANDING_QUERY],
+            counts[AMBIGUOUS],
+        )
     return counts
 
 

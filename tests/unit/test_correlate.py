@@ -179,7 +179,9 @@ def test_two_answers_in_one_ingest_take_one_query_each(audit: Audit) -> None:
     assert sorted(row[0] for row in audit.notifications()) == sorted([first, second])
 
 
-def test_two_runs_waiting_for_one_identity_is_ambiguous_and_kept(audit: Audit) -> None:
+def test_two_runs_waiting_for_one_identity_is_ambiguous_and_kept(
+    audit: Audit, caplog: pytest.LogCaptureFixture
+) -> None:
     [old] = audit.plan("r1", ONE)
     [new] = audit.plan("r2", ONE)
     audit.accept("r1", old)
@@ -188,6 +190,11 @@ def test_two_runs_waiting_for_one_identity_is_ambiguous_and_kept(audit: Audit) -
     assert (stats.notifications_new, stats.without_request_id) == (0, 1)
     assert audit.unmatched() == [("WHATSAPP", "46712312312", "ambiguous", ["r1", "r2"], 1)]
     assert unmatched_counts(audit.conn) == {"no_outstanding_query": 0, "ambiguous": 1}
+    steps.build(audit.conn, "r2")  # reported, and r2's target stays unanswered: not guessed
+    assert "0 with no outstanding query, 1 ambiguous" in caplog.text
+    assert audit.conn.execute(
+        "SELECT status FROM capability WHERE run_id = 'r2' AND channel = 'WHATSAPP'"
+    ).fetchall() == [("NO_RESPONSE",)]
     # Once r1 has finished (here: failed) it waits for nothing: the callback is r2's.
     audit.conn.execute("UPDATE runs SET status = 'failed' WHERE run_id = 'r1'")
     audit.ingest()
