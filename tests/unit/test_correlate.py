@@ -190,6 +190,7 @@ def test_two_runs_waiting_for_one_identity_is_ambiguous_and_kept(
     assert (stats.notifications_new, stats.without_request_id) == (0, 1)
     assert audit.unmatched() == [("WHATSAPP", "46712312312", "ambiguous", ["r1", "r2"], 1)]
     assert unmatched_counts(audit.conn) == {"no_outstanding_query": 0, "ambiguous": 1}
+    ledger.fold_events(audit.conn, "r2")
     steps.build(audit.conn, "r2")  # reported, and r2's target stays unanswered: not guessed
     assert "0 with no outstanding query, 1 ambiguous" in caplog.text
     assert audit.conn.execute(
