@@ -336,6 +336,8 @@ async def _exchange(
                 "deadline_passed": result.collect.deadline_passed,
                 "receiver_outages": health.outages,
                 "receiver_down_seconds": round(health.down_seconds, 1),
+                "matched_by": result.collect.matched_by,
+                "unmatched": result.collect.unmatched,
             },
         )
         if stop.is_set():

@@ -228,6 +228,11 @@ def serve(
 @click.option("--rate-limit", type=int, help="Requests per second per project (429 above).")
 @click.option("--webhook-rate", type=float, help="Callbacks per second per app.")
 @click.option("--seed", type=int, help="Seed of the outcome model.")
+@click.option(
+    "--omit-request-id-share",
+    type=click.FloatRange(0, 1),
+    help="Share of callbacks sent without request_id (0 to 1), the same ones for a seed.",
+)
 @click.option("--fd", type=int, hidden=True)
 @handle_errors
 def simulate(
@@ -238,6 +243,7 @@ def simulate(
     rate_limit: int | None,
     webhook_rate: float | None,
     seed: int | None,
+    omit_request_id_share: float | None,
     fd: int | None,
 ) -> None:
     """The Sinch simulator as a server (API paths, OAuth2, callbacks, /_sim/stats).
@@ -256,6 +262,7 @@ def simulate(
         "rate_limit": rate_limit,
         "webhook_rate": webhook_rate,
         "seed": seed,
+        "omit_request_id_share": omit_request_id_share,
     }
     settings = settings.replace("simulator", **{k: v for k, v in flags.items() if v is not None})
     serve_asgi(create_app(settings.simulator), host=host, port=port, fd=fd)

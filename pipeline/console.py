@@ -51,6 +51,8 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
                 f"p95 {lag['p95_seconds']:.2f}s; {result.collect.requeried:,} transient "
                 "failures re-queried"
             )
+    if result.collect is not None:
+        _print_correlation(console, result.collect.matched_by, result.collect.unmatched)
     if result.collect is not None and result.collect.deadline_passed:
         console.print(
             f"Deadline passed with {result.collect.outstanding:,} targets unanswered "
@@ -82,6 +84,21 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
         console.print(f"Report:    {result.report.index}")
         console.print(f"Summary:   {result.report.summary}")
     console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
+
+
+def _print_correlation(
+    console: Console, matched: dict[str, int], unmatched: dict[str, int]
+) -> None:
+    """Only when callbacks came without request_id: how they were matched, and what was not."""
+    by_identity, by_contact = matched.get("identity", 0), matched.get("contact_id", 0)
+    kept = sum(unmatched.values())
+    if by_identity or by_contact or kept:
+        console.print(
+            f"Callbacks without request_id: {by_identity:,} matched by identity, "
+            f"{by_contact:,} by contact id; {kept:,} kept unmatched "
+            f"({unmatched.get('no_outstanding_query', 0):,} no outstanding query, "
+            f"{unmatched.get('ambiguous', 0):,} ambiguous; see unmatched_notifications)"
+        )
 
 
 def print_plan(result: RunResult) -> None:

@@ -2,7 +2,8 @@
 
 A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
 capability, reachability, reasons, changes) and its report directory; notifications that no
-remaining request refers to go too. A landing segment goes only when it is closed, fully
+remaining request refers to go too, and so do callbacks without request_id kept unmatched
+since before the cutoff. A landing segment goes only when it is closed, fully
 ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
 newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
 any run whose answers a kept run reuses.
@@ -59,7 +60,7 @@ def purge(
     summary.segments = _old_segments(conn, landing_dir, cutoff)
     if dry_run:
         return summary
-    _delete_runs(conn, summary)
+    _delete_runs(conn, summary, cutoff)
     for run_id in summary.runs:
         shutil.rmtree(reports_dir / run_id, ignore_errors=True)
     for name in summary.segments:
@@ -67,7 +68,7 @@ def purge(
     return summary
 
 
-def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None:
+def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary, cutoff: datetime) -> None:
     runs = {"runs": summary.runs}
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -81,6 +82,10 @@ def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None
             "(SELECT 1 FROM requests r WHERE r.request_id = n.request_id)"
         ).fetchone()
         summary.rows["notifications"] = int(row[0]) if row else 0
+        row = conn.execute(
+            "DELETE FROM unmatched_notifications WHERE received_at < $cutoff", {"cutoff": cutoff}
+        ).fetchone()
+        summary.rows["unmatched_notifications"] = int(row[0]) if row else 0
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -179,6 +179,7 @@ class SimulatorSettings:
     callback_delay_ms: float = 200.0
     callback_duplicate_rate: float = 0.0
     callback_drop_rate: float = 0.0
+    omit_request_id_share: float = 0.0  # share of callbacks sent without request_id
     delivery_max_attempts: int = 8
     token_ttl_seconds: int = 3600
     seed: int = 1
@@ -423,6 +424,10 @@ def _validate(settings: Settings) -> None:
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
         (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
+        (
+            0 <= settings.simulator.omit_request_id_share <= 1,
+            "[simulator] omit_request_id_share must be between 0 and 1",
+        ),
         (
             settings.logging.format in ("auto", "json", "console"),
             "[logging] format must be 'auto', 'json' or 'console'",

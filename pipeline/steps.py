@@ -22,6 +22,7 @@ from pipeline import ledger
 from pipeline.contacts.load import LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
+from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
@@ -257,6 +258,10 @@ class CollectSummary:
     waited_seconds: float = 0.0
     deadline_passed: bool = False
     lag: dict[str, float | None] = field(default_factory=dict)
+    # The run's notifications per way they were matched, and the callbacks without request_id
+    # kept unmatched (all runs') per problem: see landing/correlate.py.
+    matched_by: dict[str, int] = field(default_factory=dict)
+    unmatched: dict[str, int] = field(default_factory=dict)
 
 
 # A target waits for the newest request that asked for its channel (a re-query replaces the
@@ -331,10 +336,13 @@ async def collect(
     summary.waited_seconds = time.monotonic() - started
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)
+    summary.matched_by = correlate.matched_by_counts(conn, run_id)
+    summary.unmatched = correlate.warn_if_unmatched(conn)
     log_fields(log, "collect finished", outstanding=summary.outstanding,
                notifications=summary.ingested.notifications_new, requeried=summary.requeried,
                lag_p50=summary.lag.get("p50_seconds"), lag_p95=summary.lag.get("p95_seconds"),
-               deadline_passed=summary.deadline_passed)  # fmt: skip
+               deadline_passed=summary.deadline_passed,
+               **{f"matched_by_{way}": n for way, n in summary.matched_by.items()})  # fmt: skip
     return summary
 
 
@@ -396,6 +404,7 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
         "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
     nothing_sent = not (sent and sent[0])
+    correlate.warn_if_unmatched(conn)
     run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "

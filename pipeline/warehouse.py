@@ -112,8 +112,40 @@ CREATE TABLE IF NOT EXISTS notifications (
     received_at TIMESTAMPTZ NOT NULL,
     deliveries INTEGER NOT NULL,
     app_id VARCHAR,
-    segment_id VARCHAR
+    segment_id VARCHAR,
+    -- how it was tied to its request: request_id / identity / contact_id (landing/correlate.py)
+    matched_by VARCHAR NOT NULL DEFAULT 'request_id',
+    fingerprint VARCHAR                   -- callbacks without request_id: recognises a repeat
 );
+-- Columns added since the first version (CREATE TABLE above has them last, in this order).
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS matched_by VARCHAR DEFAULT 'request_id';
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+
+-- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
+-- of several runs waiting for the same identity. Retried on every ingest; never guessed.
+CREATE TABLE IF NOT EXISTS unmatched_notifications (
+    fingerprint VARCHAR NOT NULL,         -- one row per fingerprint (no index: cheap updates)
+    channel VARCHAR NOT NULL,
+    identity VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    capability_status VARCHAR,
+    reason_code VARCHAR,
+    reason_description VARCHAR,
+    channel_capabilities VARCHAR[],
+    event_time TIMESTAMPTZ,
+    received_at TIMESTAMPTZ NOT NULL,
+    deliveries INTEGER NOT NULL,
+    app_id VARCHAR,
+    segment_id VARCHAR,
+    problem VARCHAR NOT NULL,             -- no_outstanding_query / ambiguous
+    candidate_runs VARCHAR[],             -- ambiguous: the runs whose queries wait for it
+    attempts INTEGER NOT NULL,            -- ingests that tried to match it
+    checked_at TIMESTAMPTZ NOT NULL       -- the last try
+);
+
+-- What the ledger, runs and notifications looked like after the last matching (one row): an
+-- ingest that finds them unchanged does not try the unmatched notifications again.
+CREATE TABLE IF NOT EXISTS correlation_state (signature VARCHAR NOT NULL);
 
 CREATE TABLE IF NOT EXISTS other_events (
     received_at TIMESTAMPTZ NOT NULL,
@@ -260,6 +292,7 @@ def ensure_schema(
         conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))
 
 
+# Columns added to a table after warehouses with the table existed: (table, column, definition).
 def _model_files(layer: str) -> list[Any]:
     folder = resources.files("pipeline") / "sql" / layer
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
