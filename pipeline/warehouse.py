@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS targets (
     source VARCHAR NOT NULL,
     row_number BIGINT NOT NULL,
     action VARCHAR NOT NULL DEFAULT 'query',  -- query / reuse (a fresh earlier answer)
-    reuse_run_id VARCHAR                  -- the run whose answer is reused
+    reuse_run_id VARCHAR,                 -- the run whose answer is reused
+    country VARCHAR                       -- the phone's region code; 'unknown' without a phone
 );
 
 CREATE TABLE IF NOT EXISTS rejects (
@@ -141,7 +142,8 @@ CREATE TABLE IF NOT EXISTS capability (
     checked_at TIMESTAMPTZ,
     latency_seconds DOUBLE,
     reused BOOLEAN NOT NULL,
-    error VARCHAR
+    error VARCHAR,
+    country VARCHAR                       -- the target's (targets.country)
 );
 
 CREATE TABLE IF NOT EXISTS reachability (
@@ -176,6 +178,28 @@ CREATE TABLE IF NOT EXISTS reasons (
     share_of_channel DOUBLE NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS reachability_by_country (
+    run_id VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    targets BIGINT NOT NULL,
+    capability_full BIGINT NOT NULL,
+    capability_partial BIGINT NOT NULL,
+    no_capability BIGINT NOT NULL,
+    capability_unknown BIGINT NOT NULL,
+    no_response BIGINT NOT NULL,
+    request_failed BIGINT NOT NULL,
+    reachable BIGINT NOT NULL,
+    reachable_share DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS routing (
+    run_id VARCHAR NOT NULL,
+    first_channel VARCHAR,                -- NULL: no channel reaches the contact
+    contacts BIGINT NOT NULL,
+    share DOUBLE NOT NULL                 -- of the run's contacts
+);
+
 CREATE TABLE IF NOT EXISTS capability_changes (
     run_id VARCHAR NOT NULL,
     contact_key VARCHAR NOT NULL,
@@ -185,6 +209,12 @@ CREATE TABLE IF NOT EXISTS capability_changes (
     new_status VARCHAR NOT NULL,
     change VARCHAR NOT NULL               -- gained / lost / changed
 );
+"""
+
+# Columns added after a table was first published: warehouses created earlier gain them.
+MIGRATIONS = """
+ALTER TABLE targets ADD COLUMN IF NOT EXISTS country VARCHAR;
+ALTER TABLE capability ADD COLUMN IF NOT EXISTS country VARCHAR;
 """
 
 
@@ -239,6 +269,7 @@ def ensure_schema(
 ) -> None:
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
+    conn.execute(MIGRATIONS)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)

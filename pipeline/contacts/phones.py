@@ -11,7 +11,8 @@ Two paths, one set of rules (Google's libphonenumber metadata, via the `phonenum
   through `phonenumbers.parse` itself, which then has the last word.
 
     normalise_phones(conn, "distinct_phones", default_region="SE")
-    # adds columns e164 (digits, no '+') and reason (a reject reason code, or NULL)
+    # adds columns e164 (digits, no '+'), reason (a reject reason code, or NULL) and country
+    # (the number's region code as libphonenumber's region_code_for_number gives it)
 """
 
 from __future__ import annotations
@@ -92,6 +93,50 @@ def _validity_case(number: str, code: str) -> str:
     return f"CASE {code}\n{whens}\n    ELSE false END"
 
 
+def _region_of_code(code: str, national: str) -> str:
+    """The region of a valid number of the country calling code `code`, the way
+    libphonenumber's `region_code_for_number` picks it: a code shared by several regions
+    (+1, +7, +44, ...) tries them in its metadata's order, by leading digits when the region
+    has them, else by whether the national number is of any known type there."""
+    regions = COUNTRY_CODE_TO_REGION_CODE[int(code)]
+    if len(regions) == 1:
+        return _sql_literal(regions[0])
+    whens = []
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            continue
+        if metadata.leading_digits is not None:
+            leading = _sql_literal(f"^(?:{metadata.leading_digits})")
+            test = f"regexp_matches({national}, {leading})"
+        else:
+            patterns = [
+                desc.national_number_pattern
+                for desc in (getattr(metadata, t) for t in NUMBER_TYPES)
+                if desc is not None and desc.national_number_pattern
+            ]
+            alternatives = "|".join(f"(?:{p})" for p in dict.fromkeys(patterns))
+            test = f"regexp_full_match({national}, {_sql_literal(alternatives)})"
+        whens.append(f"WHEN {test} THEN {_sql_literal(region)}")
+    return f"CASE {' '.join(whens)} ELSE {_sql_literal(regions[0])} END"
+
+
+def region_sql(table: str) -> str:
+    """SQL adding `country` (a region code; '001' for non-geographic numbers such as +800) to
+    every row of `table`, from its column `e164` of valid numbers (NULL stays NULL)."""
+    codes = country_patterns()
+    whens = "\n".join(
+        f"    WHEN {_sql_literal(cc)} THEN {_region_of_code(cc, 'substr(e164, code_length + 1)')}"
+        for cc in sorted(codes)
+    )
+    return f"""
+    SELECT * EXCLUDE (code_length), CASE substr(e164, 1, code_length)
+{whens}
+    END AS country
+    FROM (SELECT *, {_code_length("e164")} AS code_length FROM {table})
+    """
+
+
 def _code_length(digits: str) -> str:
     """Country calling codes are prefix-free (ITU E.164): at most one of 1-3 digits matches."""
     codes = country_patterns()
@@ -168,6 +213,8 @@ def normalise_phones(conn: duckdb.DuckDBPyConnection, table: str, default_region
             f"FROM decided_phones d WHERE {result}.raw = d.raw"
         )
         conn.unregister("decided_phones")
+    # Countries once per distinct number, in one vectorised pass over the valid ones.
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {result} AS {region_sql(result)}")
     return result
 
 

@@ -121,9 +121,31 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
                       "WHERE run_id = 'now' AND contact_key = 'B'") == [([], None)]  # fmt: skip
 
 
+def test_reachability_by_country_and_routing(conn: duckdb.DuckDBPyConnection) -> None:
+    given(conn)
+    conn.execute("UPDATE targets SET country = CASE contact_key WHEN 'A' THEN 'SE' "
+                 "WHEN 'D' THEN 'unknown' ELSE 'NO' END WHERE run_id = 'now'")  # fmt: skip
+    steps.build(conn, "now")
+    assert rows(conn, """SELECT country, channel, targets, capability_full, capability_partial,
+                         no_capability, no_response, request_failed, reachable, reachable_share
+                         FROM reachability_by_country WHERE run_id = 'now' ORDER BY 1, 2""") == [
+        ("NO", "RCS", 1, 0, 0, 0, 1, 0, 0, 0.0),
+        ("NO", "SMS", 3, 1, 0, 0, 1, 1, 1, 1 / 3),
+        ("SE", "RCS", 1, 0, 1, 0, 0, 0, 1, 1.0),
+        ("SE", "SMS", 1, 1, 0, 0, 0, 0, 1, 1.0),
+        ("unknown", "RCS", 1, 0, 0, 1, 0, 0, 0, 0.0),
+        ("unknown", "SMS", 1, 0, 0, 1, 0, 0, 0, 0.0),
+    ]  # fmt: skip
+    # A: SMS is FULL, RCS only PARTIAL, so SMS first despite the preference (RCS, SMS);
+    # E: SMS (reused); B, C, D: nothing reaches them.
+    assert rows(conn, "SELECT first_channel, contacts, share FROM routing WHERE run_id = 'now' "
+                      "ORDER BY 1 NULLS FIRST") == [(None, 3, 0.6), ("SMS", 2, 0.4)]  # fmt: skip
+
+
 def test_building_twice_changes_nothing(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
-    tables = ("capability", "reachability", "capability_changes", "reasons")
+    tables = ("capability", "reachability", "capability_changes", "reasons", "routing",
+              "reachability_by_country")  # fmt: skip
     steps.build(conn, "now")
     first = {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
     steps.build(conn, "now")
@@ -142,6 +164,7 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
         "notifications": "request_id, channel, identity",
         "capability_latest": "contact_key, channel",
         "channel_order": "run_id, contact_key",
+        "reachability_by_country": "run_id, country, channel",
     }
     for table, key in keys.items():
         duplicated = rows(
@@ -168,6 +191,24 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
                          bool_and(reachable = capability_full + capability_partial)
                          FROM reachability""")  # fmt: skip
     assert sums == [(True, True, True)]
+    # Per country adds up to per channel; the routing mix to the run's contacts.
+    by_country = rows(conn, """SELECT count(*) FROM reachability x FULL JOIN (
+                                   SELECT run_id, channel, sum(targets) AS targets,
+                                       sum(reachable) AS reachable
+                                   FROM reachability_by_country GROUP BY ALL) c
+                               USING (run_id, channel)
+                               WHERE (x.targets IS DISTINCT FROM c.targets
+                                  OR x.reachable IS DISTINCT FROM c.reachable)
+                                 AND run_id IN (SELECT run_id FROM targets)""")  # fmt: skip
+    assert by_country == [(0,)]
+    routed = rows(conn, """SELECT count(*) FROM (SELECT run_id, count(DISTINCT contact_key) AS n
+                               FROM capability GROUP BY run_id) c
+                           FULL JOIN (SELECT run_id, sum(contacts) AS n, count(*) AS groups,
+                               count(DISTINCT coalesce(first_channel, '')) AS distinct_groups
+                               FROM routing GROUP BY run_id) r USING (run_id)
+                           WHERE (c.n IS DISTINCT FROM r.n OR r.groups <> r.distinct_groups)
+                             AND run_id IN (SELECT run_id FROM targets)""")  # fmt: skip
+    assert routed == [(0,)]
 
 
 def test_contracts_hold_on_the_given_rows(conn: duckdb.DuckDBPyConnection) -> None:
