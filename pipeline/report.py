@@ -203,15 +203,16 @@ def routing_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, A
         conn,
         """
         WITH now AS (SELECT first_channel, contacts, share FROM routing WHERE run_id = $run_id),
-        before AS (SELECT first_channel, contacts FROM routing WHERE run_id = $previous)
+        before AS (SELECT first_channel, contacts FROM routing WHERE run_id = $previous),
+        joined AS (
         SELECT coalesce(n.first_channel, b.first_channel) AS first_channel,
             coalesce(n.contacts, 0) AS contacts, round(coalesce(n.share, 0), 4) AS share,
             CASE WHEN $previous IS NOT NULL THEN coalesce(b.contacts, 0) END
                 AS previous_contacts,
             CASE WHEN $previous IS NOT NULL
                 THEN coalesce(n.contacts, 0) - coalesce(b.contacts, 0) END AS change
-        FROM now n FULL JOIN before b ON b.first_channel IS NOT DISTINCT FROM n.first_channel
-        ORDER BY first_channel IS NULL, contacts DESC, first_channel""",
+        FROM now n FULL JOIN before b ON b.first_channel IS NOT DISTINCT FROM n.first_channel)
+        SELECT * FROM joined ORDER BY first_channel IS NULL, contacts DESC, first_channel""",
         params | {"previous": previous_id},
     )
     return {"routing": rows, "routing_compared_with": previous_id}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+from html import escape, unescape
 from pathlib import Path
 
 import duckdb
@@ -71,20 +73,26 @@ def can_unshare_network() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
-def test_headless_chromium_draws_the_charts_offline(report: Path, tmp_path: Path) -> None:
-    screenshot = tmp_path / "report.png"
+def chromium(tmp_path: Path, page: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium on `page` with no network at all."""
     command = [
         CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
         # no network: any request would fail (and then the charts would be missing)
         "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--window-size=1000,3000", f"--screenshot={screenshot}", (report / "index.html").as_uri(),
+        *options, page.as_uri(),
     ]  # fmt: skip
     if can_unshare_network():
         command = ["unshare", "--net", *command]  # a network namespace with no network at all
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
+def test_headless_chromium_draws_the_charts_offline(report: Path, tmp_path: Path) -> None:
+    screenshot = tmp_path / "report.png"
+    chromium(tmp_path, report / "index.html", "--window-size=1000,3000",
+             f"--screenshot={screenshot}")  # fmt: skip
     image = Image.open(screenshot).convert("RGB")
     counts: dict[tuple[int, int, int], int] = {}
     for pixel in image.get_flattened_data():
@@ -95,3 +103,69 @@ def test_headless_chromium_draws_the_charts_offline(report: Path, tmp_path: Path
     for bar in ("#1f77b4", "#c23b22", "#f0b429"):  # reachable share, reasons, changes
         colour = tuple(int(bar[i : i + 2], 16) for i in (1, 3, 5))
         assert counts.get(colour, 0) > 500, f"{bar} chart not drawn"  # type: ignore[call-overload]
+
+
+# Run in the report by the layout test: every chart drawn at this width (the other width's
+# drawing is hidden), every text's box (getBBox, in viewBox units) inside its svg's viewBox,
+# no two texts of a chart overlapping, every text at least 9 px on screen, and nothing wider
+# than the page. The report is shown in an iframe of the width tested (headless Chromium
+# keeps its window at least 500 px wide); the results go into the outer page's DOM, which
+# --dump-dom prints.
+LAYOUT_CHECK = """<script>
+(() => {
+  const problems = [];
+  let charts = 0, texts = 0;
+  for (const svg of document.querySelectorAll('svg.chart')) {
+    const shown = svg.getBoundingClientRect();
+    if (shown.width === 0) continue;
+    charts++;
+    const view = svg.viewBox.baseVal, scale = shown.width / view.width;
+    const name = svg.getAttribute('aria-label');
+    if (shown.right > document.documentElement.clientWidth + 0.5)
+      problems.push(`${name}: svg wider than the page (${shown.right})`);
+    const boxes = [];
+    for (const text of svg.querySelectorAll('text')) {
+      const b = text.getBBox(), label = text.textContent;
+      texts++;
+      if (b.x < view.x - 0.5 || b.y < view.y - 0.5 || b.x + b.width > view.x + view.width + 0.5
+          || b.y + b.height > view.y + view.height + 0.5)
+        problems.push(`${name}: "${label}" at ${[b.x, b.y, b.width, b.height]} outside ` +
+                      `${[view.width, view.height]}`);
+      const size = parseFloat(text.getAttribute('font-size')) * scale;
+      if (size < 9) problems.push(`${name}: "${label}" drawn at ${size.toFixed(1)} px`);
+      for (const [other, o] of boxes)
+        if (b.x < o.x + o.width - 1 && o.x < b.x + b.width - 1
+            && b.y < o.y + o.height - 1 && o.y < b.y + b.height - 1)
+          problems.push(`${name}: "${label}" overlaps "${other}"`);
+      boxes.push([label, b]);
+    }
+  }
+  const page = document.documentElement.scrollWidth, viewport = window.innerWidth;
+  if (page > viewport) problems.push(`page ${page} px wide in a ${viewport} px window`);
+  const out = parent.document.createElement('pre');
+  out.id = 'layout-check';
+  out.textContent = JSON.stringify({charts, texts, viewport, problems});
+  parent.document.body.appendChild(out);
+})();
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
+@pytest.mark.parametrize("width", [1280, 400])
+def test_no_chart_text_is_clipped_at_desktop_or_phone_width(
+    report: Path, tmp_path: Path, width: int
+) -> None:
+    page = tmp_path / "frame.html"
+    html = (report / "index.html").read_text(encoding="utf-8")
+    checked = html.replace("</body>", LAYOUT_CHECK + "</body>")
+    page.write_text(f'<!doctype html><html><body style="margin:0"><iframe style="border:0;'
+                    f'width:{width}px;height:2000px" srcdoc="{escape(checked)}"></iframe>'
+                    "</body></html>", encoding="utf-8")  # fmt: skip
+    dom = chromium(tmp_path, page, "--window-size=1400,2100", "--dump-dom").stdout
+    found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    result = json.loads(unescape(found.group(1)))
+    assert result["viewport"] == width
+    assert result["charts"] == html.count('class="chart-wide"')  # one drawing of each chart
+    assert result["texts"] > 100
+    assert result["problems"] == []
