@@ -287,8 +287,9 @@ def _line_chart(
     parts = [f'<line x1="{left}" y1="{bottom}" x2="{left + plot_w}" y2="{bottom}" stroke="#888"/>']
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = top + plot_h * (1 - tick)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
-                     'stroke="#eee"/>')  # fmt: skip
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
+        )
         parts.append(_text(left - 6, y + 4, f"{tick * maximum:.0%}", "end", 10))
     parts += _x_axis_labels(x_labels, x_of, plot_w, bottom + 16)
     colours, ends = [], []
@@ -394,12 +395,24 @@ def _share_matrix(
                 f"{escape(columns[j])}: {share:.1%} of {count:,}</title></rect>"
             )
             centre = x + cell_w / 2
-            parts.append(_text(centre, y + 16, _fit_number(f"{share:.1%}", f"{share:.0%}",
-                                                           cell_w - 6, FONT),
-                               "middle", weight="bold"))  # fmt: skip
-            parts.append(_text(centre, y + 29, _fit_number(f"of {count:,}", _short(count),
-                                                           cell_w - 6, 10),
-                               "middle", 10))  # fmt: skip
+            parts.append(
+                _text(
+                    centre,
+                    y + 16,
+                    _fit_number(f"{share:.1%}", f"{share:.0%}", cell_w - 6, FONT),
+                    "middle",
+                    weight="bold",
+                )
+            )
+            parts.append(
+                _text(
+                    centre,
+                    y + 29,
+                    _fit_number(f"of {count:,}", _short(count), cell_w - 6, 10),
+                    "middle",
+                    10,
+                )
+            )
     total = left + len(columns) * cell_w + 4
     return _svg(max(width, total), head + len(row_labels) * row + 4, "".join(parts), label)
 

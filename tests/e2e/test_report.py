@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
 import shutil
 import subprocess
+from collections import Counter
+from collections.abc import Iterable
 from html import escape, unescape
 from pathlib import Path
 
 import duckdb
+import phonenumbers
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -56,6 +61,72 @@ def test_another_seed_gives_changes_and_the_report_shows_them(report: Path) -> N
     assert [t["run_id"] for t in summary["trend"]].count("monday") == 3  # the trend has both
 
 
+def first_channels(answers: Iterable[tuple[str, str, str, str]]) -> dict[str, str | None]:
+    """contact -> its best channel: fully reachable before partially, then the default
+    preference WHATSAPP, RCS, SMS; None when no channel reaches it."""
+    preference = ["WHATSAPP", "RCS", "SMS"]
+    best: dict[str, tuple[int, int] | None] = {}
+    for _, key, channel, status in answers:
+        rank = {"CAPABILITY_FULL": 0, "CAPABILITY_PARTIAL": 1}.get(status)
+        candidate = None if rank is None else (rank, preference.index(channel))
+        if key not in best or (candidate is not None and (best[key] or (9, 9)) > candidate):
+            best[key] = candidate
+    return {key: None if b is None else preference[b[1]] for key, b in best.items()}
+
+
+def test_routing_mix_adds_up_and_follows_the_channel_preference(report: Path) -> None:
+    """Each contact's first channel worked out here from its answers and the default
+    preference (WHATSAPP, RCS, SMS; fully reachable before partially) is the one in
+    routing.csv, and the mix in summary.json counts them, with the change since monday."""
+    summary = json.loads((report / "summary.json").read_text())
+    warehouse = report.parent.parent / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        answers = conn.execute(
+            "SELECT run_id, contact_key, channel, status FROM capability "
+            "WHERE run_id IN ('monday', 'tuesday')"
+        ).fetchall()
+    first = {
+        run_id: first_channels(a for a in answers if a[0] == run_id)
+        for run_id in ("monday", "tuesday")
+    }
+    with (report / "routing.csv").open(newline="", encoding="utf-8") as handle:
+        exported = {r["contact_key"]: r["first_channel"] or None for r in csv.DictReader(handle)}
+    assert exported == first["tuesday"]
+    assert pq.read_table(report / "routing.parquet").num_rows == len(exported)
+
+    def mix(run_id: str) -> Counter[str | None]:
+        return Counter(first[run_id].values())
+
+    assert sum(r["contacts"] for r in summary["routing"]) == summary["totals"]["contacts"] == 150
+    assert {r["first_channel"]: r["contacts"] for r in summary["routing"]} == mix("tuesday")
+    assert summary["routing_compared_with"] == "monday"
+    assert {r["first_channel"]: r["change"] for r in summary["routing"]} == {
+        channel: mix("tuesday")[channel] - mix("monday")[channel]
+        for channel in mix("tuesday") | mix("monday")
+    }
+    assert "RCS first" in (report / "index.html").read_text()
+
+
+def test_countries_add_up_to_the_channels(report: Path) -> None:
+    summary = json.loads((report / "summary.json").read_text())
+    for channel in summary["channels"]:
+        rows = [c for c in summary["countries"] if c["channel"] == channel["channel"]]
+        assert sum(c["targets"] for c in rows) == channel["targets"]
+        assert sum(c["reachable"] for c in rows) == channel["reachable"]
+    warehouse = report.parent.parent / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        targets = conn.execute(
+            "SELECT identity, country FROM targets WHERE run_id = 'tuesday'"
+        ).fetchall()
+    for identity, country in targets:  # the phone's region, or unknown by contact id
+        if identity is None:
+            assert country == "unknown"
+        else:
+            number = phonenumbers.parse("+" + identity)
+            assert country == phonenumbers.region_code_for_number(number), identity
+    assert {"unknown", "SE", "US"} <= {c["country"] for c in summary["countries"]}
+
+
 def test_the_report_is_self_contained(report: Path) -> None:
     html = (report / "index.html").read_text()
     for outside in ("<script", "<link", "src=", "url(", "@import", "http://", "https://"):
@@ -76,13 +147,23 @@ def can_unshare_network() -> bool:
 def chromium(tmp_path: Path, page: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Headless Chromium on `page` with no network at all."""
     command = [
-        CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+        CHROMIUM or "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
         # no network: any request would fail (and then the charts would be missing)
-        "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-        *options, page.as_uri(),
-    ]  # fmt: skip
+        "--proxy-server=http://127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        *options,
+        page.as_uri(),
+    ]
     if can_unshare_network():
         command = ["unshare", "--net", *command]  # a network namespace with no network at all
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
@@ -91,8 +172,9 @@ def chromium(tmp_path: Path, page: Path, *options: str) -> subprocess.CompletedP
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
 def test_headless_chromium_draws_the_charts_offline(report: Path, tmp_path: Path) -> None:
     screenshot = tmp_path / "report.png"
-    chromium(tmp_path, report / "index.html", "--window-size=1000,3000",
-             f"--screenshot={screenshot}")  # fmt: skip
+    chromium(
+        tmp_path, report / "index.html", "--window-size=1000,3000", f"--screenshot={screenshot}"
+    )
     image = Image.open(screenshot).convert("RGB")
     counts: dict[tuple[int, int, int], int] = {}
     for pixel in image.get_flattened_data():
@@ -158,9 +240,12 @@ def test_no_chart_text_is_clipped_at_desktop_or_phone_width(
     page = tmp_path / "frame.html"
     html = (report / "index.html").read_text(encoding="utf-8")
     checked = html.replace("</body>", LAYOUT_CHECK + "</body>")
-    page.write_text(f'<!doctype html><html><body style="margin:0"><iframe style="border:0;'
-                    f'width:{width}px;height:2000px" srcdoc="{escape(checked)}"></iframe>'
-                    "</body></html>", encoding="utf-8")  # fmt: skip
+    page.write_text(
+        f'<!doctype html><html><body style="margin:0"><iframe style="border:0;'
+        f'width:{width}px;height:2000px" srcdoc="{escape(checked)}"></iframe>'
+        "</body></html>",
+        encoding="utf-8",
+    )
     dom = chromium(tmp_path, page, "--window-size=1400,2100", "--dump-dom").stdout
     found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
     assert found, dom[-2000:]

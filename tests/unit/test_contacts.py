@@ -145,8 +145,10 @@ def test_each_target_keeps_its_country(tmp_path: Path) -> None:
             "SELECT contact_key, channel, country FROM targets ORDER BY 1"
         ).fetchall()
     assert countries == [
-        ("a", "SMS", "SE"), ("b", "SMS", "CA"), ("c", "SMS", "US"),  # +1 by area code
+        ("a", "SMS", "SE"),
+        ("b", "SMS", "CA"),  # +1: the region by area code
+        ("c", "SMS", "US"),
         ("d", "WHATSAPP", "unknown"),  # asked by contact id
         ("e", "MESSENGER", "unknown"),  # an app-scoped identity, whatever it looks like
         ("f", "WHATSAPP", "DE"),
-    ]  # fmt: skip
+    ]

@@ -123,29 +123,43 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
 
 def test_reachability_by_country_and_routing(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
-    conn.execute("UPDATE targets SET country = CASE contact_key WHEN 'A' THEN 'SE' "
-                 "WHEN 'D' THEN 'unknown' ELSE 'NO' END WHERE run_id = 'now'")  # fmt: skip
+    conn.execute(
+        "UPDATE targets SET country = CASE contact_key WHEN 'A' THEN 'SE' "
+        "WHEN 'D' THEN 'unknown' ELSE 'NO' END WHERE run_id = 'now'"
+    )
     steps.build(conn, "now")
-    assert rows(conn, """SELECT country, channel, targets, capability_full, capability_partial,
+    assert rows(
+        conn,
+        """SELECT country, channel, targets, capability_full, capability_partial,
                          no_capability, no_response, request_failed, reachable, reachable_share
-                         FROM reachability_by_country WHERE run_id = 'now' ORDER BY 1, 2""") == [
+                         FROM reachability_by_country WHERE run_id = 'now' ORDER BY 1, 2""",
+    ) == [
         ("NO", "RCS", 1, 0, 0, 0, 1, 0, 0, 0.0),
         ("NO", "SMS", 3, 1, 0, 0, 1, 1, 1, 1 / 3),
         ("SE", "RCS", 1, 0, 1, 0, 0, 0, 1, 1.0),
         ("SE", "SMS", 1, 1, 0, 0, 0, 0, 1, 1.0),
         ("unknown", "RCS", 1, 0, 0, 1, 0, 0, 0, 0.0),
         ("unknown", "SMS", 1, 0, 0, 1, 0, 0, 0, 0.0),
-    ]  # fmt: skip
+    ]
     # A: SMS is FULL, RCS only PARTIAL, so SMS first despite the preference (RCS, SMS);
     # E: SMS (reused); B, C, D: nothing reaches them.
-    assert rows(conn, "SELECT first_channel, contacts, share FROM routing WHERE run_id = 'now' "
-                      "ORDER BY 1 NULLS FIRST") == [(None, 3, 0.6), ("SMS", 2, 0.4)]  # fmt: skip
+    assert rows(
+        conn,
+        "SELECT first_channel, contacts, share FROM routing WHERE run_id = 'now' "
+        "ORDER BY 1 NULLS FIRST",
+    ) == [(None, 3, 0.6), ("SMS", 2, 0.4)]
 
 
 def test_building_twice_changes_nothing(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
-    tables = ("capability", "reachability", "capability_changes", "reasons", "routing",
-              "reachability_by_country")  # fmt: skip
+    tables = (
+        "capability",
+        "reachability",
+        "capability_changes",
+        "reasons",
+        "routing",
+        "reachability_by_country",
+    )
     steps.build(conn, "now")
     first = {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
     steps.build(conn, "now")
@@ -192,22 +206,28 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
                          FROM reachability""")  # fmt: skip
     assert sums == [(True, True, True)]
     # Per country adds up to per channel; the routing mix to the run's contacts.
-    by_country = rows(conn, """SELECT count(*) FROM reachability x FULL JOIN (
+    by_country = rows(
+        conn,
+        """SELECT count(*) FROM reachability x FULL JOIN (
                                    SELECT run_id, channel, sum(targets) AS targets,
                                        sum(reachable) AS reachable
                                    FROM reachability_by_country GROUP BY ALL) c
                                USING (run_id, channel)
                                WHERE (x.targets IS DISTINCT FROM c.targets
                                   OR x.reachable IS DISTINCT FROM c.reachable)
-                                 AND run_id IN (SELECT run_id FROM targets)""")  # fmt: skip
+                                 AND run_id IN (SELECT run_id FROM targets)""",
+    )
     assert by_country == [(0,)]
-    routed = rows(conn, """SELECT count(*) FROM (SELECT run_id, count(DISTINCT contact_key) AS n
+    routed = rows(
+        conn,
+        """SELECT count(*) FROM (SELECT run_id, count(DISTINCT contact_key) AS n
                                FROM capability GROUP BY run_id) c
                            FULL JOIN (SELECT run_id, sum(contacts) AS n, count(*) AS groups,
                                count(DISTINCT coalesce(first_channel, '')) AS distinct_groups
                                FROM routing GROUP BY run_id) r USING (run_id)
                            WHERE (c.n IS DISTINCT FROM r.n OR r.groups <> r.distinct_groups)
-                             AND run_id IN (SELECT run_id FROM targets)""")  # fmt: skip
+                             AND run_id IN (SELECT run_id FROM targets)""",
+    )
     assert routed == [(0,)]
 
 
