@@ -1,11 +1,11 @@
 """Retention: `capaudit purge --older-than DAYS` removes old runs and landing segments.
 
 A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
-capability, reachability, reasons, changes) and its report directory; notifications that no
-remaining request refers to go too. A landing segment goes only when it is closed, fully
-ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
-newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
-any run whose answers a kept run reuses.
+capability, reachability and by country, reasons, routing, changes) and its report directory;
+notifications that no remaining request refers to go too. A landing segment goes only when it
+is closed, fully ingested and older than the cutoff: nothing not yet in the warehouse is ever
+deleted. The newest successful run is always kept, so freshness reuse still has answers to
+reuse, and so is any run whose answers a kept run reuses.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import duckdb
 from pipeline.landing.segments import list_segments
 
 RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
-              "reasons", "capability_changes")  # fmt: skip
+              "reasons", "capability_changes", "reachability_by_country", "routing")  # fmt: skip
 
 
 @dataclass
