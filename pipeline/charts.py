@@ -73,8 +73,9 @@ def fit_text(text: str, room: float, size: float = FONT, lines: int = 2) -> list
         breaks = [i + 1 for i, c in enumerate(text) if c in " _-" and 0 < i < len(text) - 1]
         splits = [(text[:at].rstrip(), text[at:].lstrip()) for at in reversed(breaks)]
         fitting = [(head, tail) for head, tail in splits if text_width(head, size) <= room]
-        # Rather a break that keeps all of the text; else the latest one, the rest shortened.
-        for head, tail in fitting:
+        # Rather a break that keeps all of the text, between words before inside one; else
+        # the latest break, the rest shortened.
+        for head, tail in sorted(fitting, key=lambda split: " " not in text[len(split[0])]):
             if len(rest := fit_text(tail, room, size, lines - 1)) == 1 and rest[0] == tail:
                 return [head, tail]
         if fitting:
