@@ -1,19 +1,25 @@
+-- channel_rank(status, channel): a sort key, smallest first, for the channels to try for a
+-- contact: CAPABILITY_FULL before CAPABILITY_PARTIAL, then the configured preference
+-- ([reports] channel_preference, written in when the warehouse is opened), then
+-- alphabetically; the channel name is its last part (from the 5th character). One
+-- definition for `channel_order` and the `routing` mart.
+CREATE OR REPLACE MACRO channel_rank(status, channel) AS
+    CASE WHEN status = 'CAPABILITY_FULL' THEN '0' ELSE '1' END
+    || lpad(coalesce(list_position($preference, channel), 999)::VARCHAR, 3, '0')
+    || channel;
+
 -- channel_order: one row per run x contact (grain); key (run_id, contact_key).
--- The channels to try for each contact, best first: reachable channels only, CAPABILITY_FULL
--- before CAPABILITY_PARTIAL, then the configured preference ([reports] channel_preference,
--- written into this view when the warehouse is opened), then alphabetically. Contacts with no
--- reachable channel get an empty list. A view: computed when read, for the rows asked for.
+-- The channels to try for each contact, best first (by channel_rank): reachable channels
+-- only. Contacts with no reachable channel get an empty list. A view: computed when read,
+-- for the rows asked for.
 CREATE OR REPLACE VIEW channel_order AS
 SELECT
     run_id,
     contact_key,
     any_value(contact_id) AS contact_id,
     list_transform(
-        list_sort(coalesce(list(
-            CASE WHEN status = 'CAPABILITY_FULL' THEN '0' ELSE '1' END
-            || lpad(coalesce(list_position($preference, channel), 999)::VARCHAR, 3, '0')
-            || channel
-        ) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')), [])),
+        list_sort(coalesce(list(channel_rank(status, channel))
+            FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')), [])),
         lambda key: key[5:]
     ) AS channels,
     channels[1] AS first_choice
