@@ -226,7 +226,7 @@ def country_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[s
         """
         SELECT country, channel, targets, reachable, round(reachable_share, 4) AS reachable_share
         FROM reachability_by_country WHERE run_id = $run_id
-        ORDER BY sum(targets) OVER (PARTITION BY country) DESC, country, channel""",
+        ORDER BY max(targets) OVER (PARTITION BY country) DESC, country, channel""",
         {"run_id": run_id},
     )
 
@@ -348,7 +348,7 @@ def _countries_section(summary: dict[str, Any]) -> str:
     per_country = [
         (country, list(rows))
         for country, rows in groupby(countries, key=lambda c: str(c["country"]))
-    ]  # ordered by targets, most first (country_summary)
+    ]  # ordered by contacts, most first (country_summary)
     top, rest = per_country[:TOP_COUNTRIES], per_country[TOP_COUNTRIES:]
     if len(rest) == 1:
         top, rest = per_country, []
@@ -360,9 +360,10 @@ def _countries_section(summary: dict[str, Any]) -> str:
     cells = [_country_cells(rows, channels) for rows in grouped]
     chart = charts.share_matrix(labels, channels, cells, label="reachable share by country")
     return (
-        "<p class=muted>Share of each country's targets reachable on each channel, and how "
-        "many targets that is (countries from the phone number; <i>unknown</i>: asked by "
-        f"contact id). Top {TOP_COUNTRIES} countries by targets.</p>{chart}"
+        "<p class=muted>Share of each country's contacts reachable on each channel, of how "
+        "many were asked on it (countries from the phone number; <i>unknown</i>: asked by "
+        f"contact id). The {TOP_COUNTRIES} countries with the most contacts, the rest "
+        f"together.</p>{chart}"
     )
 
 
