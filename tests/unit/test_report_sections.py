@@ -25,7 +25,7 @@ def summary(**extra: Any) -> dict[str, Any]:
 
 
 def section(html: str, title: str) -> str:
-    return html.split(f"<h2>{title}</h2>")[1].split("</section>")[0]
+    return html.split(f"<h2>{title}</h2>")[1].split("</section>", maxsplit=1)[0]
 
 
 def test_countries_beyond_the_top_are_grouped_with_their_counts() -> None:
