@@ -106,14 +106,24 @@ def write_routing(
         c if pseudonym_key is None else f"{hmac_sql(c, pseudonym_key)} AS {c}"
         for c in ("contact_key", "contact_id")
     )
-    query = (
-        f"SELECT {ids}, first_choice AS first_channel, channels FROM channel_order "
-        "WHERE run_id = $run_id ORDER BY 1"
+    # Ranked once into a temporary table, then written twice.
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE routing_export AS SELECT {ids}, "
+        "first_choice AS first_channel, channels FROM channel_order WHERE run_id = $run_id",
+        {"run_id": run_id},
     )
-    csv = query.replace("channels FROM", "array_to_string(channels, ' ') AS channels FROM")
-    for sql, name, options in ((csv, "csv", "HEADER"), (query, "parquet", "FORMAT parquet")):
-        path = out / f"routing.{name}"
-        conn.execute(f"COPY ({sql}) TO '{_sql_path(path)}' ({options})", {"run_id": run_id})
+    try:
+        for columns, name, options in (
+            ("* REPLACE (array_to_string(channels, ' ') AS channels)", "csv", "HEADER"),
+            ("*", "parquet", "FORMAT parquet"),
+        ):
+            path = out / f"routing.{name}"
+            conn.execute(
+                f"COPY (SELECT {columns} FROM routing_export ORDER BY 1) "
+                f"TO '{_sql_path(path)}' ({options})"
+            )
+    finally:
+        conn.execute("DROP TABLE IF EXISTS routing_export")
 
 
 def _sql_path(path: Path) -> str:
