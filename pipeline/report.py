@@ -326,7 +326,7 @@ def run_dates(started: list[Any]) -> list[str]:
 def _routing_section(summary: dict[str, Any]) -> str:
     routing = summary.get("routing") or []
     if not routing:
-        return "<p class=muted>No contacts in this run.</p>"
+        return _not_built(summary)
     compared = summary.get("routing_compared_with")
     rows = []
     for r in routing:
@@ -353,7 +353,7 @@ def _routing_section(summary: dict[str, Any]) -> str:
 def _countries_section(summary: dict[str, Any]) -> str:
     countries = summary.get("countries") or []
     if not countries:
-        return "<p class=muted>No targets in this run.</p>"
+        return _not_built(summary)
     channels = sorted({c["channel"] for c in countries})
     per_country = [
         (country, list(rows))
@@ -374,6 +374,15 @@ def _countries_section(summary: dict[str, Any]) -> str:
         "many were asked on it (countries from the phone number; <i>unknown</i>: asked by "
         f"contact id). The {TOP_COUNTRIES} countries with the most contacts, the rest "
         f"together.</p>{chart}"
+    )
+
+
+def _not_built(summary: dict[str, Any]) -> str:
+    if not summary["totals"]["contacts"]:
+        return "<p class=muted>No contacts in this run.</p>"
+    return (  # a run built before these tables existed
+        "<p class=muted>Not built for this run yet: <code>capaudit build --run-id "
+        f"{escape(summary['run_id'])}</code> builds it.</p>"
     )
 
 

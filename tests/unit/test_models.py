@@ -253,3 +253,16 @@ def test_several_answers_for_one_channel_give_one_row(conn: duckdb.DuckDBPyConne
         ("46700000041", "CAPABILITY_FULL")
     ]  # fmt: skip
     assert_contracts(conn)
+
+
+def test_a_warehouse_from_before_countries_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with open_warehouse(path) as conn:
+        for table in ("targets", "capability"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN country")
+    with open_warehouse(path, preference=("RCS", "SMS")) as conn:
+        given(conn)
+        steps.build(conn, "now")
+        assert rows(
+            conn, "SELECT DISTINCT country FROM reachability_by_country WHERE run_id = 'now'"
+        ) == [("unknown",)]
