@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from pipeline.errors import RunLocked, WarehouseError
+from pipeline.sinch.models import CHANNELS
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFERENCE = ("WHATSAPP", "RCS", "SMS")
@@ -272,11 +273,17 @@ def ensure_schema(
     conn.execute(MIGRATIONS)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
-    ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
-    ranked += "]::VARCHAR[]"
     for view in _model_files("views"):
-        # Views take no parameters: the preference is written into the view's SQL.
-        conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))
+        # Views take no parameters: the preference (and every channel, alphabetically, for
+        # ties) is written into the view's SQL.
+        sql = view.read_text(encoding="utf-8").replace("$preference", _channel_list(preference))
+        conn.execute(sql.replace("$channels", _channel_list(sorted(CHANNELS))))
+
+
+def _channel_list(channels: Sequence[str]) -> str:
+    return (
+        "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in channels) + "]::VARCHAR[]"
+    )
 
 
 def _model_files(layer: str) -> list[Any]:

@@ -229,6 +229,16 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
                              AND run_id IN (SELECT run_id FROM targets)""",
     )
     assert routed == [(0,)]
+    # The routing mart counts each contact under the first channel of its channel_order.
+    disagreeing = rows(
+        conn,
+        """SELECT count(*) FROM routing r
+           FULL JOIN (SELECT run_id, first_choice, count(*) AS n FROM channel_order GROUP BY ALL) o
+               ON o.run_id = r.run_id AND o.first_choice IS NOT DISTINCT FROM r.first_channel
+           WHERE r.contacts IS DISTINCT FROM o.n
+             AND coalesce(r.run_id, o.run_id) IN (SELECT run_id FROM targets)""",
+    )
+    assert disagreeing == [(0,)]
 
 
 def test_contracts_hold_on_the_given_rows(conn: duckdb.DuckDBPyConnection) -> None:
