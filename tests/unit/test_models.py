@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import steps
 from pipeline.sinch.models import ALL_STATUSES
-from pipeline.warehouse import open_warehouse
+from pipeline.warehouse import _statements, open_warehouse
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GIVEN = {
@@ -276,3 +276,33 @@ def test_a_warehouse_from_before_countries_gains_the_column(tmp_path: Path) -> N
         assert rows(
             conn, "SELECT DISTINCT country FROM reachability_by_country WHERE run_id = 'now'"
         ) == [("unknown",)]
+
+
+def test_channel_order_ranks_by_preference_then_alphabetically(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    answers = [
+        ("WHATSAPP", "CAPABILITY_FULL"),
+        ("MESSENGER", "CAPABILITY_FULL"),
+        ("SMS", "CAPABILITY_FULL"),
+        ("RCS", "CAPABILITY_FULL"),
+        ("VIBERBM", "CAPABILITY_PARTIAL"),
+        ("MMS", "NO_CAPABILITY"),
+    ]
+    for channel, status in answers:
+        conn.execute(
+            "INSERT INTO capability (run_id, contact_key, channel, status, reused) "
+            "VALUES ('x', 'P', ?, ?, false)",
+            [channel, status],
+        )
+    # Preference (RCS, SMS) first, then the other fully reachable ones alphabetically, then
+    # the partially reachable; the unreachable MMS not at all.
+    assert rows(conn, "SELECT channels, first_choice FROM channel_order WHERE run_id = 'x'") == [
+        (["RCS", "SMS", "MESSENGER", "WHATSAPP", "VIBERBM"], "RCS")
+    ]
+    routing = (Path(__file__).parents[2] / "pipeline/sql/marts/60_routing.sql").read_text()
+    for statement in _statements(routing):
+        conn.execute(statement, {"run_id": "x"})
+    assert rows(conn, "SELECT first_channel, contacts FROM routing WHERE run_id = 'x'") == [
+        ("RCS", 1)
+    ]
