@@ -375,7 +375,7 @@ def _share_matrix(
     label: str,
 ) -> str:
     left, room, _ = _label_column(row_labels, width)
-    cell_w = max(58.0, (width - left - 4) / len(columns))
+    cell_w = max(46.0, (width - left - 4) / len(columns))
     row, head = 36, 22
     parts = [
         _label(left + (j + 0.5) * cell_w, 10, name, cell_w - 6, "middle", size=11, lines=1)
@@ -400,7 +400,7 @@ def _share_matrix(
                 _text(
                     centre,
                     y + 16,
-                    _fit_number(f"{share:.1%}", f"{share:.0%}", cell_w - 6, FONT),
+                    _first_fitting((f"{share:.1%}", f"{share:.0%}"), cell_w - 6, FONT),
                     "middle",
                     weight="bold",
                 )
@@ -409,7 +409,9 @@ def _share_matrix(
                 _text(
                     centre,
                     y + 29,
-                    _fit_number(f"of {count:,}", _short(count), cell_w - 6, 10),
+                    _first_fitting(
+                        (f"of {count:,}", f"of {_short(count)}", _short(count)), cell_w - 6, 10
+                    ),
                     "middle",
                     10,
                 )
@@ -418,13 +420,14 @@ def _share_matrix(
     return _svg(max(width, total), head + len(row_labels) * row + 4, "".join(parts), label)
 
 
-def _fit_number(text: str, shorter: str, room: float, size: int) -> str:
-    return text if text_width(text, size) <= room else shorter
+def _first_fitting(variants: Sequence[str], room: float, size: int) -> str:
+    """The first of `variants` (longest first) that fits `room`, else the last."""
+    return next((v for v in variants if text_width(v, size) <= room), variants[-1])
 
 
 def _short(count: int) -> str:
     """1,234 -> '1.2k', 2,345,678 -> '2.3M': for cells too narrow for the full count."""
-    if count >= 1_000_000:
+    if count >= 999_950:  # what would round to 1000.0k
         return f"{count / 1_000_000:.1f}M"
     if count >= 1_000:
         return f"{count / 1_000:.1f}k"

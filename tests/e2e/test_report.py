@@ -10,8 +10,10 @@ import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from html import escape, unescape
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import phonenumbers
@@ -20,6 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline.charts import PALETTE
+from pipeline.report import STATUS_COLUMNS, render_html
 from tests.conftest import write_config
 from tests.e2e.test_audit import capaudit, small_sample
 
@@ -232,13 +235,9 @@ LAYOUT_CHECK = """<script>
 </script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
-@pytest.mark.parametrize("width", [1280, 400])
-def test_no_chart_text_is_clipped_at_desktop_or_phone_width(
-    report: Path, tmp_path: Path, width: int
-) -> None:
+def layout(html: str, tmp_path: Path, width: int) -> dict[str, Any]:
+    """LAYOUT_CHECK's findings for `html` shown `width` px wide in headless Chromium."""
     page = tmp_path / "frame.html"
-    html = (report / "index.html").read_text(encoding="utf-8")
     checked = html.replace("</body>", LAYOUT_CHECK + "</body>")
     page.write_text(
         f'<!doctype html><html><body style="margin:0"><iframe style="border:0;'
@@ -249,8 +248,88 @@ def test_no_chart_text_is_clipped_at_desktop_or_phone_width(
     dom = chromium(tmp_path, page, "--window-size=1400,2100", "--dump-dom").stdout
     found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
     assert found, dom[-2000:]
-    result = json.loads(unescape(found.group(1)))
+    result: dict[str, Any] = json.loads(unescape(found.group(1)))
     assert result["viewport"] == width
     assert result["charts"] == html.count('class="chart-wide"')  # one drawing of each chart
+    return result
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
+@pytest.mark.parametrize("width", [1280, 400])
+def test_no_chart_text_is_clipped_at_desktop_or_phone_width(
+    report: Path, tmp_path: Path, width: int
+) -> None:
+    result = layout((report / "index.html").read_text(encoding="utf-8"), tmp_path, width)
     assert result["texts"] > 100
+    assert result["problems"] == []
+
+
+def crowded_summary() -> dict[str, Any]:
+    """Everything at once: six channels, long reason codes, 30 runs, 20 countries."""
+    channels = ["WHATSAPP", "RCS", "SMS", "MESSENGER", "VIBERBM", "KAKAOTALKCHAT"]
+    start = datetime(2026, 10, 27, 2, 0, tzinfo=UTC)
+    counts = dict.fromkeys(STATUS_COLUMNS, 1000) | {"capability_full": 123_456}
+    return {
+        "run_id": "20261125T020000Z-4f2a",
+        "generated_at": "2026-11-25T02:30:00",
+        "totals": {"contacts": 1_234_567, "targets": 7_407_402, "reused": 12},
+        "channels": [
+            {
+                "channel": c,
+                "targets": 128_456,
+                "reachable_share": 0.9988,
+                **counts,
+                "latency_p50_seconds": 1.5,
+                "latency_p95_seconds": 12.25,
+            }
+            for c in channels
+        ],
+        "trend": [
+            {
+                "run_id": f"r{d}",
+                "started_at": start + timedelta(days=d),
+                "channel": c,
+                "reachable_share": 0.5 + 0.01 * i,
+                "targets": 1000,
+            }
+            for d in range(30)
+            for i, c in enumerate(channels)
+        ],
+        "reasons": [
+            {"channel": c, "reason_code": code, "targets": 100_000 - 7 * n}
+            for n, (c, code) in enumerate(
+                (c, code)
+                for c in channels
+                for code in (
+                    "RECIPIENT_NOT_OPTED_IN",
+                    "RECIPIENT_NOT_REACHABLE",
+                    "CHANNEL_NOT_SUPPORTED_FOR_THIS_KIND_OF_RECIPIENT",
+                )
+            )
+        ][:15],
+        "changes": [
+            {"channel": c, "change": change, "contacts": 1234}
+            for c in channels
+            for change in ("gained", "lost", "changed")
+        ],
+        "rejects": [{"reason": "phone_without_country", "rows": 1_000_000}],
+        "routing": [
+            {"first_channel": c, "contacts": 200_000, "share": 0.162, "change": -12_345}
+            for c in channels
+        ]
+        + [{"first_channel": None, "contacts": 34_567, "share": 0.028, "change": 1}],
+        "routing_compared_with": "20261124T020000Z-1b2c",
+        "countries": [
+            {"country": country, "channel": c, "targets": 1_000_000 - n, "reachable": 999_999 - n}
+            for n, country in enumerate([f"C{i:02d}" for i in range(19)] + ["unknown"])
+            for c in channels
+        ],
+    }
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make test` installs it")
+@pytest.mark.parametrize("width", [1280, 400])
+def test_a_crowded_report_still_fits(tmp_path: Path, width: int) -> None:
+    result = layout(render_html(crowded_summary()), tmp_path, width)
+    assert result["texts"] > 200
     assert result["problems"] == []
