@@ -99,7 +99,7 @@ def responsive(draw: Callable[[int], str]) -> str:
     )
 
 
-def _svg(width: float, height: float, body: str, label: str) -> str:
+def _svg(height: float, body: str, label: str, width: float = WIDTH) -> str:
     width, height = math.ceil(width), math.ceil(height)
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
@@ -189,7 +189,7 @@ def _horizontal_bars(
         )
         parts.append(_text(left + length + 6, y + 13, shown))
     total = left + span + value_width
-    return _svg(max(width, total), 16 + len(rows) * row, "".join(parts), label)
+    return _svg(16 + len(rows) * row, "".join(parts), label, max(width, total))
 
 
 def stacked_bars(
@@ -231,14 +231,18 @@ def _stacked_bars(
                 f"({count / total:.1%})</title></rect>"
             )
             x += share
-    legend, legend_height = _legend(
+    legend, legend_height = _legend_rows(
         segments, [PALETTE.get(s, "#555") for s in segments], 16 + len(categories) * row, width
     )
     parts.append(legend)
-    return _svg(width, 16 + len(categories) * row + legend_height + 6, "".join(parts), label)
+    return _svg(16 + len(categories) * row + legend_height + 6, "".join(parts), label, width)
 
 
-def _legend(
+def _legend(names: Sequence[str], colours: Sequence[str], y: float, width: int = WIDTH) -> str:
+    return _legend_rows(names, colours, y, width)[0]
+
+
+def _legend_rows(
     names: Sequence[str], colours: Sequence[str], y: float, width: int
 ) -> tuple[str, float]:
     """Coloured keys in rows that wrap at the chart's width; (svg, height used)."""
@@ -316,9 +320,9 @@ def _line_chart(
         ]
         ends.append((points[-1], colour))
     parts += _end_labels(ends, maximum, top, bottom)
-    legend, legend_height = _legend([name for name, _ in series], colours, bottom + 28, width)
+    legend, legend_height = _legend_rows([name for name, _ in series], colours, bottom + 28, width)
     parts.append(legend)
-    return _svg(width, bottom + 28 + legend_height + 4, "".join(parts), label)
+    return _svg(bottom + 28 + legend_height + 4, "".join(parts), label, width)
 
 
 def _x_axis_labels(
@@ -417,7 +421,7 @@ def _share_matrix(
                 )
             )
     total = left + len(columns) * cell_w + 4
-    return _svg(max(width, total), head + len(row_labels) * row + 4, "".join(parts), label)
+    return _svg(head + len(row_labels) * row + 4, "".join(parts), label, max(width, total))
 
 
 def _first_fitting(variants: Sequence[str], room: float, size: int) -> str:
@@ -446,6 +450,6 @@ def _shade(share: float) -> str:
 def empty_chart(label: str) -> str:
     return responsive(
         lambda width: _svg(
-            width, 40, _label(10, 20, f"{label}: no data yet", width - 20, "start"), label
+            40, _label(10, 20, f"{label}: no data yet", width - 20, "start"), label, width
         )
     )
