@@ -5,6 +5,8 @@ summary.json               run, completeness, per-channel counts, rejects, chang
 reachability.csv           one row per channel
 channels/<CHANNEL>.csv     one row per contact asked on that channel
 channels/<CHANNEL>.parquet the same, typed
+routing.csv                one row per contact: the channels to send on, best first
+routing.parquet            the same, typed (`channels` a list)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ SHARE_BASES = {
     "*_share": "share of all targets of the channel (NO_RESPONSE and REQUEST_FAILED included)",
     "*_share_of_answered": "share of the answered targets (one of Sinch's four statuses)",
 }
+TOP_COUNTRIES = 8  # the countries chart shows this many, the rest as one row
 
 
 @dataclass(frozen=True)
@@ -92,14 +96,45 @@ def write_report(
         for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
             path = out / "channels" / f"{channel}.{fmt}"
             conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
+    write_routing(conn, run_id, out, pseudonym_key)
     summary = report_summary(conn, run_id, trend_runs, max_no_response_share)
     summary.update(rolling_summary(conn, run_id, settings or Settings()))
-    summary["outputs"] = {"directory": str(out), "channels": channels}
+    summary["outputs"] = {"directory": str(out), "channels": channels, "routing": "routing.csv"}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     index = out / "index.html"
     index.write_text(render_html(summary), encoding="utf-8")
     return ReportFiles(out, index, summary_path)
+
+
+def write_routing(
+    conn: duckdb.DuckDBPyConnection, run_id: str, out: Path, pseudonym_key: bytes | None
+) -> None:
+    """`routing.csv` / `.parquet`: one row per contact of the run with the channels to send
+    on, best first (`channel_order`), for a sending system to import. The CSV lists them
+    space-separated; contact keys and ids are keyed-hashed when pseudonymising."""
+    ids = ", ".join(
+        c if pseudonym_key is None else f"{hmac_sql(c, pseudonym_key)} AS {c}"
+        for c in ("contact_key", "contact_id")
+    )
+    # Ranked once into a temporary table, then written twice.
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE routing_export AS SELECT {ids}, "
+        "first_choice AS first_channel, channels FROM channel_order WHERE run_id = $run_id",
+        {"run_id": run_id},
+    )
+    try:
+        for columns, name, options in (
+            ("* REPLACE (array_to_string(channels, ' ') AS channels)", "csv", "HEADER"),
+            ("*", "parquet", "FORMAT parquet"),
+        ):
+            path = out / f"routing.{name}"
+            conn.execute(
+                f"COPY (SELECT {columns} FROM routing_export ORDER BY 1) "
+                f"TO '{_sql_path(path)}' ({options})"
+            )
+    finally:
+        conn.execute("DROP TABLE IF EXISTS routing_export")
 
 
 def _sql_path(path: Path) -> str:
@@ -176,26 +211,80 @@ def report_summary(
             FROM capability WHERE run_id = $run_id""",
             params,
         )[0],
+        **routing_summary(conn, run_id),
+        "countries": country_summary(conn, run_id),
     }
+
+
+def routing_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """`routing`: contacts per first channel (NULL: unreachable), with the count in the
+    previous run that has one (`routing_compared_with`) and the change since."""
+    params = {"run_id": run_id}
+    previous = conn.execute(
+        """
+        SELECT r.run_id FROM runs r
+        WHERE r.started_at < (SELECT started_at FROM runs WHERE run_id = $run_id)
+          AND r.run_id IN (SELECT run_id FROM routing)
+        ORDER BY r.started_at DESC LIMIT 1""",
+        params,
+    ).fetchone()
+    previous_id = str(previous[0]) if previous else None
+    rows = _rows(
+        conn,
+        """
+        WITH now AS (SELECT first_channel, contacts, share FROM routing WHERE run_id = $run_id),
+        before AS (SELECT first_channel, contacts FROM routing WHERE run_id = $previous),
+        joined AS (
+        SELECT coalesce(n.first_channel, b.first_channel) AS first_channel,
+            coalesce(n.contacts, 0) AS contacts, round(coalesce(n.share, 0), 4) AS share,
+            CASE WHEN $previous IS NOT NULL THEN coalesce(b.contacts, 0) END
+                AS previous_contacts,
+            CASE WHEN $previous IS NOT NULL
+                THEN coalesce(n.contacts, 0) - coalesce(b.contacts, 0) END AS change
+        FROM now n FULL JOIN before b ON b.first_channel IS NOT DISTINCT FROM n.first_channel)
+        SELECT * FROM joined ORDER BY first_channel IS NULL, contacts DESC, first_channel""",
+        params | {"previous": previous_id},
+    )
+    return {"routing": rows, "routing_compared_with": previous_id}
+
+
+def country_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """`countries`: per country and channel, targets and reachable ones (all countries, so
+    per channel they add up to the channel's targets)."""
+    return _rows(
+        conn,
+        """
+        SELECT country, channel, targets, reachable, round(reachable_share, 4) AS reachable_share
+        FROM reachability_by_country WHERE run_id = $run_id
+        ORDER BY max(targets) OVER (PARTITION BY country) DESC, country, channel""",
+        {"run_id": run_id},
+    )
 
 
 # -- HTML ---------------------------------------------------------------------------------------
 
-STYLE = """
-body{font-family:sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+STYLE = (
+    """
+body{font-family:sans-serif;margin:2rem auto;max-width:1000px;padding:0 1rem;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.8rem}td,th{padding:.25rem .6rem;text-align:right;
-border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}.muted{color:#777}
+border-bottom:1px solid #eee;white-space:nowrap}th:first-child,td:first-child{text-align:left}
+.muted{color:#777}.scroll{overflow-x:auto}
 .incomplete{background:#fde2e1;border:2px solid #c23b22;padding:.75rem 1rem;font-size:1.05rem}
+@media (max-width:600px){body{margin:1rem auto;padding:0 .5rem}h1{font-size:1.2rem}}
 """
+    + charts.CSS
+)
 
 
 def render_html(summary: dict[str, Any]) -> str:
     channels = summary["channels"]
     sections = [
+        ("Routing: the first channel to send on", _routing_section(summary)),
         ("Reachable share per channel (of all targets)", _reachable_chart(channels)),
         ("Status breakdown per channel", _status_chart(channels)),
         ("Numbers per channel", _channel_table(channels)),
+        ("Reachable share by country", _countries_section(summary)),
         ("Trend over recent runs", _trend_chart(summary["trend"])),
         ("Top reasons", _reasons_chart(summary["reasons"])),
         ("Changes since the previous answer", _changes_chart(summary["changes"])),
@@ -254,7 +343,95 @@ def _trend_chart(trend: list[dict[str, Any]]) -> str:
     names = sorted({t["channel"] for t in trend})
     share = {(t["run_id"], t["channel"]): float(t["reachable_share"] or 0) for t in trend}
     series = [(name, [share.get((run, name)) for run in runs]) for name in names]
-    return charts.line_chart(runs, series, label="reachable share trend")
+    started = {t["run_id"]: t["started_at"] for t in trend}
+    return charts.line_chart(
+        run_dates([started[run] for run in runs]), series, label="reachable share trend"
+    )
+
+
+def run_dates(started: list[Any]) -> list[str]:
+    """Axis labels for runs: 'Nov 25', or with the time of day ('Nov 25 19:30', then with
+    seconds) when that is what tells runs apart."""
+    times = [datetime.fromisoformat(str(value)) for value in started]
+    for pattern in ("%b %d", "%b %d %H:%M"):
+        labels = [t.strftime(pattern) for t in times]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [t.strftime("%b %d %H:%M:%S") for t in times]
+
+
+def _routing_section(summary: dict[str, Any]) -> str:
+    routing = summary.get("routing") or []
+    if not routing:
+        return _not_built(summary)
+    compared = summary.get("routing_compared_with")
+    rows = []
+    for r in routing:
+        name = f"{r['first_channel']} first" if r["first_channel"] else "unreachable"
+        shown = f"{r['contacts']:,} · {float(r['share']):.1%}"
+        if r.get("change") is not None:
+            shown += f" ({r['change']:+,})"
+        rows.append((name, float(r["contacts"]), shown))
+    chart = charts.horizontal_bars(
+        rows, maximum=max(r[1] for r in rows), label="contacts per first channel", colour="#1b7f3b"
+    )
+    note = (
+        f"Change in brackets: since run {escape(compared)}."
+        if compared
+        else "The first run: nothing earlier to compare with."
+    )
+    return (
+        "<p class=muted>Each contact's best reachable channel (fully reachable before "
+        "partially, then the configured preference); per contact in routing.csv. "
+        f"{note}</p>{chart}"
+    )
+
+
+def _countries_section(summary: dict[str, Any]) -> str:
+    countries = summary.get("countries") or []
+    if not countries:
+        return _not_built(summary)
+    channels = sorted({c["channel"] for c in countries})
+    per_country = [
+        (country, list(rows))
+        for country, rows in groupby(countries, key=lambda c: str(c["country"]))
+    ]  # ordered by contacts, most first (country_summary)
+    top, rest = per_country[:TOP_COUNTRIES], per_country[TOP_COUNTRIES:]
+    if len(rest) == 1:
+        top, rest = per_country, []
+    labels = [country for country, _ in top]
+    grouped = [rows for _, rows in top]
+    if rest:
+        labels.append(f"{len(rest)} others")
+        grouped.append([row for _, rows in rest for row in rows])
+    cells = [_country_cells(rows, channels) for rows in grouped]
+    chart = charts.share_matrix(labels, channels, cells, label="reachable share by country")
+    return (
+        "<p class=muted>Share of each country's contacts reachable on each channel, of how "
+        "many were asked on it (countries from the phone number; <i>unknown</i>: asked by "
+        f"contact id). The {TOP_COUNTRIES} countries with the most contacts, the rest "
+        f"together.</p>{chart}"
+    )
+
+
+def _not_built(summary: dict[str, Any]) -> str:
+    if not summary["totals"]["contacts"]:
+        return "<p class=muted>No contacts in this run.</p>"
+    return (  # a run built before these tables existed
+        "<p class=muted>Not built for this run yet: <code>capaudit build --run-id "
+        f"{escape(summary['run_id'])}</code> builds it.</p>"
+    )
+
+
+def _country_cells(
+    rows: list[dict[str, Any]], channels: list[str]
+) -> list[tuple[float, int] | None]:
+    targets: dict[str, int] = {}
+    reachable: dict[str, int] = {}
+    for row in rows:
+        targets[row["channel"]] = targets.get(row["channel"], 0) + int(row["targets"])
+        reachable[row["channel"]] = reachable.get(row["channel"], 0) + int(row["reachable"])
+    return [(reachable[c] / targets[c], targets[c]) if targets.get(c) else None for c in channels]
 
 
 def _reasons_chart(reasons: list[dict[str, Any]]) -> str:
@@ -284,7 +461,10 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+        "</table></div>"
+    )
 
 
 def _fmt(value: Any) -> str:

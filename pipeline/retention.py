@@ -1,10 +1,10 @@
 """Retention: `capaudit purge --older-than DAYS` removes old runs and landing segments.
 
 A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
-capability, reachability, reasons, changes) and its report directory; notifications that no
-remaining request refers to go too, and so do callbacks without request_id kept unmatched
-since before the cutoff. A landing segment goes only when it is closed, fully
-ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
+capability, reachability and by country, reasons, routing, changes, estimates) and its report
+directory; notifications that no remaining request refers to go too, and so do callbacks without
+request_id kept unmatched since before the cutoff. A landing segment goes only when it is closed,
+fully ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
 newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
 any run whose answers a kept run reuses.
 """
@@ -21,8 +21,8 @@ import duckdb
 from pipeline.landing.segments import list_segments
 
 RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
-              "reasons", "capability_changes", "estimates", "sample_frame", "sample_members",
-              "late_answers")  # fmt: skip
+              "reasons", "capability_changes", "reachability_by_country", "routing", "estimates",
+              "sample_frame", "sample_members", "late_answers")  # fmt: skip
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from pipeline.errors import RunLocked, WarehouseError
+from pipeline.sinch.models import CHANNELS
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFERENCE = ("WHATSAPP", "RCS", "SMS")
@@ -54,8 +55,10 @@ CREATE TABLE IF NOT EXISTS targets (
     source VARCHAR NOT NULL,
     row_number BIGINT NOT NULL,
     action VARCHAR NOT NULL DEFAULT 'query',  -- query / reuse (a fresh earlier answer)
-    reuse_run_id VARCHAR                  -- the run whose answer is reused
+    reuse_run_id VARCHAR,                 -- the run whose answer is reused
+    country VARCHAR                       -- the phone's region code; 'unknown' without a phone
 );
+ALTER TABLE targets ADD COLUMN IF NOT EXISTS country VARCHAR;  -- added since the first version
 
 CREATE TABLE IF NOT EXISTS rejects (
     run_id VARCHAR NOT NULL,
@@ -175,8 +178,10 @@ CREATE TABLE IF NOT EXISTS capability (
     checked_at TIMESTAMPTZ,
     latency_seconds DOUBLE,
     reused BOOLEAN NOT NULL,
-    error VARCHAR
+    error VARCHAR,
+    country VARCHAR                       -- the target's (targets.country)
 );
+ALTER TABLE capability ADD COLUMN IF NOT EXISTS country VARCHAR;  -- added since the first version
 
 CREATE TABLE IF NOT EXISTS reachability (
     run_id VARCHAR NOT NULL,
@@ -218,6 +223,28 @@ CREATE TABLE IF NOT EXISTS reasons (
     share_of_channel DOUBLE NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS reachability_by_country (
+    run_id VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    targets BIGINT NOT NULL,
+    capability_full BIGINT NOT NULL,
+    capability_partial BIGINT NOT NULL,
+    no_capability BIGINT NOT NULL,
+    capability_unknown BIGINT NOT NULL,
+    no_response BIGINT NOT NULL,
+    request_failed BIGINT NOT NULL,
+    reachable BIGINT NOT NULL,
+    reachable_share DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS routing (
+    run_id VARCHAR NOT NULL,
+    first_channel VARCHAR,                -- NULL: no channel reaches the contact
+    contacts BIGINT NOT NULL,
+    share DOUBLE NOT NULL                 -- of the run's contacts
+);
+
 CREATE TABLE IF NOT EXISTS capability_changes (
     run_id VARCHAR NOT NULL,
     contact_key VARCHAR NOT NULL,
@@ -229,7 +256,7 @@ CREATE TABLE IF NOT EXISTS capability_changes (
 );
 """
 
-
+# Columns added after a table was first published: warehouses created earlier gain them.
 @contextlib.contextmanager
 def open_warehouse(
     path: Path, *, lock: bool = True, preference: Sequence[str] = DEFAULT_PREFERENCE
@@ -285,14 +312,19 @@ def ensure_schema(
         conn.execute(tables.read_text(encoding="utf-8"))
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
-    ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
-    ranked += "]::VARCHAR[]"
     for view in _model_files("views"):
-        # Views take no parameters: the preference is written into the view's SQL.
-        conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))
+        # Views take no parameters: the preference (and every channel, alphabetically, for
+        # ties) is written into the view's SQL.
+        sql = view.read_text(encoding="utf-8").replace("$preference", _channel_list(preference))
+        conn.execute(sql.replace("$channels", _channel_list(sorted(CHANNELS))))
 
 
-# Columns added to a table after warehouses with the table existed: (table, column, definition).
+def _channel_list(channels: Sequence[str]) -> str:
+    return (
+        "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in channels) + "]::VARCHAR[]"
+    )
+
+
 def _model_files(layer: str) -> list[Any]:
     folder = resources.files("pipeline") / "sql" / layer
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)

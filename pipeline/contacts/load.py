@@ -45,6 +45,7 @@ REJECT_REASONS = (
     "duplicate",
 )
 MAX_IDENTITY_LENGTH = 256
+UNKNOWN_COUNTRY = "unknown"  # targets.country of a contact asked by contact id or app identity
 
 
 @dataclass
@@ -169,7 +170,9 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
                 WHEN t.ident IS NULL THEN NULL
                 WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.e164
                 ELSE t.ident
-            END AS norm_identity
+            END AS norm_identity,
+            CASE WHEN t.ident IS NOT NULL AND (NOT t.is_long OR t.chan IN ({phone_channels}))
+                THEN p.country END AS country
         FROM tidy t LEFT JOIN {normalised} p ON p.raw = t.ident
     """)
     # 3. Expand accepted rows to one candidate target per channel asked.
@@ -183,7 +186,8 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
                 WHEN norm_identity IS NULL THEN {by_id}
                 WHEN is_long THEN [chan]
                 ELSE {wide} END) AS channel,
-            norm_identity AS identity
+            norm_identity AS identity,
+            coalesce(country, '{UNKNOWN_COUNTRY}') AS country
         FROM decided WHERE reason IS NULL
     """)
 
@@ -204,8 +208,9 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """)
     conn.execute(
         """
-        INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, row_number)
-        SELECT $run_id, contact_key, contact_id, channel, identity, source, row_number
+        INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, row_number,
+            country)
+        SELECT $run_id, contact_key, contact_id, channel, identity, source, row_number, country
         FROM ranked WHERE occurrence = 1
         """,
         {"run_id": run_id},

@@ -11,7 +11,8 @@ Two paths, one set of rules (Google's libphonenumber metadata, via the `phonenum
   through `phonenumbers.parse` itself, which then has the last word.
 
     normalise_phones(conn, "distinct_phones", default_region="SE")
-    # adds columns e164 (digits, no '+') and reason (a reject reason code, or NULL)
+    # adds columns e164 (digits, no '+'), reason (a reject reason code, or NULL) and country
+    # (the number's region code, as phonenumbers.region_code_for_number gives it)
 """
 
 from __future__ import annotations
@@ -92,6 +93,54 @@ def _validity_case(number: str, code: str) -> str:
     return f"CASE {code}\n{whens}\n    ELSE false END"
 
 
+def _region_of_code(code: str, national: str) -> str:
+    """The region of a valid number of the country calling code `code`, the way
+    libphonenumber's `region_code_for_number` picks it: a code shared by several regions
+    (+1, +7, +44, ...) tries them in its metadata's order, by leading digits when the region
+    has them, else by whether the national number is of any known type there."""
+    regions = COUNTRY_CODE_TO_REGION_CODE[int(code)]
+    if len(regions) == 1:
+        return _sql_literal(regions[0])
+    whens = []
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            continue
+        if metadata.leading_digits is not None:
+            leading = _sql_literal(f"^(?:{metadata.leading_digits})")
+            test = f"regexp_matches({national}, {leading})"
+        else:
+            patterns = [
+                desc.national_number_pattern
+                for desc in (getattr(metadata, t) for t in NUMBER_TYPES)
+                if desc is not None and desc.national_number_pattern
+            ]
+            alternatives = "|".join(f"(?:{p})" for p in dict.fromkeys(patterns))
+            test = f"regexp_full_match({national}, {_sql_literal(alternatives)})"
+        whens.append(f"WHEN {test} THEN {_sql_literal(region)}")
+    return f"CASE {' '.join(whens)} ELSE {_sql_literal(regions[0])} END"
+
+
+def _single_region_codes() -> str:
+    """A VALUES list of (calling code, region) for every code that belongs to one region."""
+    return ", ".join(
+        f"({_sql_literal(cc)}, {_sql_literal(COUNTRY_CODE_TO_REGION_CODE[int(cc)][0])})"
+        for cc in sorted(country_patterns())
+        if len(COUNTRY_CODE_TO_REGION_CODE[int(cc)]) == 1
+    )
+
+
+def _shared_code_region(digits: str, code_length: str) -> str:
+    """A CASE giving the region of a valid number whose calling code is shared (+1, +7, ...)."""
+    whens = " ".join(
+        f"WHEN {_sql_literal(cc)} THEN "
+        f"{_region_of_code(cc, f'substr({digits}, {code_length} + 1)')}"
+        for cc in sorted(country_patterns())
+        if len(COUNTRY_CODE_TO_REGION_CODE[int(cc)]) > 1
+    )
+    return f"CASE substr({digits}, 1, {code_length}) {whens} END"
+
+
 def _code_length(digits: str) -> str:
     """Country calling codes are prefix-free (ITU E.164): at most one of 1-3 digits matches."""
     codes = country_patterns()
@@ -103,7 +152,8 @@ def _code_length(digits: str) -> str:
 
 
 def fast_path_sql(table: str, default_region: str) -> str:
-    """SQL adding `e164` (NULL when undecided) to every distinct `raw` number of `table`."""
+    """SQL adding `e164` (NULL when undecided) and its `country` (the region code, '001' for
+    non-geographic numbers such as +800) to every distinct `raw` number of `table`."""
     rule = trunk_rule(default_region) if default_region else None
     national = "NULL"
     if rule is not None:
@@ -126,18 +176,33 @@ def fast_path_sql(table: str, default_region: str) -> str:
         END AS digits FROM cleaned
     ), split AS (
         SELECT raw, digits, {_code_length("digits")} AS code_length FROM international
-    )
-    SELECT raw,
-        CASE WHEN code_length IS NOT NULL AND ({
+    ), valid AS (
+        SELECT raw, digits, code_length,
+            CASE WHEN code_length IS NOT NULL AND ({
         _validity_case("substr(digits, code_length + 1)", "substr(digits, 1, code_length)")
     })
-        THEN digits END AS e164
-    FROM split
+            THEN digits END AS e164
+        FROM split
+    )
+    -- Most calling codes belong to one region: a hash join with those decides the country;
+    -- only the dozen shared codes run their region tests.
+    SELECT v.raw, v.e164,
+        CASE WHEN v.e164 IS NOT NULL THEN
+            coalesce(c.region, {_shared_code_region("v.digits", "v.code_length")}) END AS country
+    FROM valid v
+    LEFT JOIN (VALUES {_single_region_codes()}) c (code, region)
+        ON c.code = substr(v.digits, 1, v.code_length)
     """
 
 
 def parse_one(raw: str, default_region: str) -> tuple[str | None, str | None]:
     """(E.164 digits, None) or (None, reason) via phonenumbers itself: the slow path."""
+    e164, reason, _ = parse_number(raw, default_region)
+    return e164, reason
+
+
+def parse_number(raw: str, default_region: str) -> tuple[str | None, str | None, str | None]:
+    """(E.164 digits, None, region) or (None, reason, None): `parse_one` with the country."""
     text = raw.strip()
     if re.match(r"^00[1-9]", re.sub(r"[\s\-.()/]", "", text)):
         text = "+" + re.sub(r"[\s\-.()/]", "", text)[2:]  # '00' is the common international prefix
@@ -145,26 +210,28 @@ def parse_one(raw: str, default_region: str) -> tuple[str | None, str | None]:
         number = phonenumbers.parse(text, default_region.upper() or None)
     except phonenumbers.NumberParseException as exc:
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
-            return None, PHONE_WITHOUT_COUNTRY if not default_region else INVALID_PHONE
-        return None, INVALID_PHONE
+            return None, PHONE_WITHOUT_COUNTRY if not default_region else INVALID_PHONE, None
+        return None, INVALID_PHONE, None
     if not phonenumbers.is_valid_number(number):
-        return None, INVALID_PHONE
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:], None
+        return None, INVALID_PHONE, None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return e164, None, phonenumbers.region_code_for_number(number)
 
 
 def normalise_phones(conn: duckdb.DuckDBPyConnection, table: str, default_region: str) -> str:
-    """Map every distinct `raw` of `table` to (e164, reason); returns the result table's name."""
+    """Map every distinct `raw` of `table` to (e164, reason, country); returns the result
+    table's name."""
     result = f"{table}_normalised"
     conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE {result} AS "
-        f"SELECT raw, e164, NULL::VARCHAR AS reason FROM ({fast_path_sql(table, default_region)})"
+        f"CREATE OR REPLACE TEMP TABLE {result} AS SELECT raw, e164, NULL::VARCHAR AS reason, "
+        f"country FROM ({fast_path_sql(table, default_region)})"
     )
     reader = conn.sql(f"SELECT raw FROM {result} WHERE e164 IS NULL").to_arrow_reader(SLOW_BATCH)
     decided = [_parse_batch(batch.column(0).to_pylist(), default_region) for batch in reader]
     if decided:
         conn.register("decided_phones", pa.concat_tables(decided))
         conn.execute(
-            f"UPDATE {result} SET e164 = d.e164, reason = d.reason "
+            f"UPDATE {result} SET e164 = d.e164, reason = d.reason, country = d.country "
             f"FROM decided_phones d WHERE {result}.raw = d.raw"
         )
         conn.unregister("decided_phones")
@@ -172,8 +239,10 @@ def normalise_phones(conn: duckdb.DuckDBPyConnection, table: str, default_region
 
 
 def _parse_batch(raws: list[str], default_region: str) -> pa.Table:
-    answers = [parse_one(raw, default_region) for raw in raws]
+    answers = [parse_number(raw, default_region) for raw in raws]
+    names = ("e164", "reason", "country")
+    columns = {name: [a[i] for a in answers] for i, name in enumerate(names)}
     return pa.table(
-        {"raw": raws, "e164": [a[0] for a in answers], "reason": [a[1] for a in answers]},
-        schema=pa.schema([("raw", pa.string()), ("e164", pa.string()), ("reason", pa.string())]),
+        {"raw": raws, **columns},
+        schema=pa.schema([("raw", pa.string()), *((name, pa.string()) for name in names)]),
     )

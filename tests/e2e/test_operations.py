@@ -151,6 +151,13 @@ def test_pseudonymised_report_hides_identities_with_a_keyed_hash(tmp_path: Path)
     }
     assert {r["identity"] for r in hidden} == expected
     assert not {r["contact_key"] for r in plain} & {r["contact_key"] for r in hidden}
+    routing = read_csv(tmp_path / "reports/p/routing.csv")
+    routing_hidden = read_csv(tmp_path / "reports/p-pseudonymised/routing.csv")
+    assert {r["contact_key"] for r in routing_hidden} == {
+        hmac.new(PSEUDONYM_KEY.encode(), r["contact_key"].encode(), hashlib.sha256).hexdigest()
+        for r in routing
+    }
+    assert sorted(r["channels"] for r in routing_hidden) == sorted(r["channels"] for r in routing)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -196,6 +203,9 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
         assert conn.execute("SELECT count(*) FROM capability WHERE run_id = 'old'").fetchone() == (
             0,
         )
+        for table in ("routing", "reachability_by_country"):
+            kept_runs = conn.execute(f"SELECT DISTINCT run_id FROM {table}").fetchall()
+            assert kept_runs == [("newest",)], table
 
 
 def test_readme_and_docs_mention_every_command() -> None:

@@ -127,3 +127,28 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
         load(tmp_path, nothing)
     with pytest.raises(InputFileError, match=r"missing\.csv: file not found"):
         load(tmp_path, tmp_path / "missing.csv")
+
+
+def test_each_target_keeps_its_country(tmp_path: Path) -> None:
+    wide = write(
+        tmp_path / "wide.csv",
+        "contact_id,phone\na,+46 70 123 45 67\nb,+1 416 555 0123\nc,+1 212 555 0123\nd,\n",
+    )
+    long = write(
+        tmp_path / "long.csv",
+        "contact_id,channel,identity\ne,MESSENGER,4915123456789\nf,WHATSAPP,004915123456789\n",
+    )
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        settings = ContactsSettings(phone_channels=("SMS",), contact_id_channels=("WHATSAPP",))
+        load_contacts(conn, "r", settings, [str(wide), str(long)])
+        countries = conn.execute(
+            "SELECT contact_key, channel, country FROM targets ORDER BY 1"
+        ).fetchall()
+    assert countries == [
+        ("a", "SMS", "SE"),
+        ("b", "SMS", "CA"),  # +1: the region by area code
+        ("c", "SMS", "US"),
+        ("d", "WHATSAPP", "unknown"),  # asked by contact id
+        ("e", "MESSENGER", "unknown"),  # an app-scoped identity, whatever it looks like
+        ("f", "WHATSAPP", "DE"),
+    ]

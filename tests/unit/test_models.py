@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import steps
 from pipeline.sinch.models import ALL_STATUSES
-from pipeline.warehouse import open_warehouse
+from pipeline.warehouse import _statements, open_warehouse
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GIVEN = {
@@ -130,9 +130,45 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
                       "WHERE run_id = 'now' AND contact_key = 'B'") == [([], None)]  # fmt: skip
 
 
+def test_reachability_by_country_and_routing(conn: duckdb.DuckDBPyConnection) -> None:
+    given(conn)
+    conn.execute(
+        "UPDATE targets SET country = CASE contact_key WHEN 'A' THEN 'SE' "
+        "WHEN 'D' THEN 'unknown' ELSE 'NO' END WHERE run_id = 'now'"
+    )
+    steps.build(conn, "now")
+    assert rows(
+        conn,
+        """SELECT country, channel, targets, capability_full, capability_partial,
+                         no_capability, no_response, request_failed, reachable, reachable_share
+                         FROM reachability_by_country WHERE run_id = 'now' ORDER BY 1, 2""",
+    ) == [
+        ("NO", "RCS", 1, 0, 0, 0, 1, 0, 0, 0.0),
+        ("NO", "SMS", 3, 1, 0, 0, 1, 1, 1, 1 / 3),
+        ("SE", "RCS", 1, 0, 1, 0, 0, 0, 1, 1.0),
+        ("SE", "SMS", 1, 1, 0, 0, 0, 0, 1, 1.0),
+        ("unknown", "RCS", 1, 0, 0, 1, 0, 0, 0, 0.0),
+        ("unknown", "SMS", 1, 0, 0, 1, 0, 0, 0, 0.0),
+    ]
+    # A: SMS is FULL, RCS only PARTIAL, so SMS first despite the preference (RCS, SMS);
+    # E: SMS (reused); B, C, D: nothing reaches them.
+    assert rows(
+        conn,
+        "SELECT first_channel, contacts, share FROM routing WHERE run_id = 'now' "
+        "ORDER BY 1 NULLS FIRST",
+    ) == [(None, 3, 0.6), ("SMS", 2, 0.4)]
+
+
 def test_building_twice_changes_nothing(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
-    tables = ("capability", "reachability", "capability_changes", "reasons")
+    tables = (
+        "capability",
+        "reachability",
+        "capability_changes",
+        "reasons",
+        "routing",
+        "reachability_by_country",
+    )
     steps.build(conn, "now")
     first = {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
     steps.build(conn, "now")
@@ -151,6 +187,7 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
         "notifications": "request_id, channel, identity",
         "capability_latest": "contact_key, channel",
         "channel_order": "run_id, contact_key",
+        "reachability_by_country": "run_id, country, channel",
     }
     for table, key in keys.items():
         duplicated = rows(
@@ -185,6 +222,40 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
         "+ capability_unknown_share_of_answered - 1) < 1e-9) FROM reachability",
     )
     assert answered in ([(True, True)], [(None, None)])
+    # Per country adds up to per channel; the routing mix to the run's contacts.
+    by_country = rows(
+        conn,
+        """SELECT count(*) FROM reachability x FULL JOIN (
+                                   SELECT run_id, channel, sum(targets) AS targets,
+                                       sum(reachable) AS reachable
+                                   FROM reachability_by_country GROUP BY ALL) c
+                               USING (run_id, channel)
+                               WHERE (x.targets IS DISTINCT FROM c.targets
+                                  OR x.reachable IS DISTINCT FROM c.reachable)
+                                 AND run_id IN (SELECT run_id FROM targets)""",
+    )
+    assert by_country == [(0,)]
+    routed = rows(
+        conn,
+        """SELECT count(*) FROM (SELECT run_id, count(DISTINCT contact_key) AS n
+                               FROM capability GROUP BY run_id) c
+                           FULL JOIN (SELECT run_id, sum(contacts) AS n, count(*) AS groups,
+                               count(DISTINCT coalesce(first_channel, '')) AS distinct_groups
+                               FROM routing GROUP BY run_id) r USING (run_id)
+                           WHERE (c.n IS DISTINCT FROM r.n OR r.groups <> r.distinct_groups)
+                             AND run_id IN (SELECT run_id FROM targets)""",
+    )
+    assert routed == [(0,)]
+    # The routing mart counts each contact under the first channel of its channel_order.
+    disagreeing = rows(
+        conn,
+        """SELECT count(*) FROM routing r
+           FULL JOIN (SELECT run_id, first_choice, count(*) AS n FROM channel_order GROUP BY ALL) o
+               ON o.run_id = r.run_id AND o.first_choice IS NOT DISTINCT FROM r.first_channel
+           WHERE r.contacts IS DISTINCT FROM o.n
+             AND coalesce(r.run_id, o.run_id) IN (SELECT run_id FROM targets)""",
+    )
+    assert disagreeing == [(0,)]
 
 
 def test_contracts_hold_on_the_given_rows(conn: duckdb.DuckDBPyConnection) -> None:
@@ -209,3 +280,46 @@ def test_several_answers_for_one_channel_give_one_row(conn: duckdb.DuckDBPyConne
         ("46700000041", "CAPABILITY_FULL")
     ]  # fmt: skip
     assert_contracts(conn)
+
+
+def test_a_warehouse_from_before_countries_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with open_warehouse(path) as conn:
+        for table in ("targets", "capability"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN country")
+    with open_warehouse(path, preference=("RCS", "SMS")) as conn:
+        given(conn)
+        steps.build(conn, "now")
+        assert rows(
+            conn, "SELECT DISTINCT country FROM reachability_by_country WHERE run_id = 'now'"
+        ) == [("unknown",)]
+
+
+def test_channel_order_ranks_by_preference_then_alphabetically(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    answers = [
+        ("WHATSAPP", "CAPABILITY_FULL"),
+        ("MESSENGER", "CAPABILITY_FULL"),
+        ("SMS", "CAPABILITY_FULL"),
+        ("RCS", "CAPABILITY_FULL"),
+        ("VIBERBM", "CAPABILITY_PARTIAL"),
+        ("MMS", "NO_CAPABILITY"),
+    ]
+    for channel, status in answers:
+        conn.execute(
+            "INSERT INTO capability (run_id, contact_key, channel, status, reused) "
+            "VALUES ('x', 'P', ?, ?, false)",
+            [channel, status],
+        )
+    # Preference (RCS, SMS) first, then the other fully reachable ones alphabetically, then
+    # the partially reachable; the unreachable MMS not at all.
+    assert rows(conn, "SELECT channels, first_choice FROM channel_order WHERE run_id = 'x'") == [
+        (["RCS", "SMS", "MESSENGER", "WHATSAPP", "VIBERBM"], "RCS")
+    ]
+    routing = (Path(__file__).parents[2] / "pipeline/sql/marts/60_routing.sql").read_text()
+    for statement in _statements(routing):
+        conn.execute(statement, {"run_id": "x"})
+    assert rows(conn, "SELECT first_channel, contacts FROM routing WHERE run_id = 'x'") == [
+        ("RCS", 1)
+    ]

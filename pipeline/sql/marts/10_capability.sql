@@ -38,6 +38,7 @@ decided AS (
         t.contact_key,
         t.contact_id,
         t.channel,
+        t.country,
         t.action = 'reuse' AS reused,
         CASE WHEN t.action = 'reuse' THEN u.identity
             ELSE coalesce(t.identity, a.identity, ra.identity) END AS identity,
@@ -72,5 +73,5 @@ decided AS (
 
 SELECT
     $run_id AS run_id, contact_key, contact_id, channel, identity, status, reason_code,
-    channel_capabilities, request_id, checked_at, latency_seconds, reused, error
+    channel_capabilities, request_id, checked_at, latency_seconds, reused, error, country
 FROM decided;
