@@ -256,6 +256,7 @@ CREATE TABLE IF NOT EXISTS capability_changes (
 );
 """
 
+
 # Columns added after a table was first published: warehouses created earlier gain them.
 @contextlib.contextmanager
 def open_warehouse(
