@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from pipeline.errors import UsageError
 
@@ -71,33 +70,6 @@ def allocate(populations: dict[str, int], size: int) -> dict[str, int]:
     return taken
 
 
-def calling_codes() -> pa.Table:
-    """Country calling code -> region (ISO 3166; the main region of a shared code: +1 is US)."""
-    pairs = [
-        (str(code), regions[0])
-        for code, regions in sorted(COUNTRY_CODE_TO_REGION_CODE.items())
-        if regions and regions[0] != "001"
-    ]
-    return pa.table({"code": [c for c, _ in pairs], "region": [r for _, r in pairs]})
-
-
-# A contact's country: from the calling code of its (smallest) phone identity. Calling codes
-# are prefix-free (ITU E.164), so at most one of the 1-3 digit prefixes is a code: three hash
-# joins, no per-row CASE over every code.
-COUNTRY_STRATA = f"""
-WITH phones AS (
-    SELECT contact_key,
-        min(identity) FILTER (WHERE regexp_full_match(identity, '[0-9]{{6,17}}')) AS digits
-    FROM targets WHERE run_id = $run_id GROUP BY contact_key
-)
-SELECT p.contact_key, coalesce(c1.region, c2.region, c3.region, '{UNKNOWN_STRATUM}') AS stratum
-FROM phones p
-LEFT JOIN calling_codes c1 ON c1.code = substr(p.digits, 1, 1)
-LEFT JOIN calling_codes c2 ON c2.code = substr(p.digits, 1, 2)
-LEFT JOIN calling_codes c3 ON c3.code = substr(p.digits, 1, 3)
-"""
-
-
 def strata_sql(conn: duckdb.DuckDBPyConnection, column: str) -> str:
     """A query giving each contact of the run its stratum for `--sample-by column`."""
     names = [
@@ -113,9 +85,7 @@ def strata_sql(conn: duckdb.DuckDBPyConnection, column: str) -> str:
             f"'{UNKNOWN_STRATUM}') AS stratum FROM targets WHERE run_id = $run_id "
             "GROUP BY contact_key"
         )
-    if wanted == COUNTRY:  # until targets carries its own country column (issue 15)
-        return COUNTRY_STRATA
-    usable = sorted({COUNTRY, *names} - {"run_id", "action", "reuse_run_id"})
+    usable = sorted({*names} - {"run_id", "action", "reuse_run_id"})
     raise UsageError(f"--sample-by {column}: no such column; use one of {', '.join(usable)}")
 
 
@@ -124,12 +94,8 @@ def select_sample(conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec
     if spec.size < 1:
         raise UsageError(f"--sample {spec.size}: the sample needs at least one contact")
     params = {"run_id": run_id}
-    conn.register("calling_codes", calling_codes())
-    try:
-        query = strata_sql(conn, spec.by)
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE contact_strata AS {query}", params)
-    finally:
-        conn.unregister("calling_codes")
+    query = strata_sql(conn, spec.by)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE contact_strata AS {query}", params)
     sizes = dict(conn.execute("SELECT stratum, count(*) FROM contact_strata GROUP BY 1").fetchall())
     allocation = allocate({str(k): int(v) for k, v in sizes.items()}, spec.size)
     list_contacts = sum(int(v) for v in sizes.values())
