@@ -16,7 +16,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ import duckdb
 from pipeline import ledger, steps
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
+from pipeline.db import rows_as_dicts
 from pipeline.errors import CapauditError, Interrupted, UsageError
 from pipeline.ids import new_run_id
 from pipeline.report import ReportFiles, write_report
@@ -85,36 +86,143 @@ def config_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+STEPS = ("load", "plan", "submit", "collect", "build", "report")
+# The options a run records and a resumed run (or a later step) continues with.
+RECORDED_OPTIONS = ("limit", "refresh", "deadline_seconds")
+
+
 def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunResult:
     result = RunResult(run_id=options.run_id or new_run_id(), warehouse=settings.warehouse.path)
-    with open_warehouse(
-        Path(settings.warehouse.path), preference=settings.reports.channel_preference
-    ) as conn:
+    with _warehouse(settings) as conn:
         if options.dry_run:
             return _dry_run(conn, settings, options, result)
         _check_resume(conn, result.run_id, options)
-        inputs = (
-            []
-            if options.resume
-            else [
-                ledger.file_digest(p)
-                for p in resolve_paths(options.contacts or settings.contacts.paths)
-            ]
-        )
-        ledger.start_run(conn, result.run_id, config_digest=config_digest(settings), inputs=inputs)
-        try:
-            with _signals_interrupt(result.run_id):
-                _run_steps(conn, settings, options, result, console)
-        except CapauditError as exc:
-            result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            ledger.finish_run(conn, result.run_id, result.status, exc.exit_code, str(exc))
-            raise
-        except BaseException as exc:
-            ledger.finish_run(conn, result.run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
-            raise
-        result.status = "succeeded"
-        ledger.finish_run(conn, result.run_id, result.status, 0)
+        options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
+        with _recorded(conn, result):
+            _run_steps(conn, settings, options, result, console)
     return result
+
+
+def run_step(
+    settings: Settings,
+    step: str,
+    options: RunOptions,
+    *,
+    console: bool,
+    pseudonym_key: bytes | None = None,
+) -> RunResult:
+    """One step of `run` on its own, recorded in `runs` exactly as `run` records it, so that
+    `run --resume` continues from there with the same inputs and options."""
+    assert options.run_id is not None, "a step needs the run id"
+    result = RunResult(run_id=options.run_id, warehouse=settings.warehouse.path)
+    with _warehouse(settings) as conn:
+        if step == "load" and ledger.has_requests(conn, result.run_id):
+            raise UsageError(
+                f"run {result.run_id} is already planned; loading again would lose its plan. "
+                "Start a new run id, or continue this one with capaudit run --resume"
+            )
+        if step != "load" and ledger.run_status(conn, result.run_id) is None:
+            raise UsageError(
+                f"there is no run {result.run_id} in the warehouse; start it with "
+                f"capaudit load --run-id {result.run_id} (or capaudit run)"
+            )
+        options = _begin(conn, settings, options, step)
+        with _recorded(conn, result):
+            if step == "load":
+                _load(conn, settings, options, result)
+            elif step == "plan":
+                _plan(conn, settings, options, result)
+            elif step == "submit":
+                _exchange(conn, settings, options, result, console, collect=settings.sinch.embedded)
+            elif step == "collect":
+                _collect(conn, settings, options, result, console, requery=False)
+            elif step == "build":
+                result.statuses = _timed(
+                    conn, result.run_id, "build", lambda: steps.build(conn, result.run_id)
+                )
+            else:
+                _report(conn, settings, result, pseudonym_key)
+    return result
+
+
+def _warehouse(settings: Settings) -> Any:
+    return open_warehouse(
+        Path(settings.warehouse.path), preference=settings.reports.channel_preference
+    )
+
+
+def _begin(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, step: str
+) -> RunOptions:
+    """Record the run as running with its inputs and options; returns the options to run with
+    (those given now, else those the run recorded). `step` is "run" or the single step."""
+    run_id = options.run_id or ""
+    options = _with_recorded(options, ledger.run_options(conn, run_id))
+    if step != "load" and ledger.step_done(conn, run_id, "load"):
+        if step in ("run", "plan", "submit", "collect"):  # build and report read the warehouse
+            _check_loaded(conn, run_id, options)
+        inputs: list[dict[str, Any]] = []  # keep the ones recorded at the load
+    else:
+        paths = options.contacts or ledger.run_inputs(conn, run_id) or settings.contacts.paths
+        inputs = [ledger.file_digest(p) for p in resolve_paths(paths)]
+    recorded = {name: getattr(options, name) for name in RECORDED_OPTIONS}
+    ledger.start_run(
+        conn, run_id, config_digest=config_digest(settings), inputs=inputs, options=recorded
+    )
+    return options
+
+
+def _with_recorded(options: RunOptions, recorded: dict[str, Any]) -> RunOptions:
+    """An option given now wins; one not given takes the value the run recorded."""
+    given = {name: getattr(options, name) for name in RECORDED_OPTIONS}
+    return dataclasses.replace(
+        options,
+        **{
+            name: recorded.get(name, value) if value in (None, False) else value
+            for name, value in given.items()
+        },
+    )
+
+
+def _check_loaded(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOptions) -> None:
+    """A run whose contacts are loaded continues only with those contacts, unchanged."""
+    recorded = ledger.input_digests(conn, run_id)
+    if options.contacts and {str(p) for p in resolve_paths(options.contacts)} != {
+        str(item["path"]) for item in recorded
+    }:
+        raise UsageError(
+            f"run {run_id} was loaded from {', '.join(str(i['path']) for i in recorded)}; "
+            "--contacts cannot change that now. Start a new run id for other files"
+        )
+    for item in recorded:
+        path = Path(item["path"])
+        now = ledger.file_digest(path)["sha256"] if path.is_file() else "(no such file)"
+        if now != item["sha256"]:
+            raise UsageError(
+                f"{path}: changed since run {run_id} loaded it (sha256 {item['sha256']} then, "
+                f"{now} now); the run continues only on the contacts it loaded. Restore the "
+                "file, or start a new run id"
+            )
+
+
+@contextlib.contextmanager
+def _recorded(conn: duckdb.DuckDBPyConnection, result: RunResult) -> Iterator[None]:
+    """Run steps with signals ending them as interrupted, and record how they ended: failed,
+    interrupted, incomplete (steps left to do) or succeeded (the report is written)."""
+    run_id = result.run_id
+    try:
+        with _signals_interrupt(run_id):
+            yield
+    except CapauditError as exc:
+        result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+        ledger.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
+        raise
+    except BaseException as exc:
+        result.status = "failed"
+        ledger.finish_run(conn, run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
+        raise
+    result.status = "succeeded" if ledger.step_done(conn, run_id, "report") else "incomplete"
+    ledger.finish_run(conn, run_id, result.status, 0)
 
 
 @contextlib.contextmanager
@@ -155,10 +263,16 @@ def as_dict(value: object) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def _timed(conn: duckdb.DuckDBPyConnection, run_id: str, step: str, work: Callable[[], T]) -> T:
+def _timed(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    step: str,
+    work: Callable[[], T],
+    counts: Callable[[T], dict[str, Any]] = as_dict,
+) -> T:
     started = time.monotonic()
     outcome = work()
-    ledger.record_step(conn, run_id, step, time.monotonic() - started, as_dict(outcome))
+    ledger.record_step(conn, run_id, step, time.monotonic() - started, counts(outcome))
     return outcome
 
 
@@ -171,99 +285,151 @@ def _run_steps(
 ) -> None:
     run_id = result.run_id
     if not (options.resume and ledger.step_done(conn, run_id, "load")):
-        # A resumed run whose load never finished loads the files it was started with.
-        paths = options.contacts or ledger.run_inputs(conn, run_id) or None
-        result.load = _timed(
-            conn,
-            run_id,
-            "load",
-            lambda: steps.load(conn, run_id, settings, paths, options.limit),
-        )
-    result.plan = _timed(
-        conn, run_id, "plan", lambda: steps.plan(conn, run_id, settings, refresh=options.refresh)
-    )
+        _load(conn, settings, options, result)
+    _plan(conn, settings, options, result)
     needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
         steps.outstanding_targets(conn, run_id)
     )
     if needs_sinch:
-        with sinch_session(settings) as live:
-            asyncio.run(_exchange(conn, live, options, result, console))
+        _exchange(conn, settings, options, result, console, collect=True)
     result.statuses = _timed(conn, run_id, "build", lambda: steps.build(conn, run_id))
+    _report(conn, settings, result, None)
+
+
+def _load(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+) -> None:
+    run_id = result.run_id
+    # The files recorded when the run (or its load) started: a resumed load reads the same.
+    paths = options.contacts or ledger.run_inputs(conn, run_id) or None
+    result.load = _timed(
+        conn, run_id, "load", lambda: steps.load(conn, run_id, settings, paths, options.limit)
+    )
+
+
+def _plan(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+) -> None:
+    run_id = result.run_id
+    result.plan = _timed(
+        conn, run_id, "plan", lambda: steps.plan(conn, run_id, settings, refresh=options.refresh)
+    )
+
+
+def _report(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    result: RunResult,
+    pseudonym_key: bytes | None,
+) -> None:
+    run_id = result.run_id
     result.report = _timed(
         conn,
         run_id,
         "report",
         lambda: write_report(
-            conn, run_id, Path(settings.reports.dir), trend_runs=settings.reports.trend_runs
+            conn,
+            run_id,
+            Path(settings.reports.dir),
+            trend_runs=settings.reports.trend_runs,
+            pseudonym_key=pseudonym_key,
         ),
     )
-    result.channels = [
-        dict(zip(("channel", "targets", "reachable_share"), row, strict=True))
-        for row in conn.execute(
-            "SELECT channel, targets, reachable_share FROM reachability WHERE run_id = $r "
-            "ORDER BY channel",
-            {"r": run_id},
-        ).fetchall()
-    ]
+    result.channels = reachability(conn, run_id)
 
 
-async def _exchange(
+def reachability(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The run's `reachability` rows, one per channel."""
+    return rows_as_dicts(
+        conn.execute("SELECT * FROM reachability WHERE run_id = $r ORDER BY channel", {"r": run_id})
+    )
+
+
+def _exchange(
     conn: duckdb.DuckDBPyConnection,
     settings: Settings,
     options: RunOptions,
     result: RunResult,
     console: bool,
+    *,
+    collect: bool,
 ) -> None:
-    """Submit, then collect; SIGTERM/SIGINT stop sending and end the run as resumable."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    for signum in previous:
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await register_webhook(settings)
-        started = time.monotonic()
-        result.submit = await steps.submit(
-            conn, result.run_id, settings, stop=stop, console=console
-        )
-        ledger.record_step(
+    """Submit, then (with `collect`) collect while the Sinch session lasts; SIGTERM/SIGINT stop
+    sending and end the run as resumable."""
+    run_id = result.run_id
+    with sinch_session(settings) as live:
+        asyncio.run(register_webhook(live))
+        stop = asyncio.Event()
+        result.submit = _timed(
             conn,
-            result.run_id,
+            run_id,
             "submit",
-            time.monotonic() - started,
-            dataclasses.asdict(result.submit),
+            lambda: _until_signal(
+                stop, steps.submit(conn, run_id, live, stop=stop, console=console)
+            ),
         )
         if stop.is_set():
             raise Interrupted(
                 f"stopped by a signal; {result.submit.not_sent:,} requests not sent yet. "
-                f"Continue with: capaudit run --resume --run-id {result.run_id}"
+                f"Continue with: capaudit run --resume --run-id {run_id}"
             )
-        started = time.monotonic()
-        result.collect = await steps.collect(
-            conn,
-            result.run_id,
-            settings,
-            stop=stop,
-            deadline_seconds=options.deadline_seconds,
-            console=console,
-            requery=True,
+        if collect:
+            _collect(conn, live, options, result, console, requery=True)
+
+
+def _collect(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
+    *,
+    requery: bool,
+) -> None:
+    """Collect callbacks; with `requery` (a live Sinch session) transient failures are asked
+    once more."""
+    run_id = result.run_id
+    stop = asyncio.Event()
+    work = steps.collect(
+        conn,
+        run_id,
+        settings,
+        stop=stop,
+        deadline_seconds=options.deadline_seconds,
+        console=console,
+        requery=requery,
+    )
+    result.collect = _timed(
+        conn,
+        run_id,
+        "collect",
+        lambda: _until_signal(stop, work),
+        lambda summary: {"outstanding": summary.outstanding},
+    )
+    if stop.is_set():
+        raise Interrupted(
+            f"stopped while collecting callbacks; continue with: "
+            f"capaudit run --resume --run-id {run_id}"
         )
-        ledger.record_step(
-            conn,
-            result.run_id,
-            "collect",
-            time.monotonic() - started,
-            {"outstanding": result.collect.outstanding},
-        )
-        if stop.is_set():
-            raise Interrupted(
-                f"stopped while collecting callbacks; continue with: "
-                f"capaudit run --resume --run-id {result.run_id}"
-            )
-    finally:
-        for signum, handler in previous.items():
-            loop.remove_signal_handler(signum)
-            signal.signal(signum, handler)  # asyncio leaves the default behind
+
+
+def _until_signal(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in an event loop where SIGTERM/SIGINT set `stop` (the step then ends
+    gracefully, its outcomes recorded) instead of raising."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for signum in previous:
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            return await work
+        finally:
+            for signum, handler in previous.items():
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, handler)  # asyncio leaves the default behind
+
+    return asyncio.run(main())
 
 
 async def register_webhook(settings: Settings) -> None:

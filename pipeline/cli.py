@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline import __version__, audit, steps
+from pipeline import __version__, audit
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, UsageError
 from pipeline.logs import configure_logging, use_console
 from pipeline.settings import DEFAULT_CONFIG, Settings, load_settings
@@ -120,21 +120,7 @@ def run(
     if dry_run:
         console.print_plan(result)
         return
-    with _warehouse(settings, lock=False) as conn:
-        rows = conn.execute(
-            "SELECT * FROM reachability WHERE run_id = $r ORDER BY channel", {"r": result.run_id}
-        )
-        names = [d[0] for d in rows.description or []]
-        by_channel = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
-    console.print_run(result, by_channel)
-
-
-def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
-    from pipeline.warehouse import open_warehouse
-
-    return open_warehouse(
-        Path(settings.warehouse.path), lock=lock, preference=settings.reports.channel_preference
-    )
+    console.print_run(result, result.channels)
 
 
 @main.command()
@@ -217,6 +203,18 @@ def simulate(
 # -- the steps of `run`, one at a time ----------------------------------------------------------
 
 
+def _step(config_path: Path, step: str, options: audit.RunOptions, **extra: Any) -> audit.RunResult:
+    """Run one step of `run`, recorded in the run's record; returns the run's result."""
+    settings = settings_for(config_path)
+    key = extra.pop("pseudonymise", False)
+    if key:
+        from pipeline.pseudonyms import pseudonym_key
+
+        extra["pseudonym_key"] = pseudonym_key(settings.secrets.pseudonym_key)
+    console = use_console(settings.logging.format)
+    return audit.run_step(settings, step, options, console=console, **extra)
+
+
 @main.command()
 @config_option
 @run_id_option()
@@ -230,17 +228,8 @@ def load(config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int |
     Example:
       capaudit load --run-id r1 --contacts data/sample/contacts.csv
     """
-    settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        planned = conn.execute("SELECT count(*) FROM requests WHERE run_id = $r", {"r": run_id})
-        if (planned.fetchone() or (0,))[0]:
-            raise UsageError(
-                f"run {run_id} is already planned; loading again would lose its plan. "
-                "Start a new run id, or continue this one with capaudit run --resume"
-            )
-        _ensure_run(conn, run_id, settings)
-        summary = steps.load(conn, run_id, settings, contacts or None, limit)
-    _print_json(summary)
+    options = audit.RunOptions(run_id, contacts, limit=limit)
+    _print_json(_step(config_path, "load", options).load)
 
 
 @main.command()
@@ -255,9 +244,7 @@ def plan(config_path: Path, run_id: str, refresh: bool) -> None:
     Example:
       capaudit plan --run-id r1
     """
-    settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        _print_json(steps.plan(conn, run_id, settings, refresh=refresh))
+    _print_json(_step(config_path, "plan", audit.RunOptions(run_id, refresh=refresh)).plan)
 
 
 @main.command()
@@ -268,25 +255,13 @@ def submit(config_path: Path, run_id: str) -> None:
     """Send the run's planned requests (paced, retried, recorded in the ledger).
 
     With the embedded simulator, it also waits for the callbacks, since the simulator stops
-    with the command.
+    with the command. SIGTERM or Ctrl-C stop sending (exit 3; continue with run --resume).
 
     \b
     Example:
       capaudit submit --run-id r1
     """
-    settings = settings_for(config_path)
-    console = use_console(settings.logging.format)
-    with _warehouse(settings) as conn, audit.sinch_session(settings) as live:
-        stop = asyncio.Event()
-
-        async def work() -> Any:
-            await audit.register_webhook(live)
-            summary = await steps.submit(conn, run_id, live, stop=stop, console=console)
-            if settings.sinch.embedded:
-                await steps.collect(conn, run_id, live, stop=stop, console=console, requery=True)
-            return summary
-
-        _print_json(asyncio.run(work()))
+    _print_json(_step(config_path, "submit", audit.RunOptions(run_id)).submit)
 
 
 @main.command()
@@ -301,20 +276,8 @@ def collect(config_path: Path, run_id: str, deadline: float | None) -> None:
     Example:
       capaudit collect --run-id r1 --deadline 60
     """
-    settings = settings_for(config_path)
-    console = use_console(settings.logging.format)
-    with _warehouse(settings) as conn:
-        summary = asyncio.run(
-            steps.collect(
-                conn,
-                run_id,
-                settings,
-                deadline_seconds=deadline,
-                stop=asyncio.Event(),
-                console=console,
-            )
-        )
-    _print_json(summary)
+    options = audit.RunOptions(run_id, deadline_seconds=deadline)
+    _print_json(_step(config_path, "collect", options).collect)
 
 
 @main.command()
@@ -328,9 +291,7 @@ def build(config_path: Path, run_id: str) -> None:
     Example:
       capaudit build --run-id r1
     """
-    settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        _print_json(steps.build(conn, run_id))
+    _print_json(_step(config_path, "build", audit.RunOptions(run_id)).statuses)
 
 
 @main.command()
@@ -350,15 +311,9 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
       capaudit report --run-id r1
       CAPAUDIT_PSEUDONYM_KEY=... capaudit report --run-id r1 --pseudonymise
     """
-    from pipeline.pseudonyms import pseudonym_key
-    from pipeline.report import write_report
-
-    settings = settings_for(config_path)
-    key = pseudonym_key(settings.secrets.pseudonym_key) if pseudonymise else None
-    with _warehouse(settings) as conn:
-        files = write_report(conn, run_id, Path(settings.reports.dir),
-                             trend_runs=settings.reports.trend_runs, pseudonym_key=key)  # fmt: skip
-    click.echo(str(files.index))
+    options = audit.RunOptions(run_id)
+    files = _step(config_path, "report", options, pseudonymise=pseudonymise).report
+    click.echo(str(files.index if files else ""))
 
 
 # -- operations ---------------------------------------------------------------------------------
@@ -485,22 +440,10 @@ def purge(config_path: Path, days: float, dry_run: bool) -> None:
     Example:
       capaudit purge --older-than 90 --dry-run
     """
-    from pipeline.retention import purge as purge_old
+    from pipeline.retention import purge_configured
 
     settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        summary = purge_old(conn, older_than_days=days, dry_run=dry_run,
-                            landing_dir=Path(settings.receiver.landing_dir),
-                            reports_dir=Path(settings.reports.dir))  # fmt: skip
-    _print_json(summary)
-
-
-def _ensure_run(conn: Any, run_id: str, settings: Settings) -> None:
-    from pipeline import ledger
-
-    exists = conn.execute("SELECT 1 FROM runs WHERE run_id = $r", {"r": run_id}).fetchone()
-    if not exists:
-        ledger.start_run(conn, run_id, config_digest=audit.config_digest(settings), inputs=[])
+    _print_json(purge_configured(settings, older_than_days=days, dry_run=dry_run))
 
 
 def _print_json(value: object) -> None:

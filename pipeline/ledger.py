@@ -361,22 +361,26 @@ def start_run(
     *,
     config_digest: str,
     inputs: list[dict[str, Any]],
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Record the run as running; a resumed run keeps its first start time."""
+    """Record the run as running; a resumed run keeps its first start time, and its inputs and
+    options unless new ones are given."""
     conn.execute(
         """
         INSERT INTO runs (run_id, started_at, status, capaudit_version, config_digest, inputs,
-            counts, durations)
-        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, '{}', '{}')
+            options, counts, durations)
+        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, $options, '{}', '{}')
         ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
             exit_code = NULL, error = NULL, capaudit_version = $version, config_digest = $digest,
-            inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END
+            inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END,
+            options = CASE WHEN $options = '{}' THEN runs.options ELSE $options END
         """,
         {
             "run_id": run_id,
             "version": __version__,
             "digest": config_digest,
             "inputs": json.dumps(inputs),
+            "options": json.dumps(options or {}),
         },
     )
 
@@ -422,8 +426,35 @@ def step_done(conn: duckdb.DuckDBPyConnection, run_id: str, step: str) -> bool:
 
 def run_inputs(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, ...]:
     """The contact files the run was started with."""
-    row = conn.execute("SELECT inputs FROM runs WHERE run_id = $run_id", {"run_id": run_id})
+    return tuple(str(item["path"]) for item in input_digests(conn, run_id))
+
+
+def input_digests(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The run's contact files as recorded: path, sha256, bytes."""
+    found: list[dict[str, Any]] = _run_json(conn, run_id, "inputs") or []
+    return found
+
+
+def run_options(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """The options the run was started (or its steps were run) with."""
+    found: dict[str, Any] = _run_json(conn, run_id, "options") or {}
+    return found
+
+
+def run_status(conn: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE run_id = $run_id", {"run_id": run_id})
     found = row.fetchone()
-    if not found or not found[0]:
-        return ()
-    return tuple(str(item["path"]) for item in json.loads(found[0]))
+    return str(found[0]) if found else None
+
+
+def _run_json(conn: duckdb.DuckDBPyConnection, run_id: str, column: str) -> Any:
+    row = conn.execute(f"SELECT {column} FROM runs WHERE run_id = $run_id", {"run_id": run_id})
+    found = row.fetchone()
+    return json.loads(found[0]) if found and found[0] else None
+
+
+def has_requests(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether the run was planned (it has requests in the ledger)."""
+    return (
+        _count(conn, "SELECT count(*) FROM requests WHERE run_id = $run_id", {"run_id": run_id}) > 0
+    )

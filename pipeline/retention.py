@@ -18,6 +18,8 @@ from pathlib import Path
 import duckdb
 
 from pipeline.landing.segments import list_segments
+from pipeline.settings import Settings
+from pipeline.warehouse import open_warehouse
 
 RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
               "reasons", "capability_changes")  # fmt: skip
@@ -64,6 +66,20 @@ def purge(
     for name in summary.segments:
         (landing_dir / name).unlink(missing_ok=True)
     return summary
+
+
+def purge_configured(settings: Settings, *, older_than_days: float, dry_run: bool) -> PurgeSummary:
+    """`purge` on the configured warehouse, landing directory and reports directory."""
+    with open_warehouse(
+        Path(settings.warehouse.path), preference=settings.reports.channel_preference
+    ) as conn:
+        return purge(
+            conn,
+            older_than_days=older_than_days,
+            dry_run=dry_run,
+            landing_dir=Path(settings.receiver.landing_dir),
+            reports_dir=Path(settings.reports.dir),
+        )
 
 
 def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None:

@@ -33,11 +33,12 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY,
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ,
-    status VARCHAR NOT NULL,              -- running / succeeded / failed / interrupted
+    status VARCHAR NOT NULL,              -- running / incomplete / succeeded / failed / interrupted
     exit_code INTEGER,
     capaudit_version VARCHAR,
     config_digest VARCHAR,
     inputs JSON,                          -- [{"path": ..., "sha256": ..., "bytes": ...}]
+    options JSON,                         -- {"limit": ..., "refresh": ..., "deadline_seconds": ...}
     counts JSON,                          -- per step
     durations JSON,                       -- seconds per step
     error VARCHAR
@@ -239,6 +240,8 @@ def ensure_schema(
 ) -> None:
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
+    # Warehouses made before `runs.options` existed get the column (NULL: no options recorded).
+    conn.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS options JSON")
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
