@@ -7,6 +7,7 @@ Exit codes (DESIGN §4): 0 success, 1 the run failed, 2 bad usage, config or inp
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -145,7 +146,7 @@ def serve(
     Example:
       CAPAUDIT_WEBHOOK_SECRET=... capaudit serve --port 8751 --landing-dir data/landing
     """
-    from pipeline.receiver import ReceiverConfig, create_app
+    from pipeline.receiver import create_app
     from pipeline.services import die_with_parent, serve_asgi
 
     die_with_parent()
@@ -153,9 +154,8 @@ def serve(
     receiver = settings.receiver
     overrides: dict[str, Any] = {"insecure": insecure or receiver.insecure}
     if landing_dir is not None:
-        overrides["landing_dir"] = landing_dir
-    config = ReceiverConfig.from_settings(receiver, settings.secrets.webhook_secrets, **overrides)
-    app = create_app(config)
+        overrides["landing_dir"] = str(landing_dir)
+    app = create_app(dataclasses.replace(receiver, **overrides), settings.secrets.webhook_secrets)
     serve_asgi(app, host=host or receiver.host, port=port or receiver.port, fd=fd)
 
 

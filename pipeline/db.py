@@ -7,7 +7,7 @@ with transaction(conn):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -25,14 +25,19 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def sql_literal(value: str | bool | Sequence[str]) -> str:
-    """A value written into SQL where a parameter cannot go (a list the planner prunes by, a
-    view's body, a file path in COPY): `'it''s'`, `true`, `('a', 'b')` (`(NULL)` when empty)."""
+def sql_literal(value: str | bool | tuple[str, ...] | list[str]) -> str:
+    """A constant written into SQL where a parameter cannot go, or where the planner should
+    see the value (to prune by it, or to fold it away). As in Python: a str is `'it''s'`, a
+    bool `true`, a tuple the list of an IN, `('a', 'b')` (`(NULL)` when empty, matching
+    nothing), a list a VARCHAR list, `['a', 'b']::VARCHAR[]`."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
-    return "(" + (", ".join(sql_literal(v) for v in value) or "NULL") + ")"
+    items = ", ".join(sql_literal(v) for v in value)
+    if isinstance(value, list):
+        return f"[{items}]::VARCHAR[]"
+    return f"({items or 'NULL'})"
 
 
 def rows_as_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

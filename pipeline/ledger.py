@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import __version__
+from pipeline.db import sql_literal
 from pipeline.settings import FreshnessSettings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
 
@@ -71,10 +72,6 @@ class PlanSummary:
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def _quoted(values: Sequence[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
 def mark_reuse(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -97,7 +94,7 @@ def mark_reuse(
     ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
     if freshness.channels:
         overrides = " ".join(
-            f"WHEN '{channel}' THEN INTERVAL ({float(days) * 86400}) SECOND"
+            f"WHEN {sql_literal(channel)} THEN INTERVAL ({float(days) * 86400}) SECOND"
             for channel, days in freshness.channels.items()
         )
         ttl = f"CASE c.channel {overrides} ELSE {ttl} END"
@@ -108,8 +105,8 @@ def mark_reuse(
             SELECT c.contact_key, c.channel, c.identity, arg_max(c.run_id, c.checked_at) AS run_id
             FROM capability c
             WHERE c.run_id <> $run_id
-              AND c.status IN ({_quoted(SINCH_STATUSES)})
-              AND coalesce(c.reason_code, '') NOT IN ({_quoted(sorted(TRANSIENT_REASONS))})
+              AND c.status IN {sql_literal(tuple(SINCH_STATUSES))}
+              AND coalesce(c.reason_code, '') NOT IN {sql_literal(tuple(sorted(TRANSIENT_REASONS)))}
               AND c.checked_at >= $now - {ttl}
             GROUP BY ALL
         ) fresh
@@ -155,7 +152,7 @@ FROM targets t
 JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key AND r.requery_of IS NULL
 JOIN notifications n ON n.request_id = r.request_id AND n.channel IN (t.channel, '')
 WHERE t.run_id = $run_id AND t.action = 'query'
-  AND n.reason_code IN ({_quoted(sorted(TRANSIENT_REASONS))})
+  AND n.reason_code IN {sql_literal(tuple(sorted(TRANSIENT_REASONS)))}
   AND NOT EXISTS (SELECT 1 FROM requests q WHERE q.run_id = $run_id AND q.requery_of = r.request_id)
 """
 

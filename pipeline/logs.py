@@ -14,7 +14,9 @@ import re
 import sys
 from datetime import UTC, datetime
 
-DIGIT_RUN = re.compile(r"\+?\d[\d \-]{6,}\d")
+# A run of digits that may be a phone number; the report masks it in SQL (RE2 reads it alike).
+PHONE_PATTERN = r"\+?\d[\d \-]{6,}\d"
+DIGIT_RUN = re.compile(PHONE_PATTERN)
 QUIET_LOGGERS = ("httpx", "httpcore", "uvicorn.access", "aiohttp.access")
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 
 from pipeline import charts
+from pipeline.db import rows_as_dicts, sql_literal
+from pipeline.logs import PHONE_PATTERN
 from pipeline.pseudonyms import hmac_sql
 from pipeline.sinch.models import ALL_STATUSES
 
@@ -45,7 +47,7 @@ def channel_columns(pseudonym_key: bytes | None) -> str:
         return f"{', '.join(IDENTIFYING)}, {OTHER_COLUMNS}"
     identifying = ", ".join(f"{hmac_sql(c, pseudonym_key)} AS {c}" for c in IDENTIFYING)
     others = OTHER_COLUMNS.replace(
-        "error", r"regexp_replace(error, '\+?\d[\d \-]{6,}\d', '***', 'g') AS error"
+        "error", f"regexp_replace(error, {sql_literal(PHONE_PATTERN)}, '***', 'g') AS error"
     )
     return f"{identifying}, {others}"
 
@@ -65,7 +67,7 @@ def write_report(
     params = {"run_id": run_id}
     conn.execute(
         f"COPY (SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id "
-        f"ORDER BY channel) TO '{_sql_path(out / 'reachability.csv')}' (HEADER)",
+        f"ORDER BY channel) TO {sql_literal(str(out / 'reachability.csv'))} (HEADER)",
         params,
     )
     channels = [
@@ -77,11 +79,14 @@ def write_report(
     for channel in channels:
         query = (
             f"SELECT {channel_columns(pseudonym_key)} FROM capability "
-            f"WHERE run_id = $run_id AND channel = '{channel}' ORDER BY 1"
+            "WHERE run_id = $run_id AND channel = $channel ORDER BY 1"
         )
         for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
             path = out / "channels" / f"{channel}.{fmt}"
-            conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
+            conn.execute(
+                f"COPY ({query}) TO {sql_literal(str(path))} ({options})",
+                params | {"channel": channel},
+            )
     summary = report_summary(conn, run_id, trend_runs)
     summary["outputs"] = {"directory": str(out), "channels": channels}
     summary_path = out / "summary.json"
@@ -91,16 +96,10 @@ def write_report(
     return ReportFiles(out, index, summary_path)
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def _rows(
     conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return rows_as_dicts(conn.execute(sql, params))
 
 
 def report_summary(conn: duckdb.DuckDBPyConnection, run_id: str, trend_runs: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.db import transaction
 from pipeline.landing.segments import list_segments
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
@@ -84,8 +85,7 @@ def purge_configured(settings: Settings, *, older_than_days: float, dry_run: boo
 
 def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None:
     runs = {"runs": summary.runs}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table in (*RUN_TABLES, "runs"):
             row = conn.execute(
                 f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($runs))", runs
@@ -96,10 +96,6 @@ def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None
             "(SELECT 1 FROM requests r WHERE r.request_id = n.request_id)"
         ).fetchone()
         summary.rows["notifications"] = int(row[0]) if row else 0
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _old_segments(

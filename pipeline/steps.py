@@ -76,10 +76,7 @@ def plan(
     conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, *, refresh: bool = False
 ) -> ledger.PlanSummary:
     now = datetime.now(UTC)
-    has_requests = conn.execute(
-        "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
-    ).fetchone()
-    if not (has_requests and has_requests[0]):  # on resume the plan stands as it was
+    if not ledger.has_requests(conn, run_id):  # on resume the plan stands as it was
         ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
     created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
     summary = ledger.plan_summary(conn, run_id)
@@ -363,10 +360,7 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
             {"run_id": run_id},
         ).fetchall()
     ]
-    sent = conn.execute(
-        "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
-    ).fetchone()
-    nothing_sent = not (sent and sent[0])
+    nothing_sent = not ledger.has_requests(conn, run_id)
     run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "

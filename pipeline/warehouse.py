@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.db import sql_literal, transaction
 from pipeline.errors import RunLocked, WarehouseError
 
 SCHEMA_VERSION = 1
@@ -244,8 +245,7 @@ def ensure_schema(
     conn.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS options JSON")
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
-    ranked = "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in preference)
-    ranked += "]::VARCHAR[]"
+    ranked = sql_literal([c.upper() for c in preference])
     for view in _model_files("views"):
         # Views take no parameters: the preference is written into the view's SQL.
         conn.execute(view.read_text(encoding="utf-8").replace("$preference", ranked))
@@ -254,15 +254,6 @@ def ensure_schema(
 def _model_files(layer: str) -> list[Any]:
     folder = resources.files("pipeline") / "sql" / layer
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
-
-
-def sql_constant(value: Sequence[str] | bool) -> str:
-    """A constant written into SQL: `true`/`false`, or a list `('a', 'b')`. Unlike a
-    parameter, the planner can prune by it and fold it away."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in value)
-    return f"({quoted})" if value else "(NULL)"
 
 
 def run_models(
@@ -278,13 +269,8 @@ def run_models(
     the SQL as a constant)."""
     try:
         _execute_layer(conn, "staging", run_id, constants or {})
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             _execute_layer(conn, "marts", run_id, constants or {})
-            conn.execute("COMMIT")
-        except duckdb.Error:
-            conn.execute("ROLLBACK")
-            raise
     except duckdb.Error as exc:
         raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
     finally:
@@ -301,7 +287,8 @@ def _execute_layer(
     for model in _model_files(layer):
         sql = model.read_text(encoding="utf-8")
         for name, value in constants.items():
-            sql = sql.replace(f"${name}", sql_constant(value))
+            literal = sql_literal(value if isinstance(value, bool) else tuple(value))
+            sql = sql.replace(f"${name}", literal)
         for statement in _statements(sql):
             conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from pipeline.contacts.phones import normalise_phones
 from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources
+from pipeline.db import sql_literal, transaction
 from pipeline.errors import InputFileError
 from pipeline.settings import ContactsSettings
 from pipeline.sinch.models import CHANNELS, PHONE_CHANNELS
@@ -81,13 +82,9 @@ def load_contacts(
     summary = LoadSummary()
     _stage(conn, paths or settings.paths, column_names(settings), summary)
     _validate(conn, settings)
-    conn.execute("BEGIN TRANSACTION")
     try:
-        _write(conn, run_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            _write(conn, run_id)
     finally:
         for table in ("staged", "staged_files", "phones", "phones_normalised", "decided"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -173,8 +170,8 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
         FROM tidy t LEFT JOIN {normalised} p ON p.raw = t.ident
     """)
     # 3. Expand accepted rows to one candidate target per channel asked.
-    wide = _list_sql(settings.phone_channels)
-    by_id = _list_sql(settings.contact_id_channels)
+    wide = sql_literal([c.upper() for c in settings.phone_channels])
+    by_id = sql_literal([c.upper() for c in settings.contact_id_channels])
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW candidates AS
         SELECT file_index, source, row_number, cid AS contact_id,
@@ -186,10 +183,6 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
             norm_identity AS identity
         FROM decided WHERE reason IS NULL
     """)
-
-
-def _list_sql(values: Sequence[str]) -> str:
-    return "[" + ", ".join(f"'{v.upper()}'" for v in values) + "]::VARCHAR[]"
 
 
 def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:

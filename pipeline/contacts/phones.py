@@ -25,6 +25,8 @@ import pyarrow as pa
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
+from pipeline.db import sql_literal
+
 INVALID_PHONE = "invalid_phone"
 PHONE_WITHOUT_COUNTRY = "phone_without_country"
 NUMBER_TYPES = (
@@ -79,14 +81,10 @@ def trunk_rule(region: str) -> tuple[str, str] | None:
     return str(metadata.country_code), prefix
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _validity_case(number: str, code: str) -> str:
     """A CASE that matches `number` against the pattern of the country code in `code`."""
     whens = "\n".join(
-        f"    WHEN {_sql_literal(cc)} THEN regexp_full_match({number}, {_sql_literal(p)})"
+        f"    WHEN {sql_literal(cc)} THEN regexp_full_match({number}, {sql_literal(p)})"
         for cc, p in sorted(country_patterns().items())
     )
     return f"CASE {code}\n{whens}\n    ELSE false END"
@@ -97,8 +95,8 @@ def _code_length(digits: str) -> str:
     codes = country_patterns()
     branches = []
     for length in (1, 2, 3):
-        listed = ", ".join(_sql_literal(c) for c in sorted(codes) if len(c) == length)
-        branches.append(f"WHEN substr({digits}, 1, {length}) IN ({listed}) THEN {length}")
+        listed = sql_literal(tuple(c for c in sorted(codes) if len(c) == length))
+        branches.append(f"WHEN substr({digits}, 1, {length}) IN {listed} THEN {length}")
     return "CASE " + " ".join(branches) + " END"
 
 
@@ -109,12 +107,12 @@ def fast_path_sql(table: str, default_region: str) -> str:
     if rule is not None:
         code, prefix = rule
         strip = (
-            f"CASE WHEN starts_with(cleaned, {_sql_literal(prefix)}) "
+            f"CASE WHEN starts_with(cleaned, {sql_literal(prefix)}) "
             f"THEN substr(cleaned, {len(prefix) + 1}) ELSE cleaned END"
             if prefix
             else "cleaned"
         )
-        national = f"{_sql_literal(code)} || ({strip})"
+        national = f"{sql_literal(code)} || ({strip})"
     return f"""
     WITH cleaned AS (
         SELECT raw, regexp_replace(raw, '{SEPARATORS}', '', 'g') AS cleaned FROM {table}

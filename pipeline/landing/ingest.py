@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import duckdb
 
+from pipeline.db import transaction
 from pipeline.errors import WarehouseError
 from pipeline.landing.segments import CLOSED_SUFFIX, Segment, complete_end, list_segments
 from pipeline.sinch.models import PHONE_CHANNELS
@@ -69,15 +70,10 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
                         "SELECT segment_id, count(*) FROM landed GROUP BY segment_id"
                     ).fetchall()
                 )
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 if files:
                     _merge(conn, stats)
                 _advance_offsets(conn, slices, lines)
-                conn.execute("COMMIT")
-            except duckdb.Error:
-                conn.execute("ROLLBACK")
-                raise
         except duckdb.Error as exc:
             raise WarehouseError(f"ingesting landing segments from {landing_dir}: {exc}") from exc
     return stats
