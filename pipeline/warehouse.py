@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -285,12 +286,23 @@ def _execute_layer(
     constants: dict[str, Sequence[str] | bool],
 ) -> None:
     for model in _model_files(layer):
-        sql = model.read_text(encoding="utf-8")
-        for name, value in constants.items():
-            literal = sql_literal(value if isinstance(value, bool) else tuple(value))
-            sql = sql.replace(f"${name}", literal)
+        sql = with_constants(model.read_text(encoding="utf-8"), constants)
         for statement in _statements(sql):
             conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
+
+
+def with_constants(sql: str, constants: dict[str, Sequence[str] | bool]) -> str:
+    """`sql` with each `$name` of `constants` written as a constant (a list as an IN list);
+    whole names only (`$reuse` leaves `$reuse_runs` alone), other `$names` stay parameters."""
+
+    def literal(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in constants:
+            return match.group(0)
+        value = constants[name]
+        return sql_literal(value if isinstance(value, bool) else tuple(value))
+
+    return re.sub(r"\$(\w+)", literal, sql)
 
 
 def _statements(sql: str) -> list[str]:

@@ -192,3 +192,13 @@ def test_several_answers_for_one_channel_give_one_row(conn: duckdb.DuckDBPyConne
         ("46700000041", "CAPABILITY_FULL")
     ]  # fmt: skip
     assert_contracts(conn)
+
+
+def test_constants_replace_whole_names_only() -> None:
+    from pipeline.warehouse import with_constants
+
+    sql = "run_id = $run_id AND x IN $reuse_runs AND $reuse AND y = $reused"
+    constants: dict[str, list[str] | bool] = {"reuse": True, "reuse_runs": ["r1"], "run": False}
+    assert with_constants(sql, constants) == (
+        "run_id = $run_id AND x IN ('r1') AND true AND y = $reused"
+    )
