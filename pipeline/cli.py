@@ -427,8 +427,13 @@ def check(config_path: Path) -> None:
 
 @main.command()
 @config_option
-@click.option("--older-than", "days", type=click.FloatRange(min=0), required=True,
-              help="Remove runs and landing segments older than this many days.")  # fmt: skip
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Remove runs and landing segments older than this many days.",
+)
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @handle_errors
 def purge(config_path: Path, days: float, dry_run: bool) -> None:

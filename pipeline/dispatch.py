@@ -162,8 +162,9 @@ class Dispatcher:
             return outcome(state=FAILED, http_status=status, error=answer.error_text())
         if attempt >= self.settings.max_attempts:
             error = answer.error_text() if answer is not None else problem
-            return outcome(state=FAILED, http_status=status,
-                           error=f"gave up after {attempt} attempts: {error}")  # fmt: skip
+            return outcome(
+                state=FAILED, http_status=status, error=f"gave up after {attempt} attempts: {error}"
+            )
         return None
 
     async def _attempt(self, request: PendingRequest) -> tuple[QueryAnswer | None, float, str]:

@@ -218,8 +218,13 @@ def callback_lag(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, floa
         {"run_id": run_id},
     ).fetchone()
     if not row or not row[2]:
-        return {"callbacks": 0, "p50_seconds": None, "p95_seconds": None,
-                "callbacks_per_second": None, "queries_per_second": None}  # fmt: skip
+        return {
+            "callbacks": 0,
+            "p50_seconds": None,
+            "p95_seconds": None,
+            "callbacks_per_second": None,
+            "queries_per_second": None,
+        }
     callbacks, span, requests, sending = int(row[2]), row[3] or 0.0, int(row[4]), row[5] or 0.0
     return {
         "callbacks": callbacks,

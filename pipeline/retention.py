@@ -22,8 +22,27 @@ from pipeline.landing.segments import list_segments
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
 
-RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
-              "reasons", "capability_changes")  # fmt: skip
+RUN_TABLES = (
+    "targets",
+    "rejects",
+    "requests",
+    "request_events",
+    "capability",
+    "reachability",
+    "reasons",
+    "capability_changes",
+)
+
+# Runs started before the cutoff, except the newest successful one and any whose answers a kept
+# run reuses (its rebuild would need them).
+OLD_RUNS = """
+SELECT run_id FROM runs WHERE started_at < $cutoff AND run_id <> coalesce(
+    (SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1), '')
+  AND run_id NOT IN (SELECT DISTINCT reuse_run_id FROM targets t
+                     JOIN runs r USING (run_id)
+                     WHERE r.started_at >= $cutoff AND reuse_run_id IS NOT NULL)
+ORDER BY started_at
+"""
 
 
 @dataclass
@@ -45,19 +64,8 @@ def purge(
 ) -> PurgeSummary:
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     summary = PurgeSummary(dry_run=dry_run)
-    summary.runs = [str(r[0]) for r in conn.execute(
-        """
-        SELECT run_id FROM runs WHERE started_at < $cutoff AND run_id <> coalesce(
-            (SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),
-            '')
-          -- a kept run may reuse this run's answers: its rebuild would need them
-          AND run_id NOT IN (SELECT DISTINCT reuse_run_id FROM targets t
-                             JOIN runs r USING (run_id)
-                             WHERE r.started_at >= $cutoff AND reuse_run_id IS NOT NULL)
-        ORDER BY started_at
-        """,
-        {"cutoff": cutoff},
-    ).fetchall()]  # fmt: skip
+    rows = conn.execute(OLD_RUNS, {"cutoff": cutoff}).fetchall()
+    summary.runs = [str(r[0]) for r in rows]
     summary.segments = _old_segments(conn, landing_dir, cutoff)
     if dry_run:
         return summary

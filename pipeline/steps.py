@@ -207,8 +207,14 @@ async def submit(
     summary.rate_per_second = stats.sending_rate()
     summary.rate_cuts = dispatcher.pacer.rate_cuts
     summary.interrupted = stop.is_set() and summary.not_sent > 0
-    log_fields(log, "submit finished", accepted=summary.accepted, failed=summary.failed,
-               not_sent=summary.not_sent, rate=f"{summary.rate_per_second:.1f}/s")  # fmt: skip
+    log_fields(
+        log,
+        "submit finished",
+        accepted=summary.accepted,
+        failed=summary.failed,
+        not_sent=summary.not_sent,
+        rate=f"{summary.rate_per_second:.1f}/s",
+    )
     return summary
 
 
@@ -311,10 +317,16 @@ async def collect(
     summary.waited_seconds = time.monotonic() - started
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)
-    log_fields(log, "collect finished", outstanding=summary.outstanding,
-               notifications=summary.ingested.notifications_new, requeried=summary.requeried,
-               lag_p50=summary.lag.get("p50_seconds"), lag_p95=summary.lag.get("p95_seconds"),
-               deadline_passed=summary.deadline_passed)  # fmt: skip
+    log_fields(
+        log,
+        "collect finished",
+        outstanding=summary.outstanding,
+        notifications=summary.ingested.notifications_new,
+        requeried=summary.requeried,
+        lag_p50=summary.lag.get("p50_seconds"),
+        lag_p95=summary.lag.get("p95_seconds"),
+        deadline_passed=summary.deadline_passed,
+    )
     return summary
 
 
@@ -338,8 +350,10 @@ def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> 
             "callbacks arrived at %.1f/s while queries asked for %.1f/s: Sinch queues the rest "
             "(its default is 25 callbacks/s per app). Lower [dispatch] rate_per_second or raise "
             "the app's webhook rate limit; p95 callback lag %.1f s",
-            callbacks, queries * channels, lag.get("p95_seconds") or 0.0,
-        )  # fmt: skip
+            callbacks,
+            queries * channels,
+            lag.get("p95_seconds") or 0.0,
+        )
 
 
 def _add(total: IngestStats, more: IngestStats) -> None:

@@ -23,11 +23,12 @@ def two_runs(tmp_path: Path) -> Path:
     contacts = small_sample(tmp_path, 150)
     for run_id, seed in (("monday", 1), ("tuesday", 2)):
         config = write_config(
-            tmp_path / f"{run_id}.toml", tmp_path,
+            tmp_path / f"{run_id}.toml",
+            tmp_path,
             contacts={"paths": [str(contacts)]},
-            freshness={"ttl_days": 0},          # ask again: the answers are a day old
+            freshness={"ttl_days": 0},  # ask again: the answers are a day old
             simulator={"seed": seed},
-        )  # fmt: skip
+        )
         done = capaudit("run", "--config", str(config), "--run-id", run_id)
         assert done.returncode == 0, done.stderr
     return tmp_path / "reports" / "tuesday"
@@ -41,9 +42,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_another_seed_gives_changes_and_the_report_shows_them(report: Path) -> None:
     warehouse = report.parent.parent / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        changes = dict(conn.execute(
-            "SELECT change, count(*) FROM capability_changes WHERE run_id = 'tuesday' GROUP BY 1"
-        ).fetchall())  # fmt: skip
+        changes = dict(
+            conn.execute(
+                "SELECT change, count(*) FROM capability_changes WHERE run_id = 'tuesday' GROUP BY 1"
+            ).fetchall()
+        )
     assert changes.get("gained", 0) > 0
     assert changes.get("lost", 0) > 0
     summary = json.loads((report / "summary.json").read_text())
@@ -75,13 +78,24 @@ def can_unshare_network() -> bool:
 def test_headless_chromium_draws_the_charts_offline(report: Path, tmp_path: Path) -> None:
     screenshot = tmp_path / "report.png"
     command = [
-        CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+        CHROMIUM or "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
         # no network: any request would fail (and then the charts would be missing)
-        "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--window-size=1000,3000", f"--screenshot={screenshot}", (report / "index.html").as_uri(),
-    ]  # fmt: skip
+        "--proxy-server=http://127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--window-size=1000,3000",
+        f"--screenshot={screenshot}",
+        (report / "index.html").as_uri(),
+    ]
     if can_unshare_network():
         command = ["unshare", "--net", *command]  # a network namespace with no network at all
     subprocess.run(command, check=True, capture_output=True, timeout=120)

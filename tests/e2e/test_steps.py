@@ -6,22 +6,19 @@ import hashlib
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 
 from tests.conftest import (
-    REPO,
     receiver,
-    service_env,
     sim_stats,
     simulator,
     wait_for,
     write_config,
 )
 from tests.e2e.test_audit import capaudit, small_sample
-from tests.e2e.test_resume import interruptible, live_env
+from tests.e2e.test_resume import background, interruptible, live_env
 from tests.e2e.test_runs import query
 
 ALL_STEPS = {"load", "plan", "submit", "collect", "build", "report"}
@@ -103,14 +100,7 @@ def test_submit_interrupted_then_resume_sends_each_request_once(tmp_path: Path) 
         base = ["--config", str(config), "--run-id", "s1"]
         step("load", *base, "--contacts", str(contacts), env=live)
         step("plan", *base, env=live)
-        submit = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "submit", *base],
-            cwd=REPO,
-            env={**service_env(), "PATH": "/usr/bin:/bin", **live},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        submit = background("submit", *base, env=live)
         wait_for(lambda: sim_stats(sim_url)["queries_accepted"] >= 150, timeout=60)
         submit.send_signal(signal.SIGTERM)
         _, stderr = submit.communicate(timeout=60)

@@ -81,8 +81,13 @@ def test_one_token_is_shared_and_renewed_a_minute_before_expiry() -> None:
 
     async def main() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as http:
-            auth = OAuth2Auth(http, "http://auth.test/oauth2/token", Secret("id"), Secret("s"),
-                              clock=lambda: now[0])  # fmt: skip
+            auth = OAuth2Auth(
+                http,
+                "http://auth.test/oauth2/token",
+                Secret("id"),
+                Secret("s"),
+                clock=lambda: now[0],
+            )
             seen = list(await asyncio.gather(*(auth.authorization() for _ in range(50))))
             now[0] = 3600 - 61
             seen.append(await auth.authorization())

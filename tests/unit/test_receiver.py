@@ -21,12 +21,19 @@ from tests.unit.test_signing import VECTOR_BODY, VECTOR_SECRET, vector_headers
 
 
 def callback_body(request_id: str = "r1", channel: str = "SMS") -> bytes:
-    return orjson.dumps({
-        "app_id": "app", "project_id": "p", "event_time": "2026-11-25T10:00:00Z",
-        "capability_notification": {"request_id": request_id, "channel": channel,
-                                    "identity": "46701234567",
-                                    "capability_status": "CAPABILITY_FULL"},
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "app_id": "app",
+            "project_id": "p",
+            "event_time": "2026-11-25T10:00:00Z",
+            "capability_notification": {
+                "request_id": request_id,
+                "channel": channel,
+                "identity": "46701234567",
+                "capability_status": "CAPABILITY_FULL",
+            },
+        }
+    )
 
 
 @pytest.fixture
