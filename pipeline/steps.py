@@ -207,14 +207,8 @@ async def submit(
     summary.rate_per_second = stats.sending_rate()
     summary.rate_cuts = dispatcher.pacer.rate_cuts
     summary.interrupted = stop.is_set() and summary.not_sent > 0
-    log_fields(
-        log,
-        "submit finished",
-        accepted=summary.accepted,
-        failed=summary.failed,
-        not_sent=summary.not_sent,
-        rate=f"{summary.rate_per_second:.1f}/s",
-    )
+    counts = {"accepted": summary.accepted, "failed": summary.failed, "not_sent": summary.not_sent}
+    log_fields(log, "submit finished", **counts, rate=f"{summary.rate_per_second:.1f}/s")
     return summary
 
 
