@@ -16,7 +16,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import ledger, steps
+from pipeline.checks import Check, run_checks
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
 from pipeline.db import rows_as_dicts
@@ -442,6 +443,25 @@ async def register_webhook(settings: Settings) -> None:
         return
     async with SinchClient(settings.sinch, settings.secrets) as client:
         await ensure_webhook(client, settings.receiver.public_url, secret.reveal())
+
+
+def sinch_call(settings: Settings, work: Callable[[SinchClient], Awaitable[T]]) -> T:
+    """Run `work(client)` against Sinch (or the embedded simulator, started for the call)."""
+
+    async def call(live: Settings) -> T:
+        async with SinchClient(live.sinch, live.secrets) as client:
+            return await work(client)
+
+    with sinch_session(settings) as live:
+        return asyncio.run(call(live))
+
+
+def check_ready(settings: Settings) -> list[Check]:
+    """`capaudit check`; the embedded simulator gets its webhook first, as a run would."""
+    with sinch_session(settings) as live:
+        if settings.sinch.embedded:
+            asyncio.run(register_webhook(live))
+        return asyncio.run(run_checks(live))
 
 
 @contextlib.contextmanager

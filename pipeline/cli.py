@@ -6,7 +6,6 @@ Exit codes (DESIGN §4): 0 success, 1 the run failed, 2 bad usage, config or inp
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
@@ -329,18 +328,6 @@ def webhooks() -> None:
     """
 
 
-def _sinch_call(settings: Settings, work: Callable[[Any], Any]) -> Any:
-    """Run `work(client)` against Sinch (or the embedded simulator, started for the call)."""
-    from pipeline.sinch.client import SinchClient
-
-    async def call(live: Settings) -> Any:
-        async with SinchClient(live.sinch, live.secrets) as client:
-            return await work(client)
-
-    with audit.sinch_session(settings) as live:
-        return asyncio.run(call(live))
-
-
 @webhooks.command("ensure")
 @config_option
 @click.option("--target", help="The URL Sinch calls [default: [receiver] public_url].")
@@ -362,7 +349,7 @@ def webhooks_ensure(config_path: Path, target: str | None) -> None:
     if secret is None:
         raise UsageError("CAPAUDIT_WEBHOOK_SECRET must be set: callbacks are signed with it")
     url = target or settings.receiver.public_url
-    result = _sinch_call(settings, lambda client: ensure_webhook(client, url, secret.reveal()))
+    result = audit.sinch_call(settings, lambda client: ensure_webhook(client, url, secret.reveal()))
     click.echo(f"{result.action} webhook {result.webhook.get('id')} -> {url} (CAPABILITY)")
 
 
@@ -377,7 +364,7 @@ def webhooks_list(config_path: Path) -> None:
       capaudit webhooks list --config configs/sinch.toml
     """
     settings = settings_for(config_path)
-    hooks = _sinch_call(settings, lambda client: client.list_webhooks())
+    hooks = audit.sinch_call(settings, lambda client: client.list_webhooks())
     for hook in hooks:
         click.echo(f"{hook.get('id')}  {hook.get('target')}  {','.join(hook.get('triggers', []))}")
     if not hooks:
@@ -396,7 +383,7 @@ def webhooks_delete(config_path: Path, webhook_id: str) -> None:
       capaudit webhooks delete 01JDX3Q3ZK6D5R8W2N9V4T7B1M
     """
     settings = settings_for(config_path)
-    _sinch_call(settings, lambda client: client.delete_webhook(webhook_id))
+    audit.sinch_call(settings, lambda client: client.delete_webhook(webhook_id))
     click.echo(f"deleted webhook {webhook_id}")
 
 
@@ -412,13 +399,7 @@ def check(config_path: Path) -> None:
     Example:
       capaudit check --config configs/sinch.toml
     """
-    from pipeline.checks import run_checks
-
-    settings = settings_for(config_path)
-    with audit.sinch_session(settings) as live:
-        if settings.sinch.embedded:
-            asyncio.run(audit.register_webhook(live))
-        results = asyncio.run(run_checks(live))
+    results = audit.check_ready(settings_for(config_path))
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<9} {result.detail}")
     if not all(result.ok for result in results):
