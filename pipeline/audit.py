@@ -30,6 +30,7 @@ from pipeline.contacts.sources import resolve_paths
 from pipeline.db import rows_as_dicts
 from pipeline.errors import CapauditError, Interrupted, UsageError
 from pipeline.ids import new_run_id
+from pipeline.progress import StepProgress
 from pipeline.report import ReportFiles, write_report
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
@@ -64,6 +65,7 @@ class RunResult:
     statuses: dict[str, int] = field(default_factory=dict)
     report: ReportFiles | None = None
     channels: list[dict[str, Any]] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
     estimate: dict[str, float] = field(default_factory=dict)
     warehouse: str = ""
 
@@ -130,19 +132,17 @@ def run_step(
         options = _begin(conn, settings, options, step)
         with _recorded(conn, result):
             if step == "load":
-                _load(conn, settings, options, result)
+                _load(conn, settings, options, result, console)
             elif step == "plan":
-                _plan(conn, settings, options, result)
+                _plan(conn, settings, options, result, console)
             elif step == "submit":
                 _exchange(conn, settings, options, result, console, collect=settings.sinch.embedded)
             elif step == "collect":
                 _collect(conn, settings, options, result, console, requery=False)
             elif step == "build":
-                result.statuses = _timed(
-                    conn, result.run_id, "build", lambda: steps.build(conn, result.run_id)
-                )
+                _build(conn, result, console)
             else:
-                _report(conn, settings, result, pseudonym_key)
+                _report(conn, settings, result, console, pseudonym_key)
     return result
 
 
@@ -224,6 +224,7 @@ def _recorded(conn: duckdb.DuckDBPyConnection, result: RunResult) -> Iterator[No
         raise
     result.status = "succeeded" if ledger.step_done(conn, run_id, "report") else "incomplete"
     ledger.finish_run(conn, run_id, result.status, 0)
+    result.durations = ledger.step_durations(conn, run_id)
 
 
 @contextlib.contextmanager
@@ -286,57 +287,86 @@ def _run_steps(
 ) -> None:
     run_id = result.run_id
     if not (options.resume and ledger.step_done(conn, run_id, "load")):
-        _load(conn, settings, options, result)
-    _plan(conn, settings, options, result)
+        _load(conn, settings, options, result, console)
+    _plan(conn, settings, options, result, console)
     needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
         steps.outstanding_targets(conn, run_id)
     )
     if needs_sinch:
         _exchange(conn, settings, options, result, console, collect=True)
-    result.statuses = _timed(conn, run_id, "build", lambda: steps.build(conn, run_id))
-    _report(conn, settings, result, None)
+    _build(conn, result, console)
+    _report(conn, settings, result, console, None)
 
 
 def _load(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
 ) -> None:
     run_id = result.run_id
     # The files recorded when the run (or its load) started: a resumed load reads the same.
     paths = options.contacts or ledger.run_inputs(conn, run_id) or None
     result.load = _timed(
-        conn, run_id, "load", lambda: steps.load(conn, run_id, settings, paths, options.limit)
+        conn,
+        run_id,
+        "load",
+        lambda: steps.load(conn, run_id, settings, paths, options.limit, console=console),
     )
 
 
 def _plan(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
 ) -> None:
     run_id = result.run_id
     result.plan = _timed(
-        conn, run_id, "plan", lambda: steps.plan(conn, run_id, settings, refresh=options.refresh)
+        conn,
+        run_id,
+        "plan",
+        lambda: steps.plan(conn, run_id, settings, refresh=options.refresh, console=console),
     )
+
+
+def _build(conn: duckdb.DuckDBPyConnection, result: RunResult, console: bool) -> None:
+    run_id = result.run_id
+    result.statuses = _timed(
+        conn, run_id, "build", lambda: steps.build(conn, run_id, console=console)
+    )
+    result.channels = reachability(conn, run_id)
 
 
 def _report(
     conn: duckdb.DuckDBPyConnection,
     settings: Settings,
     result: RunResult,
+    console: bool,
     pseudonym_key: bytes | None,
 ) -> None:
     run_id = result.run_id
-    result.report = _timed(
-        conn,
-        run_id,
-        "report",
-        lambda: write_report(
+    with StepProgress("report", None, console=console) as progress:
+
+        def written(path: Path, files: int) -> None:
+            progress.total = files
+            progress.update(progress.done + 1, file=path.name)
+
+        result.report = _timed(
             conn,
             run_id,
-            Path(settings.reports.dir),
-            trend_runs=settings.reports.trend_runs,
-            pseudonym_key=pseudonym_key,
-        ),
-    )
-    result.channels = reachability(conn, run_id)
+            "report",
+            lambda: write_report(
+                conn,
+                run_id,
+                Path(settings.reports.dir),
+                trend_runs=settings.reports.trend_runs,
+                pseudonym_key=pseudonym_key,
+                on_file=written,
+            ),
+        )
 
 
 def reachability(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:

@@ -202,16 +202,35 @@ def simulate(
 # -- the steps of `run`, one at a time ----------------------------------------------------------
 
 
-def _step(config_path: Path, step: str, options: audit.RunOptions, **extra: Any) -> audit.RunResult:
-    """Run one step of `run`, recorded in the run's record; returns the run's result."""
+def json_option(command: F) -> F:
+    """Step commands print for people on a terminal, JSON when asked or when piped."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the step's summary as JSON (the default when stdout is not a terminal).",
+    )(command)
+
+
+def _step(
+    config_path: Path, step: str, options: audit.RunOptions, as_json: bool, **extra: Any
+) -> None:
+    """Run one step of `run`, recorded in the run's record, and print its summary: the lines
+    `run` prints for it on a terminal, else JSON."""
     settings = settings_for(config_path)
-    key = extra.pop("pseudonymise", False)
-    if key:
+    if extra.pop("pseudonymise", False):
         from pipeline.pseudonyms import pseudonym_key
 
         extra["pseudonym_key"] = pseudonym_key(settings.secrets.pseudonym_key)
     console = use_console(settings.logging.format)
-    return audit.run_step(settings, step, options, console=console, **extra)
+    result = audit.run_step(settings, step, options, console=console, **extra)
+    if as_json or not sys.stdout.isatty():
+        summaries = {"build": result.statuses, "report": result.report}
+        _print_json(summaries[step] if step in summaries else getattr(result, step))
+        return
+    from pipeline.console import print_step
+
+    print_step(result, step)
 
 
 @main.command()
@@ -219,38 +238,45 @@ def _step(config_path: Path, step: str, options: audit.RunOptions, **extra: Any)
 @run_id_option()
 @click.option("--contacts", multiple=True, help="Contact file or glob (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Keep only the first N contacts.")
+@json_option
 @handle_errors
-def load(config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int | None) -> None:
+def load(
+    config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int | None, as_json: bool
+) -> None:
     """Read and validate the contact files into `targets` and `rejects`.
+
+    On a terminal it shows progress (rows read, rejects so far, rate, time left) and ends with
+    the lines `run` prints for the load; otherwise JSON.
 
     \b
     Example:
       capaudit load --run-id r1 --contacts data/sample/contacts.csv
     """
-    options = audit.RunOptions(run_id, contacts, limit=limit)
-    _print_json(_step(config_path, "load", options).load)
+    _step(config_path, "load", audit.RunOptions(run_id, contacts, limit=limit), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
 @click.option("--refresh", is_flag=True, help="Query every target, even with a fresh answer.")
+@json_option
 @handle_errors
-def plan(config_path: Path, run_id: str, refresh: bool) -> None:
+def plan(config_path: Path, run_id: str, refresh: bool, as_json: bool) -> None:
     """Decide what to query: reuse fresh answers, write one request per contact to the ledger.
 
     \b
     Example:
       capaudit plan --run-id r1
     """
-    _print_json(_step(config_path, "plan", audit.RunOptions(run_id, refresh=refresh)).plan)
+    _step(config_path, "plan", audit.RunOptions(run_id, refresh=refresh), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
+@json_option
 @handle_errors
-def submit(config_path: Path, run_id: str) -> None:
+def submit(config_path: Path, run_id: str, as_json: bool) -> None:
     """Send the run's planned requests (paced, retried, recorded in the ledger).
 
     With the embedded simulator, it also waits for the callbacks, since the simulator stops
@@ -260,37 +286,41 @@ def submit(config_path: Path, run_id: str) -> None:
     Example:
       capaudit submit --run-id r1
     """
-    _print_json(_step(config_path, "submit", audit.RunOptions(run_id)).submit)
+    _step(config_path, "submit", audit.RunOptions(run_id), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
 @click.option("--deadline", type=click.FloatRange(min=0), help="Seconds to keep waiting.")
+@json_option
 @handle_errors
-def collect(config_path: Path, run_id: str, deadline: float | None) -> None:
+def collect(config_path: Path, run_id: str, deadline: float | None, as_json: bool) -> None:
     """Ingest landed callbacks until the run's accepted requests are answered or time is up.
 
     \b
     Example:
       capaudit collect --run-id r1 --deadline 60
     """
-    options = audit.RunOptions(run_id, deadline_seconds=deadline)
-    _print_json(_step(config_path, "collect", options).collect)
+    _step(config_path, "collect", audit.RunOptions(run_id, deadline_seconds=deadline), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
+@json_option
 @handle_errors
-def build(config_path: Path, run_id: str) -> None:
+def build(config_path: Path, run_id: str, as_json: bool) -> None:
     """Build `capability`, `reachability` and `capability_changes` for the run.
+
+    On a terminal it ends with the reachability table `run` prints; otherwise JSON (the
+    number of capability rows per status).
 
     \b
     Example:
       capaudit build --run-id r1
     """
-    _print_json(_step(config_path, "build", audit.RunOptions(run_id)).statuses)
+    _step(config_path, "build", audit.RunOptions(run_id), as_json)
 
 
 @main.command()
@@ -301,8 +331,9 @@ def build(config_path: Path, run_id: str) -> None:
     is_flag=True,
     help="Replace contact keys, ids and identities by HMAC-SHA256 under CAPAUDIT_PSEUDONYM_KEY.",
 )
+@json_option
 @handle_errors
-def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
+def report(config_path: Path, run_id: str, pseudonymise: bool, as_json: bool) -> None:
     """Write the run's report files (HTML, JSON, CSV, Parquet).
 
     \b
@@ -311,8 +342,7 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
       CAPAUDIT_PSEUDONYM_KEY=... capaudit report --run-id r1 --pseudonymise
     """
     options = audit.RunOptions(run_id)
-    files = _step(config_path, "report", options, pseudonymise=pseudonymise).report
-    click.echo(str(files.index if files else ""))
+    _step(config_path, "report", options, as_json, pseudonymise=pseudonymise)
 
 
 # -- operations ---------------------------------------------------------------------------------
@@ -429,7 +459,9 @@ def purge(config_path: Path, days: float, dry_run: bool) -> None:
     from pipeline.retention import purge_configured
 
     settings = settings_for(config_path)
-    _print_json(purge_configured(settings, older_than_days=days, dry_run=dry_run))
+    console = use_console(settings.logging.format)
+    summary = purge_configured(settings, older_than_days=days, dry_run=dry_run, console=console)
+    _print_json(summary)
 
 
 def _print_json(value: object) -> None:

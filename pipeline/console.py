@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.audit import RunResult
+from pipeline.audit import STEPS, RunResult
 from pipeline.sinch.models import ALL_STATUSES
 
 SHORT = {
@@ -29,6 +30,22 @@ def out() -> Console:
 
 def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     console = out()
+    for step in ("load", "plan", "submit", "collect"):
+        STEP_LINES[step](console, result)
+    _reachability(console, result.run_id, by_channel)
+    _report(console, result)
+    console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
+    _took(console, result, STEPS)
+
+
+def print_step(result: RunResult, step: str) -> None:
+    """What `run` prints for `step`, and the time it took: the step command's summary."""
+    console = out()
+    STEP_LINES[step](console, result)
+    _took(console, result, (step,))
+
+
+def _load(console: Console, result: RunResult) -> None:
     if result.load is not None:
         load = result.load
         console.print(
@@ -37,26 +54,49 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
         )
         for reason, count in load.rejects_by_reason.items():
             console.print(f"  rejected {count:,} as {reason}")
+
+
+def _plan(console: Console, result: RunResult) -> None:
+    if result.plan is not None:
+        plan = result.plan
+        console.print(
+            f"Planned {plan.targets:,} targets: {plan.reused:,} reused, {plan.to_query:,} to "
+            f"query in {plan.requests:,} requests"
+        )
+
+
+def _submit(console: Console, result: RunResult) -> None:
     if result.submit is not None:
         s = result.submit
         console.print(
             f"Sent {s.accepted + s.failed:,} requests in {s.seconds:.1f}s "
             f"({s.rate_per_second:.1f}/s): {s.accepted:,} accepted, {s.failed:,} failed"
         )
-    if result.collect is not None:
-        lag = result.collect.lag
-        if lag.get("p50_seconds") is not None:
-            console.print(
-                f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
-                f"p95 {lag['p95_seconds']:.2f}s; {result.collect.requeried:,} transient "
-                "failures re-queried"
-            )
-    if result.collect is not None and result.collect.deadline_passed:
+
+
+def _collect(console: Console, result: RunResult) -> None:
+    if result.collect is None:
+        return
+    lag = result.collect.lag
+    if lag.get("p50_seconds") is not None:
+        console.print(
+            f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
+            f"p95 {lag['p95_seconds']:.2f}s; {result.collect.requeried:,} transient "
+            "failures re-queried"
+        )
+    if result.collect.deadline_passed:
         console.print(
             f"Deadline passed with {result.collect.outstanding:,} targets unanswered "
             "(reported as NO_RESPONSE)"
         )
-    table = Table(title=f"Run {result.run_id}: reachability per channel")
+
+
+def _build(console: Console, result: RunResult) -> None:
+    _reachability(console, result.run_id, result.channels)
+
+
+def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]]) -> None:
+    table = Table(title=f"Run {run_id}: reachability per channel")
     table.add_column("channel")
     table.add_column("targets", justify="right")
     for status in ALL_STATUSES:
@@ -70,10 +110,35 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
             f"{float(row['reachable_share'] or 0):.1%}",
         )
     console.print(table)
+
+
+def _report(console: Console, result: RunResult) -> None:
     if result.report is not None:
         console.print(f"Report:    {result.report.index}")
         console.print(f"Summary:   {result.report.summary}")
-    console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
+
+
+def _took(console: Console, result: RunResult, steps: Sequence[str]) -> None:
+    """The time each step took (the latest time it ran, for a resumed run too)."""
+    times = [(s, result.durations[s]) for s in steps if s in result.durations]
+    if times:
+        each = ", ".join(f"{step} {_duration(seconds, precise=True)}" for step, seconds in times)
+        total = (
+            f" ({_duration(sum(t for _, t in times), precise=True)} in all)"
+            if len(times) > 1
+            else ""
+        )
+        console.print(f"Took:      {each}{total}")
+
+
+STEP_LINES: dict[str, Callable[[Console, RunResult], None]] = {
+    "load": _load,
+    "plan": _plan,
+    "submit": _submit,
+    "collect": _collect,
+    "build": _build,
+    "report": _report,
+}
 
 
 def print_plan(result: RunResult) -> None:
@@ -104,9 +169,9 @@ def print_plan(result: RunResult) -> None:
     )
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float, *, precise: bool = False) -> str:
     if seconds < 120:
-        return f"{seconds:.0f}s"
+        return f"{seconds:.1f}s" if precise else f"{seconds:.0f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"

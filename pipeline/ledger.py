@@ -443,6 +443,12 @@ def run_options(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     return found
 
 
+def step_durations(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float]:
+    """Seconds each step of the run took (the latest time it ran)."""
+    found: dict[str, float] = _run_json(conn, run_id, "durations") or {}
+    return found
+
+
 def run_status(conn: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
     row = conn.execute("SELECT status FROM runs WHERE run_id = $run_id", {"run_id": run_id})
     found = row.fetchone()

@@ -10,6 +10,7 @@ channels/<CHANNEL>.parquet the same, typed
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -59,9 +60,12 @@ def write_report(
     *,
     trend_runs: int = 14,
     pseudonym_key: bytes | None = None,
+    on_file: Callable[[Path, int], None] | None = None,
 ) -> ReportFiles:
     """Write the run's report; with `pseudonym_key`, into `<run_id>-pseudonymised/` with every
-    contact key, contact id and identity replaced by its HMAC-SHA256 under that key."""
+    contact key, contact id and identity replaced by its HMAC-SHA256 under that key.
+    `on_file(path, files)` is called as each file is written, with how many there are in all."""
+    written = on_file or (lambda path, files: None)
     out = reports_dir / (run_id if pseudonym_key is None else f"{run_id}-pseudonymised")
     (out / "channels").mkdir(parents=True, exist_ok=True)
     params = {"run_id": run_id}
@@ -76,6 +80,8 @@ def write_report(
             "SELECT DISTINCT channel FROM capability WHERE run_id = $run_id ORDER BY 1", params
         ).fetchall()
     ]
+    files = 3 + 2 * len(channels)  # reachability.csv, the channels' CSV and Parquet, JSON, HTML
+    written(out / "reachability.csv", files)
     for channel in channels:
         query = (
             f"SELECT {channel_columns(pseudonym_key)} FROM capability "
@@ -87,12 +93,15 @@ def write_report(
                 f"COPY ({query}) TO {sql_literal(str(path))} ({options})",
                 params | {"channel": channel},
             )
+            written(path, files)
     summary = report_summary(conn, run_id, trend_runs)
     summary["outputs"] = {"directory": str(out), "channels": channels}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    written(summary_path, files)
     index = out / "index.html"
     index.write_text(render_html(summary), encoding="utf-8")
+    written(index, files)
     return ReportFiles(out, index, summary_path)
 
 

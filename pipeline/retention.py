@@ -11,6 +11,7 @@ any run whose answers a kept run reuses.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ import duckdb
 
 from pipeline.db import transaction
 from pipeline.landing.segments import list_segments
+from pipeline.progress import ticking
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
 
@@ -61,6 +63,7 @@ def purge(
     reports_dir: Path,
     dry_run: bool = False,
     now: datetime | None = None,
+    console: bool = False,
 ) -> PurgeSummary:
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     summary = PurgeSummary(dry_run=dry_run)
@@ -69,15 +72,21 @@ def purge(
     summary.segments = _old_segments(conn, landing_dir, cutoff)
     if dry_run:
         return summary
-    _delete_runs(conn, summary)
-    for run_id in summary.runs:
-        shutil.rmtree(reports_dir / run_id, ignore_errors=True)
-    for name in summary.segments:
-        (landing_dir / name).unlink(missing_ok=True)
+    # Each table's rows, the orphaned notifications, the report directories, the segments.
+    with ticking("purge", len(RUN_TABLES) + 4, console=console) as tick:
+        _delete_runs(conn, summary, tick)
+        for run_id in summary.runs:
+            shutil.rmtree(reports_dir / run_id, ignore_errors=True)
+        tick(removed="reports")
+        for name in summary.segments:
+            (landing_dir / name).unlink(missing_ok=True)
+        tick(removed="segments")
     return summary
 
 
-def purge_configured(settings: Settings, *, older_than_days: float, dry_run: bool) -> PurgeSummary:
+def purge_configured(
+    settings: Settings, *, older_than_days: float, dry_run: bool, console: bool = False
+) -> PurgeSummary:
     """`purge` on the configured warehouse, landing directory and reports directory."""
     with open_warehouse(
         Path(settings.warehouse.path), preference=settings.reports.channel_preference
@@ -88,10 +97,13 @@ def purge_configured(settings: Settings, *, older_than_days: float, dry_run: boo
             dry_run=dry_run,
             landing_dir=Path(settings.receiver.landing_dir),
             reports_dir=Path(settings.reports.dir),
+            console=console,
         )
 
 
-def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None:
+def _delete_runs(
+    conn: duckdb.DuckDBPyConnection, summary: PurgeSummary, tick: Callable[..., None]
+) -> None:
     runs = {"runs": summary.runs}
     with transaction(conn):
         for table in (*RUN_TABLES, "runs"):
@@ -99,11 +111,13 @@ def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None
                 f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($runs))", runs
             ).fetchone()
             summary.rows[table] = int(row[0]) if row else 0
+            tick(removed=table)
         row = conn.execute(
             "DELETE FROM notifications n WHERE NOT EXISTS "
             "(SELECT 1 FROM requests r WHERE r.request_id = n.request_id)"
         ).fetchone()
         summary.rows["notifications"] = int(row[0]) if row else 0
+        tick(removed="notifications")
 
 
 def _old_segments(

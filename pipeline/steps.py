@@ -18,15 +18,15 @@ from pathlib import Path
 import duckdb
 
 from pipeline import ledger
-from pipeline.contacts.load import LoadSummary, load_contacts
+from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
 from pipeline.landing.ingest import IngestStats, ingest_landing
 from pipeline.logs import log_fields
-from pipeline.progress import StepProgress
+from pipeline.progress import StepProgress, ticking
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
-from pipeline.warehouse import run_models
+from pipeline.warehouse import model_count, run_models
 
 log = logging.getLogger(__name__)
 LEDGER_FLUSH_SECONDS = 0.25
@@ -40,8 +40,23 @@ def load(
     settings: Settings,
     paths: Sequence[str] | None,
     limit: int | None = None,
+    *,
+    console: bool = False,
 ) -> LoadSummary:
-    summary = load_contacts(conn, run_id, settings.contacts, paths)
+    started = time.monotonic()
+    with StepProgress("load", None, console=console, counted=False) as progress:
+
+        def show(state: LoadProgress) -> None:
+            progress.total = state.bytes_total
+            rate = state.rows / max(time.monotonic() - started, 1e-3)
+            progress.update(
+                state.bytes_read,
+                rows=f"{state.rows:,}",
+                rejects=state.rejects,
+                rate=f"{rate:,.0f}/s",
+            )
+
+        summary = load_contacts(conn, run_id, settings.contacts, paths, show)
     if limit is not None:
         summary.targets, summary.contacts = limit_contacts(conn, run_id, limit)
     log_fields(
@@ -73,13 +88,22 @@ def limit_contacts(conn: duckdb.DuckDBPyConnection, run_id: str, limit: int) -> 
 
 
 def plan(
-    conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, *, refresh: bool = False
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    settings: Settings,
+    *,
+    refresh: bool = False,
+    console: bool = False,
 ) -> ledger.PlanSummary:
     now = datetime.now(UTC)
-    if not ledger.has_requests(conn, run_id):  # on resume the plan stands as it was
-        ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
-    created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
-    summary = ledger.plan_summary(conn, run_id)
+    with ticking("plan", 3, console=console) as tick:
+        if not ledger.has_requests(conn, run_id):  # on resume the plan stands as it was
+            ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
+        tick(phase="fresh answers marked")
+        created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
+        tick(phase="requests written", requests=f"{created:,}")
+        summary = ledger.plan_summary(conn, run_id)
+        tick(phase="counted")
     summary.new_requests = created
     log_fields(
         log,
@@ -358,7 +382,7 @@ def _add(total: IngestStats, more: IngestStats) -> None:
 # -- build --------------------------------------------------------------------------------------
 
 
-def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False) -> dict[str, int]:
     """Run the SQL models for the run; returns the number of capability rows per status."""
     reuse_runs = [
         str(row[0])
@@ -369,7 +393,12 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
         ).fetchall()
     ]
     nothing_sent = not ledger.has_requests(conn, run_id)
-    run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
+    constants: dict[str, Sequence[str] | bool] = {
+        "reuse_runs": reuse_runs,
+        "nothing_sent": nothing_sent,
+    }
+    with ticking("build", model_count(), console=console) as tick:
+        run_models(conn, run_id, constants=constants, on_model=lambda name: tick(model=name))
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
         "(SELECT count(*) FROM capability WHERE run_id = $run_id)",

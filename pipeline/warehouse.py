@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -262,16 +262,17 @@ def run_models(
     run_id: str,
     *,
     constants: dict[str, Sequence[str] | bool] | None = None,
+    on_model: Callable[[str], None] | None = None,
 ) -> None:
     """Build one run: the staging models (temporary tables, one at a time, so each big join
     has the memory to itself), then the marts in file-name order in one transaction.
 
     Models use `$run_id` (a parameter) and `$<name>` for each of `constants` (written into
-    the SQL as a constant)."""
+    the SQL as a constant). `on_model(name)` is called after each model (for progress)."""
     try:
-        _execute_layer(conn, "staging", run_id, constants or {})
+        _execute_layer(conn, "staging", run_id, constants or {}, on_model)
         with transaction(conn):
-            _execute_layer(conn, "marts", run_id, constants or {})
+            _execute_layer(conn, "marts", run_id, constants or {}, on_model)
     except duckdb.Error as exc:
         raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
     finally:
@@ -284,11 +285,19 @@ def _execute_layer(
     layer: str,
     run_id: str,
     constants: dict[str, Sequence[str] | bool],
+    on_model: Callable[[str], None] | None = None,
 ) -> None:
     for model in _model_files(layer):
         sql = with_constants(model.read_text(encoding="utf-8"), constants)
         for statement in _statements(sql):
             conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
+        if on_model is not None:
+            on_model(model.name.removesuffix(".sql"))
+
+
+def model_count() -> int:
+    """How many models a build runs."""
+    return len(_model_files("staging")) + len(_model_files("marts"))
 
 
 def with_constants(sql: str, constants: dict[str, Sequence[str] | bool]) -> str:

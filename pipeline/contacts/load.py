@@ -20,14 +20,14 @@ Reject reasons (also in docs/contacts.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
 from pipeline.contacts.phones import normalise_phones
-from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources
+from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources, resolve_paths
 from pipeline.db import sql_literal, transaction
 from pipeline.errors import InputFileError
 from pipeline.settings import ContactsSettings
@@ -72,6 +72,7 @@ def load_contacts(
     run_id: str,
     settings: ContactsSettings,
     paths: Sequence[str] | None = None,
+    progress: Callable[[LoadProgress], None] | None = None,
 ) -> LoadSummary:
     """Replace the run's targets and rejects with those of `paths` (default: settings.paths).
 
@@ -80,7 +81,7 @@ def load_contacts(
     one transaction, so a file that fails leaves the run's rows as they were.
     """
     summary = LoadSummary()
-    _stage(conn, paths or settings.paths, column_names(settings), summary)
+    _stage(conn, paths or settings.paths, column_names(settings), summary, progress)
     _validate(conn, settings)
     try:
         with transaction(conn):
@@ -92,11 +93,22 @@ def load_contacts(
     return summary
 
 
+@dataclass
+class LoadProgress:
+    """How far reading the files has got: rows, rows already known bad, bytes of all files."""
+
+    rows: int = 0
+    rejects: int = 0
+    bytes_read: int = 0
+    bytes_total: int = 0
+
+
 def _stage(
     conn: duckdb.DuckDBPyConnection,
     paths: Sequence[str],
     names: ColumnNames,
     summary: LoadSummary,
+    progress: Callable[[LoadProgress], None] | None,
 ) -> None:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE staged (file_index INTEGER, "
@@ -108,6 +120,8 @@ def _stage(
         "form VARCHAR)"
     )
     seen: dict[str, int] = {}
+    sizes = {str(p): p.stat().st_size for p in resolve_paths(paths)}
+    state = LoadProgress(bytes_total=sum(sizes.values()))
     for piece in read_sources(paths, names):
         if piece.source not in seen:
             seen[piece.source] = len(seen)
@@ -119,6 +133,15 @@ def _stage(
         conn.execute(f"INSERT INTO staged SELECT {seen[piece.source]}, * FROM batch")
         conn.unregister("batch")
         summary.rows += piece.batch.num_rows
+        if progress is not None:
+            problems = piece.batch.column("problem")
+            state.rows, state.rejects = (
+                summary.rows,
+                state.rejects + len(problems) - problems.null_count,
+            )
+            done = sum(sizes.get(s, 0) for s in seen if s != piece.source)  # files read whole
+            state.bytes_read = done + piece.bytes_read
+            progress(state)
     summary.sources = list(seen)
     if not summary.rows:
         raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
