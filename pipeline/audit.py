@@ -98,11 +98,11 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
     result = RunResult(run_id=options.run_id or new_run_id(), warehouse=settings.warehouse.path)
     with _warehouse(settings) as conn:
         if options.dry_run:
-            return _dry_run(conn, settings, options, result)
+            return _dry_run(conn, settings, options, result, console)
         _check_resume(conn, result.run_id, options)
         options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
         with _recorded(conn, result):
-            _run_steps(conn, settings, options, result, console)
+            _run_steps(_Run(conn, settings, options, result, console))
     return result
 
 
@@ -130,19 +130,20 @@ def run_step(
                 f"capaudit load --run-id {result.run_id} (or capaudit run)"
             )
         options = _begin(conn, settings, options, step)
+        run = _Run(conn, settings, options, result, console)
         with _recorded(conn, result):
             if step == "load":
-                _load(conn, settings, options, result, console)
+                _load(run)
             elif step == "plan":
-                _plan(conn, settings, options, result, console)
+                _plan(run)
             elif step == "submit":
-                _exchange(conn, settings, options, result, console, collect=settings.sinch.embedded)
+                _exchange(run, collect=settings.sinch.embedded)
             elif step == "collect":
-                _collect(conn, settings, options, result, console, requery=False)
+                _collect(run, settings, requery=False)
             elif step == "build":
-                _build(conn, result, console)
+                _build(run)
             else:
-                _report(conn, settings, result, console, pseudonym_key)
+                _report(run, pseudonym_key)
     return result
 
 
@@ -278,91 +279,82 @@ def _timed(
     return outcome
 
 
-def _run_steps(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> None:
-    run_id = result.run_id
-    if not (options.resume and ledger.step_done(conn, run_id, "load")):
-        _load(conn, settings, options, result, console)
-    _plan(conn, settings, options, result, console)
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run works with."""
+
+    conn: duckdb.DuckDBPyConnection
+    settings: Settings
+    options: RunOptions
+    result: RunResult
+    console: bool
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
+
+    def timed(
+        self, step: str, work: Callable[[], T], counts: Callable[[T], dict[str, Any]] = as_dict
+    ) -> T:
+        return _timed(self.conn, self.run_id, step, work, counts)
+
+
+def _run_steps(run: _Run) -> None:
+    conn, run_id = run.conn, run.run_id
+    if not (run.options.resume and ledger.step_done(conn, run_id, "load")):
+        _load(run)
+    _plan(run)
     needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
         steps.outstanding_targets(conn, run_id)
     )
     if needs_sinch:
-        _exchange(conn, settings, options, result, console, collect=True)
-    _build(conn, result, console)
-    _report(conn, settings, result, console, None)
+        _exchange(run, collect=True)
+    _build(run)
+    _report(run, None)
 
 
-def _load(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> None:
-    run_id = result.run_id
+def _load(run: _Run) -> None:
     # The files recorded when the run (or its load) started: a resumed load reads the same.
-    paths = options.contacts or ledger.run_inputs(conn, run_id) or None
-    result.load = _timed(
-        conn,
-        run_id,
+    paths = run.options.contacts or ledger.run_inputs(run.conn, run.run_id) or None
+    limit = run.options.limit
+    run.result.load = run.timed(
         "load",
-        lambda: steps.load(conn, run_id, settings, paths, options.limit, console=console),
+        lambda: steps.load(run.conn, run.run_id, run.settings, paths, limit, console=run.console),
     )
 
 
-def _plan(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> None:
-    run_id = result.run_id
-    result.plan = _timed(
-        conn,
-        run_id,
+def _plan(run: _Run) -> None:
+    refresh = run.options.refresh
+    run.result.plan = run.timed(
         "plan",
-        lambda: steps.plan(conn, run_id, settings, refresh=options.refresh, console=console),
+        lambda: steps.plan(
+            run.conn, run.run_id, run.settings, refresh=refresh, console=run.console
+        ),
     )
 
 
-def _build(conn: duckdb.DuckDBPyConnection, result: RunResult, console: bool) -> None:
-    run_id = result.run_id
-    result.statuses = _timed(
-        conn, run_id, "build", lambda: steps.build(conn, run_id, console=console)
+def _build(run: _Run) -> None:
+    run.result.statuses = run.timed(
+        "build", lambda: steps.build(run.conn, run.run_id, console=run.console)
     )
-    result.channels = reachability(conn, run_id)
+    run.result.channels = reachability(run.conn, run.run_id)
 
 
-def _report(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    result: RunResult,
-    console: bool,
-    pseudonym_key: bytes | None,
-) -> None:
-    run_id = result.run_id
-    with StepProgress("report", None, console=console) as progress:
+def _report(run: _Run, pseudonym_key: bytes | None) -> None:
+    reports = run.settings.reports
+    with StepProgress("report", None, console=run.console) as progress:
 
         def written(path: Path, files: int) -> None:
             progress.total = files
             progress.update(progress.done + 1, file=path.name)
 
-        result.report = _timed(
-            conn,
-            run_id,
+        run.result.report = run.timed(
             "report",
             lambda: write_report(
-                conn,
-                run_id,
-                Path(settings.reports.dir),
-                trend_runs=settings.reports.trend_runs,
+                run.conn,
+                run.run_id,
+                Path(reports.dir),
+                trend_runs=reports.trend_runs,
                 pseudonym_key=pseudonym_key,
                 on_file=written,
             ),
@@ -376,63 +368,37 @@ def reachability(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str,
     )
 
 
-def _exchange(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-    *,
-    collect: bool,
-) -> None:
+def _exchange(run: _Run, *, collect: bool) -> None:
     """Submit, then (with `collect`) collect while the Sinch session lasts; SIGTERM/SIGINT stop
     sending and end the run as resumable."""
-    run_id = result.run_id
-    with sinch_session(settings) as live:
+    with sinch_session(run.settings) as live:
         asyncio.run(register_webhook(live))
         stop = asyncio.Event()
-        result.submit = _timed(
-            conn,
-            run_id,
-            "submit",
-            lambda: _until_signal(
-                stop, steps.submit(conn, run_id, live, stop=stop, console=console)
-            ),
-        )
+        work = steps.submit(run.conn, run.run_id, live, stop=stop, console=run.console)
+        sent = run.result.submit = run.timed("submit", lambda: _until_signal(stop, work))
         if stop.is_set():
             raise Interrupted(
-                f"stopped by a signal; {result.submit.not_sent:,} requests not sent yet. "
-                f"Continue with: capaudit run --resume --run-id {run_id}"
+                f"stopped by a signal; {sent.not_sent:,} requests not sent yet. "
+                f"Continue with: capaudit run --resume --run-id {run.run_id}"
             )
         if collect:
-            _collect(conn, live, options, result, console, requery=True)
+            _collect(run, live, requery=True)
 
 
-def _collect(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-    *,
-    requery: bool,
-) -> None:
-    """Collect callbacks; with `requery` (a live Sinch session) transient failures are asked
-    once more."""
-    run_id = result.run_id
+def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
+    """Collect callbacks; with `requery` (`settings` of a live Sinch session) transient failures
+    are asked once more."""
     stop = asyncio.Event()
     work = steps.collect(
-        conn,
-        run_id,
+        run.conn,
+        run.run_id,
         settings,
         stop=stop,
-        deadline_seconds=options.deadline_seconds,
-        console=console,
+        deadline_seconds=run.options.deadline_seconds,
+        console=run.console,
         requery=requery,
     )
-    result.collect = _timed(
-        conn,
-        run_id,
+    run.result.collect = run.timed(
         "collect",
         lambda: _until_signal(stop, work),
         lambda summary: {"outstanding": summary.outstanding},
@@ -440,7 +406,7 @@ def _collect(
     if stop.is_set():
         raise Interrupted(
             f"stopped while collecting callbacks; continue with: "
-            f"capaudit run --resume --run-id {run_id}"
+            f"capaudit run --resume --run-id {run.run_id}"
         )
 
 
@@ -533,13 +499,18 @@ def _reveal(secret: Secret | None) -> str:
 
 
 def _dry_run(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
 ) -> RunResult:
     """Load and plan under a throw-away run id, report the plan, and remove every trace."""
     run_id = f"dry-run-{result.run_id}"
     try:
-        result.load = steps.load(conn, run_id, settings, options.contacts or None, options.limit)
-        result.plan = steps.plan(conn, run_id, settings, refresh=options.refresh)
+        paths = options.contacts or None
+        result.load = steps.load(conn, run_id, settings, paths, options.limit, console=console)
+        result.plan = steps.plan(conn, run_id, settings, refresh=options.refresh, console=console)
     finally:
         for table in ("targets", "rejects", "requests"):
             conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})

@@ -9,7 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.audit import STEPS, RunResult
+from pipeline.contacts.load import LoadSummary
+from pipeline.ledger import PlanSummary
 from pipeline.sinch.models import ALL_STATUSES
+from pipeline.steps import CollectSummary, SubmitSummary
 
 SHORT = {
     "CAPABILITY_FULL": "full",
@@ -31,9 +34,9 @@ def out() -> Console:
 def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     console = out()
     for step in ("load", "plan", "submit", "collect"):
-        STEP_LINES[step](console, result)
+        _print_step(console, result, step)
     _reachability(console, result.run_id, by_channel)
-    _report(console, result)
+    _print_step(console, result, "report")
     console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
     _took(console, result, STEPS)
 
@@ -41,58 +44,67 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
 def print_step(result: RunResult, step: str) -> None:
     """What `run` prints for `step`, and the time it took: the step command's summary."""
     console = out()
-    STEP_LINES[step](console, result)
+    _print_step(console, result, step)
     _took(console, result, (step,))
 
 
-def _load(console: Console, result: RunResult) -> None:
-    if result.load is not None:
-        load = result.load
-        console.print(
-            f"Loaded {load.rows:,} rows from {len(load.sources)} file(s): "
-            f"{load.contacts:,} contacts, {load.targets:,} targets, {load.rejects:,} rejected"
-        )
-        for reason, count in load.rejects_by_reason.items():
-            console.print(f"  rejected {count:,} as {reason}")
+def _print_step(console: Console, result: RunResult, step: str) -> None:
+    if step == "build":
+        _reachability(console, result.run_id, result.channels)
+    elif step == "report" and result.report is not None:
+        console.print(f"Report:    {result.report.index}\nSummary:   {result.report.summary}")
+    elif step in SENTENCES and (summary := getattr(result, step)) is not None:
+        text = SENTENCES[step](summary)
+        if text:
+            console.print(text)
 
 
-def _plan(console: Console, result: RunResult) -> None:
-    if result.plan is not None:
-        plan = result.plan
-        console.print(
-            f"Planned {plan.targets:,} targets: {plan.reused:,} reused, {plan.to_query:,} to "
-            f"query in {plan.requests:,} requests"
-        )
+def _load(load: LoadSummary) -> str:
+    loaded = (
+        f"Loaded {load.rows:,} rows from {len(load.sources)} file(s): {load.contacts:,} "
+        f"contacts, {load.targets:,} targets, {load.rejects:,} rejected"
+    )
+    reasons = load.rejects_by_reason.items()
+    return "\n".join([loaded, *(f"  rejected {n:,} as {reason}" for reason, n in reasons)])
 
 
-def _submit(console: Console, result: RunResult) -> None:
-    if result.submit is not None:
-        s = result.submit
-        console.print(
-            f"Sent {s.accepted + s.failed:,} requests in {s.seconds:.1f}s "
-            f"({s.rate_per_second:.1f}/s): {s.accepted:,} accepted, {s.failed:,} failed"
-        )
+def _plan(plan: PlanSummary) -> str:
+    return (
+        f"Planned {plan.targets:,} targets: {plan.reused:,} reused, {plan.to_query:,} to query "
+        f"in {plan.requests:,} requests"
+    )
 
 
-def _collect(console: Console, result: RunResult) -> None:
-    if result.collect is None:
-        return
-    lag = result.collect.lag
+def _submit(sent: SubmitSummary) -> str:
+    return (
+        f"Sent {sent.accepted + sent.failed:,} requests in {sent.seconds:.1f}s "
+        f"({sent.rate_per_second:.1f}/s): {sent.accepted:,} accepted, {sent.failed:,} failed"
+    )
+
+
+def _collect(collected: CollectSummary) -> str:
+    lines = []
+    lag = collected.lag
     if lag.get("p50_seconds") is not None:
-        console.print(
+        lines.append(
             f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
-            f"p95 {lag['p95_seconds']:.2f}s; {result.collect.requeried:,} transient "
-            "failures re-queried"
+            f"p95 {lag['p95_seconds']:.2f}s; {collected.requeried:,} transient failures re-queried"
         )
-    if result.collect.deadline_passed:
-        console.print(
-            f"Deadline passed with {result.collect.outstanding:,} targets unanswered "
+    if collected.deadline_passed:
+        lines.append(
+            f"Deadline passed with {collected.outstanding:,} targets unanswered "
             "(reported as NO_RESPONSE)"
         )
+    return "\n".join(lines)
 
 
-def _build(console: Console, result: RunResult) -> None:
-    _reachability(console, result.run_id, result.channels)
+# The sentences `run` prints for a step, from the step's summary.
+SENTENCES: dict[str, Callable[[Any], str]] = {
+    "load": _load,
+    "plan": _plan,
+    "submit": _submit,
+    "collect": _collect,
+}
 
 
 def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]]) -> None:
@@ -112,12 +124,6 @@ def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]
     console.print(table)
 
 
-def _report(console: Console, result: RunResult) -> None:
-    if result.report is not None:
-        console.print(f"Report:    {result.report.index}")
-        console.print(f"Summary:   {result.report.summary}")
-
-
 def _took(console: Console, result: RunResult, steps: Sequence[str]) -> None:
     """The time each step took (the latest time it ran, for a resumed run too)."""
     times = [(s, result.durations[s]) for s in steps if s in result.durations]
@@ -129,16 +135,6 @@ def _took(console: Console, result: RunResult, steps: Sequence[str]) -> None:
             else ""
         )
         console.print(f"Took:      {each}{total}")
-
-
-STEP_LINES: dict[str, Callable[[Console, RunResult], None]] = {
-    "load": _load,
-    "plan": _plan,
-    "submit": _submit,
-    "collect": _collect,
-    "build": _build,
-    "report": _report,
-}
 
 
 def print_plan(result: RunResult) -> None:
