@@ -72,6 +72,11 @@ class StepProgress:
         now = time.monotonic()
         if now - self._last_log >= LOG_INTERVAL_SECONDS:
             self._last_log = now
+            # Bytes as a share: a long digit run would be masked as a phone number anyway.
+            if not self.counted:
+                share = f"{completed / self.total:.0%}" if self.total else None
+                log_fields(log, f"{self.step} progress", step=self.step, done=share, **fields)
+                return
             log_fields(
                 log,
                 f"{self.step} progress",

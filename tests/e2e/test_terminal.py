@@ -85,6 +85,7 @@ def test_piped_step_commands_print_json_and_log_progress(tmp_path: Path) -> None
     progress = [e for e in logged if e["message"].startswith("load progress")]
     assert progress
     assert progress[-1]["rows"] == "35"
+    assert progress[-1]["done"] == "100%"  # of the file's bytes
     planned = capaudit("plan", "--config", str(cfg), "--run-id", "p1")
     assert json.loads(planned.stdout)["requests"] == 31
     assert "━" not in done.stdout + planned.stdout
