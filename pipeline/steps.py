@@ -241,16 +241,23 @@ async def _show_progress(
 ) -> None:
     stats.total = total
     with StepProgress("submit", total, console=console) as progress:
-        while True:
-            progress.update(
-                stats.accepted + stats.failed,
-                rate=f"{stats.rate():.0f}/s",
-                accepted=stats.accepted,
-                failed=stats.failed,
-                retrying=stats.retrying,
-                callbacks=watch.received,
-            )
-            await asyncio.sleep(0.5)
+        try:
+            while True:
+                _show_sending(progress, stats, watch)
+                await asyncio.sleep(0.5)
+        finally:  # cancelled when sending ends: the bar shows where it ended
+            _show_sending(progress, stats, watch)
+
+
+def _show_sending(progress: StepProgress, stats: DispatchStats, watch: CallbackWatch) -> None:
+    progress.update(
+        stats.accepted + stats.failed,
+        rate=f"{stats.rate():.0f}/s",
+        accepted=stats.accepted,
+        failed=stats.failed,
+        retrying=stats.retrying,
+        callbacks=watch.received,
+    )
 
 
 # -- collect ------------------------------------------------------------------------------------

@@ -114,13 +114,14 @@ def test_run_states_each_step_s_time_and_build_report_speak_on_a_terminal(
     tmp_path: Path,
 ) -> None:
     cfg, _ = loaded(tmp_path)
-    done = capaudit("run", "--config", str(cfg), "--run-id", "r1")
-    assert done.returncode == 0, done.stderr
-    took = re.search(r"^Took: +(.*)$", done.stdout, re.MULTILINE)
-    assert took, done.stdout
+    code, shown, _ = on_terminal("run", "--config", str(cfg), "--run-id", "r1")
+    assert code == 0, shown
+    took = re.search(r"^Took: +(.*)$", shown, re.MULTILINE)
+    assert took, shown
     steps = re.findall(r"(\w+) \d+\.\ds", took.group(1))
     assert steps == ["load", "plan", "submit", "collect", "build", "report"]
-    assert "Planned 93 targets: 0 reused, 93 to query in 31 requests" in done.stdout
+    assert "Planned 93 targets: 0 reused, 93 to query in 31 requests" in shown
+    assert re.search(r"submit\S* .*━+.* 31/31 .* accepted 31", shown), shown  # where it ended
     code, shown, _ = on_terminal("build", "--config", str(cfg), "--run-id", "r1")
     assert code == 0, shown
     assert re.search(r"build\S* .*━+.* 6/6", shown), shown  # models done of total
