@@ -113,8 +113,9 @@ async def aiohttp_reference(sim_url: str, bodies: list[bytes]) -> Measured:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(body)))
         await asyncio.gather(*tasks)
-        return Measured(len(bodies), time.monotonic() - started_wall,
-                        time.process_time() - started_cpu)  # fmt: skip
+        return Measured(
+            len(bodies), time.monotonic() - started_wall, time.process_time() - started_cpu
+        )
 
 
 def capaudit_submit(settings: Settings, run_id: str) -> Measured:
@@ -128,7 +129,7 @@ def capaudit_submit(settings: Settings, run_id: str) -> Measured:
             time.monotonic() - started_wall,
             time.process_time() - started_cpu,
             summary.rate_per_second,
-        )  # fmt: skip
+        )
         if summary.failed:
             print(f"# warning: {summary.failed} requests failed: {summary.answers}")
     return measured
@@ -156,8 +157,10 @@ def main() -> None:
         stats = httpx.get(f"{sim}/_sim/stats").json()
     rate = ours.sending_rate  # first to last send: start-up and the last answers excluded
     print(f"# {QUERIES:,} queries at {RATE:g}/s, {LATENCY_MS:g} ms latency, {IN_FLIGHT} in flight")
-    print(f"# reference aiohttp loop: {reference.queries / reference.wall_seconds:.1f}/s, "
-          f"{reference.cpu_ms_per_query:.3f} ms CPU/query")  # fmt: skip
+    print(
+        f"# reference aiohttp loop: {reference.queries / reference.wall_seconds:.1f}/s, "
+        f"{reference.cpu_ms_per_query:.3f} ms CPU/query"
+    )
     print(f"dispatch_rate_ratio: {rate / RATE:.4f} ratio")
     print(f"dispatch_max_1s_window: {stats['max_requests_in_1s_window']} requests")
     print(f"dispatch_429: {stats['queries_refused'].get('429', 0)} answers")

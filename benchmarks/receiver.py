@@ -35,14 +35,23 @@ def callbacks(count: int) -> list[tuple[bytes, dict[str, str]]]:
     now = int(time.time())
     signed = []
     for n in range(count):
-        body = orjson.dumps({
-            "app_id": "bench-app", "project_id": "bench", "event_time": "2026-11-25T02:00:00Z",
-            "accepted_time": "2026-11-25T02:00:00Z", "message_metadata": "",
-            "capability_notification": {
-                "request_id": f"req-{n // 3:08d}", "contact_id": "",
-                "channel": ("WHATSAPP", "RCS", "SMS")[n % 3], "identity": f"4670{n:07d}",
-                "capability_status": "CAPABILITY_FULL", "channel_capabilities": ["TEXT"]},
-        })  # fmt: skip
+        body = orjson.dumps(
+            {
+                "app_id": "bench-app",
+                "project_id": "bench",
+                "event_time": "2026-11-25T02:00:00Z",
+                "accepted_time": "2026-11-25T02:00:00Z",
+                "message_metadata": "",
+                "capability_notification": {
+                    "request_id": f"req-{n // 3:08d}",
+                    "contact_id": "",
+                    "channel": ("WHATSAPP", "RCS", "SMS")[n % 3],
+                    "identity": f"4670{n:07d}",
+                    "capability_status": "CAPABILITY_FULL",
+                    "channel_capabilities": ["TEXT"],
+                },
+            }
+        )
         headers = signature_headers(SECRET, body, f"nonce-{n}-{now}", now)
         signed.append((body, headers | {"Content-Type": "application/json"}))
     return signed
@@ -80,8 +89,10 @@ def sender_process(url: str) -> dict[str, float]:
     """Run the senders in their own process (the receiver gets a core of its own)."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.receiver", "--send", url],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -91,8 +102,10 @@ def landed_lines(directory: Path) -> int:
 
 
 def measure(durable: bool, directory: Path) -> dict[str, float]:
-    env = {"CAPAUDIT_WEBHOOK_SECRET": SECRET,
-           "CAPAUDIT_RECEIVER__DURABLE": "true" if durable else "false"}  # fmt: skip
+    env = {
+        "CAPAUDIT_WEBHOOK_SECRET": SECRET,
+        "CAPAUDIT_RECEIVER__DURABLE": "true" if durable else "false",
+    }
     landing = directory / ("durable" if durable else "volatile")
     with child_service(["serve", "--landing-dir", str(landing)], "receiver", env=env) as url:
         result = sender_process(f"{url}/callbacks/sinch")
@@ -105,8 +118,10 @@ def main() -> None:
         volatile = measure(False, Path(tmp))
         durable = measure(True, Path(tmp))
     for name, result in (("fsync off", volatile), ("durable", durable)):
-        print(f"# {name}: {result['per_second']:.0f}/s, p99 {result['p99_ms']:.1f} ms, "
-              f"{int(result['landed'])} landed, {int(result['failures'])} failed")  # fmt: skip
+        print(
+            f"# {name}: {result['per_second']:.0f}/s, p99 {result['p99_ms']:.1f} ms, "
+            f"{int(result['landed'])} landed, {int(result['failures'])} failed"
+        )
         if result["landed"] != CALLBACKS or result["failures"]:
             print(f"# ERROR: {name} landed {result['landed']} of {CALLBACKS}")
     print(f"receiver_durable_per_s: {durable['per_second']:.0f} callbacks/s")

@@ -80,8 +80,13 @@ def phase_load() -> dict[str, Any]:
         with open_warehouse(database) as conn:
             summary = load_contacts(conn, "bench", ContactsSettings(), [str(csv)])
         seconds = time.perf_counter() - started
-    return {"rows": summary.rows, "targets": summary.targets, "rejects": summary.rejects,
-            "seconds": seconds, "peak_mb": memory.mb}  # fmt: skip
+    return {
+        "rows": summary.rows,
+        "targets": summary.targets,
+        "rejects": summary.rejects,
+        "seconds": seconds,
+        "peak_mb": memory.mb,
+    }
 
 
 def generate_warehouse(conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
@@ -89,18 +94,25 @@ def generate_warehouse(conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
     contacts = TARGETS // 3
     now = datetime.now(UTC)
     params = {"contacts": contacts, "now": now}
-    conn.execute("""
+    conn.execute(
+        """
         INSERT INTO runs (run_id, started_at, finished_at, status)
         VALUES ('previous', $now - INTERVAL 1 DAY, $now - INTERVAL 1 DAY, 'succeeded'),
                ('bench', $now - INTERVAL 1 HOUR, NULL, 'running')
-    """, {"now": now})  # fmt: skip
-    conn.execute("""
+    """,
+        {"now": now},
+    )
+    conn.execute(
+        """
         CREATE TEMP TABLE universe AS
         SELECT i, 'C' || i AS contact_key, (46700000000 + i)::VARCHAR AS identity, channel,
             hash(i, channel) % 100 AS draw
         FROM range($contacts) r(i), (VALUES ('WHATSAPP'), ('RCS'), ('SMS')) c(channel)
-    """, {"contacts": contacts})  # fmt: skip
-    conn.execute("""
+    """,
+        {"contacts": contacts},
+    )
+    conn.execute(
+        """
         INSERT INTO capability (run_id, contact_key, channel, identity, status, checked_at,
             reused, request_id)
         SELECT 'previous', contact_key, channel, identity,
@@ -108,18 +120,23 @@ def generate_warehouse(conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
                 THEN 'CAPABILITY_PARTIAL' ELSE 'NO_CAPABILITY' END,
             $now - INTERVAL 1 DAY, false, 'P' || i
         FROM universe
-    """, {"now": now})  # fmt: skip
+    """,
+        {"now": now},
+    )
     conn.execute("""
         INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number)
         SELECT 'bench', contact_key, channel, identity, 'bench.csv', i + 2 FROM universe
-    """)  # fmt: skip
-    conn.execute("""
+    """)
+    conn.execute(
+        """
         INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, attempts,
             http_status, planned_at, sent_at, accepted_at)
         SELECT 'bench', 'R' || i, 'C' || i, '{}', ['RCS', 'SMS', 'WHATSAPP'], 'accepted', 1, 200,
             $now - INTERVAL 50 MINUTE, $now - INTERVAL 50 MINUTE, $now - INTERVAL 50 MINUTE
         FROM range($contacts) r(i)
-    """, params)  # fmt: skip
+    """,
+        params,
+    )
     landing.mkdir(parents=True, exist_ok=True)
     step = -(-contacts // SEGMENTS)
     for segment in range(SEGMENTS):
@@ -201,17 +218,25 @@ def phase_build() -> dict[str, Any]:
                 conn.execute(statement)
         bare_seconds = time.perf_counter() - started
         changes = conn.execute("SELECT count(*) FROM capability_changes").fetchone()
-    return {"ingest_seconds": ingest_seconds, "build_seconds": build_seconds,
-            "bare_seconds": bare_seconds, "peak_mb": memory.mb, "statuses": statuses,
-            "notifications": ingested.notifications_new, "lines": ingested.lines,
-            "changes": changes[0] if changes else 0}  # fmt: skip
+    return {
+        "ingest_seconds": ingest_seconds,
+        "build_seconds": build_seconds,
+        "bare_seconds": bare_seconds,
+        "peak_mb": memory.mb,
+        "statuses": statuses,
+        "notifications": ingested.notifications_new,
+        "lines": ingested.lines,
+        "changes": changes[0] if changes else 0,
+    }
 
 
 def run_phase(name: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.warehouse", "--phase", name],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         sys.exit(f"phase {name} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -223,11 +248,15 @@ def main() -> None:
     load = run_phase("load")
     build = run_phase("build")
     targets = sum(build["statuses"].values())
-    print(f"# load: {load['rows']:,} rows, {load['targets']:,} targets, {load['rejects']:,} "
-          f"rejected in {load['seconds']:.1f}s")  # fmt: skip
-    print(f"# build: {targets:,} targets, {build['lines']:,} callback lines -> "
-          f"{build['notifications']:,} notifications, {build['changes']:,} changes; "
-          f"bare reference {build['bare_seconds']:.1f}s")  # fmt: skip
+    print(
+        f"# load: {load['rows']:,} rows, {load['targets']:,} targets, {load['rejects']:,} "
+        f"rejected in {load['seconds']:.1f}s"
+    )
+    print(
+        f"# build: {targets:,} targets, {build['lines']:,} callback lines -> "
+        f"{build['notifications']:,} notifications, {build['changes']:,} changes; "
+        f"bare reference {build['bare_seconds']:.1f}s"
+    )
     print(f"contacts_load_rows_per_s: {load['rows'] / load['seconds']:.0f} rows/s")
     print(f"contacts_load_peak_rss_mb: {load['peak_mb']:.0f} MB")
     print(f"warehouse_ingest_s: {build['ingest_seconds']:.1f} s")

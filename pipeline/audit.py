@@ -7,7 +7,8 @@ be with Sinch. While collecting, the receiver's health is watched and its outage
 
 A run whose share of unanswered targets exceeds `[collect] max_no_response_share` ends as
 incomplete (exit 3, see `completeness.py`); `--resume` keeps collecting and asks the targets
-still without an answer once more.
+still without an answer once more. A step command that is not the last step leaves the run
+`paused`: `run --resume` (or the next step command) continues it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,12 +31,15 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import ledger, sampling, steps
+from pipeline.checks import Check, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
+from pipeline.db import rows_as_dicts
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
+from pipeline.progress import StepProgress
 from pipeline.report import ReportFiles, write_report
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
@@ -89,12 +93,14 @@ class RunResult:
     statuses: dict[str, int] = field(default_factory=dict)
     report: ReportFiles | None = None
     channels: list[dict[str, Any]] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
     estimate: dict[str, float] = field(default_factory=dict)
     warehouse: str = ""
     completeness: Completeness | None = None
     message: str = ""  # why the run did not succeed (exit_code 3: incomplete)
     sample: sampling.SampleSummary | None = None
     window: WindowSpec | None = None
+    max_no_response_share: float = 0.02  # the completeness gate's bound ([collect])
 
 
 def config_digest(settings: Settings) -> str:
@@ -117,35 +123,170 @@ def config_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+STEPS = ("load", "plan", "submit", "collect", "build", "report")
+# The options a run records and a resumed run (or a later step) continues with.
+RECORDED_OPTIONS = ("limit", "refresh", "deadline_seconds", "window", "sample")
+SAMPLE_OPTIONS = ("sample_by", "sample_seed")  # go with `sample`: recorded with it, taken with it
+
+
 def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunResult:
-    result = RunResult(run_id=options.run_id or new_run_id(), warehouse=settings.warehouse.path)
-    with open_warehouse(
-        Path(settings.warehouse.path), preference=settings.reports.channel_preference
-    ) as conn:
+    result = _new_result(options.run_id or new_run_id(), settings)
+    with _warehouse(settings) as conn:
         if options.dry_run:
-            return _dry_run(conn, settings, options, result)
+            return _dry_run(conn, settings, options, result, console)
         _check_resume(conn, result.run_id, options)
-        inputs = (
-            []
-            if options.resume
-            else [
-                ledger.file_digest(p)
-                for p in resolve_paths(options.contacts or settings.contacts.paths)
-            ]
-        )
-        ledger.start_run(conn, result.run_id, config_digest=config_digest(settings), inputs=inputs)
-        try:
-            with _signals_interrupt(result.run_id):
-                _run_steps(conn, settings, options, result, console)
-        except CapauditError as exc:
-            result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            ledger.finish_run(conn, result.run_id, result.status, exc.exit_code, str(exc))
-            raise
-        except BaseException as exc:
-            ledger.finish_run(conn, result.run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
-            raise
-        ledger.finish_run(conn, result.run_id, result.status, result.exit_code, result.message)
+        options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
+        with _recorded(conn, result):
+            _run_steps(_Run(conn, settings, options, result, console))
     return result
+
+
+def run_step(
+    settings: Settings,
+    step: str,
+    options: RunOptions,
+    *,
+    console: bool,
+    pseudonym_key: bytes | None = None,
+) -> RunResult:
+    """One step of `run` on its own, recorded in `runs` exactly as `run` records it, so that
+    `run --resume` continues from there with the same inputs and options."""
+    assert options.run_id is not None, "a step needs the run id"
+    result = _new_result(options.run_id, settings)
+    with _warehouse(settings) as conn:
+        if step == "load" and ledger.has_requests(conn, result.run_id):
+            raise UsageError(
+                f"run {result.run_id} is already planned; loading again would lose its plan. "
+                "Start a new run id, or continue this one with capaudit run --resume"
+            )
+        if step != "load" and ledger.run_status(conn, result.run_id) is None:
+            raise UsageError(
+                f"there is no run {result.run_id} in the warehouse; start it with "
+                f"capaudit load --run-id {result.run_id} (or capaudit run)"
+            )
+        options = _begin(conn, settings, options, step)
+        run = _Run(conn, settings, options, result, console)
+        with _recorded(conn, result):
+            if step == "load":
+                _load(run)
+            elif step == "plan":
+                _plan(run)
+            elif step == "submit":
+                _exchange(run, collect=settings.sinch.embedded)
+            elif step == "collect":
+                _collect(run, settings, requery=False)
+            elif step == "build":
+                _build(run)
+            else:
+                _report(run, pseudonym_key)
+    return result
+
+
+def _new_result(run_id: str, settings: Settings) -> RunResult:
+    return RunResult(
+        run_id=run_id,
+        warehouse=settings.warehouse.path,
+        max_no_response_share=settings.collect.max_no_response_share,
+    )
+
+
+def _apply_gate(result: RunResult, gate: Completeness) -> None:
+    """A run above the NO_RESPONSE bound ends as incomplete and resumable, not as a success."""
+    result.completeness = gate
+    if gate.complete:
+        result.status, result.exit_code, result.message = "succeeded", 0, ""
+    else:
+        result.status, result.exit_code, result.message = (
+            "incomplete",
+            EXIT_INTERRUPTED,
+            gate.message(),
+        )
+        log.warning(result.message)
+
+
+def _warehouse(settings: Settings) -> Any:
+    return open_warehouse(
+        Path(settings.warehouse.path), preference=settings.reports.channel_preference
+    )
+
+
+def _begin(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, step: str
+) -> RunOptions:
+    """Record the run as running with its inputs and options; returns the options to run with
+    (those given now, else those the run recorded). `step` is "run" or the single step."""
+    run_id = options.run_id or ""
+    options = _with_recorded(options, ledger.run_options(conn, run_id))
+    if step != "load" and ledger.step_done(conn, run_id, "load"):
+        if step in ("run", "plan", "submit", "collect"):  # build and report read the warehouse
+            _check_loaded(conn, run_id, options)
+        inputs: list[dict[str, Any]] = []  # keep the ones recorded at the load
+    else:
+        paths = options.contacts or ledger.run_inputs(conn, run_id) or settings.contacts.paths
+        inputs = [ledger.file_digest(p) for p in resolve_paths(paths)]
+    recorded = {name: getattr(options, name) for name in (*RECORDED_OPTIONS, *SAMPLE_OPTIONS)}
+    ledger.start_run(
+        conn, run_id, config_digest=config_digest(settings), inputs=inputs, options=recorded
+    )
+    return options
+
+
+def _with_recorded(options: RunOptions, recorded: dict[str, Any]) -> RunOptions:
+    """An option given now wins; one not given takes the value the run recorded."""
+    given = {name: getattr(options, name) for name in RECORDED_OPTIONS}
+    taken = {
+        name: recorded.get(name, value) if value in (None, False) else value
+        for name, value in given.items()
+    }
+    if options.sample is None and recorded.get("sample") is not None:
+        taken |= {name: recorded.get(name, getattr(options, name)) for name in SAMPLE_OPTIONS}
+    return dataclasses.replace(options, **taken)
+
+
+def _check_loaded(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOptions) -> None:
+    """A run whose contacts are loaded continues only with those contacts, unchanged."""
+    recorded = ledger.input_digests(conn, run_id)
+    if options.contacts and {str(p) for p in resolve_paths(options.contacts)} != {
+        str(item["path"]) for item in recorded
+    }:
+        raise UsageError(
+            f"run {run_id} was loaded from {', '.join(str(i['path']) for i in recorded)}; "
+            "--contacts cannot change that now. Start a new run id for other files"
+        )
+    for item in recorded:
+        path = Path(item["path"])
+        now = ledger.file_digest(path)["sha256"] if path.is_file() else "(no such file)"
+        if now != item["sha256"]:
+            raise UsageError(
+                f"{path}: changed since run {run_id} loaded it (sha256 {item['sha256']} then, "
+                f"{now} now); the run continues only on the contacts it loaded. Restore the "
+                "file, or start a new run id"
+            )
+
+
+@contextlib.contextmanager
+def _recorded(conn: duckdb.DuckDBPyConnection, result: RunResult) -> Iterator[None]:
+    """Run steps with signals ending them as interrupted, and record how they ended: failed,
+    interrupted, paused (steps left to do), or, once the report is written, succeeded or
+    incomplete (too many targets without an answer: exit 3, see `_apply_gate`)."""
+    run_id = result.run_id
+    try:
+        with _signals_interrupt(run_id):
+            yield
+    except CapauditError as exc:
+        result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+        ledger.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
+        raise
+    except BaseException as exc:
+        result.status = "failed"
+        ledger.finish_run(conn, run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
+        raise
+    if ledger.step_done(conn, run_id, "report"):
+        _apply_gate(result, completeness(conn, run_id, result.max_no_response_share))
+    else:
+        result.status = "paused"
+    ledger.finish_run(conn, run_id, result.status, result.exit_code, result.message)
+    result.durations = ledger.step_durations(conn, run_id)
 
 
 @contextlib.contextmanager
@@ -186,169 +327,214 @@ def as_dict(value: object) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def _timed(conn: duckdb.DuckDBPyConnection, run_id: str, step: str, work: Callable[[], T]) -> T:
+def _timed(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    step: str,
+    work: Callable[[], T],
+    counts: Callable[[T], dict[str, Any]] = as_dict,
+) -> T:
     started = time.monotonic()
     outcome = work()
-    ledger.record_step(conn, run_id, step, time.monotonic() - started, as_dict(outcome))
+    ledger.record_step(conn, run_id, step, time.monotonic() - started, counts(outcome))
     return outcome
 
 
-def _run_steps(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> None:
-    run_id = result.run_id
-    if not (options.resume and ledger.step_done(conn, run_id, "load")):
-        # A resumed run whose load never finished loads the files it was started with.
-        paths = options.contacts or ledger.run_inputs(conn, run_id) or None
-        result.load = _timed(
-            conn,
-            run_id,
-            "load",
-            lambda: steps.load(conn, run_id, settings, paths, options.limit),
-        )
-    result.window = window_spec(settings, options)
-    if options.sample is not None and not (
-        options.resume and ledger.step_done(conn, run_id, "sample")
-    ):
-        spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
-        result.sample = _timed(
-            conn, run_id, "sample", lambda: sampling.draw_sample(conn, run_id, spec)
-        )
-    result.plan = _timed(
-        conn,
-        run_id,
-        "plan",
-        lambda: steps.plan(conn, run_id, settings, refresh=options.refresh, window=result.window),
-    )
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run works with."""
+
+    conn: duckdb.DuckDBPyConnection
+    settings: Settings
+    options: RunOptions
+    result: RunResult
+    console: bool
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
+
+    def timed(
+        self, step: str, work: Callable[[], T], counts: Callable[[T], dict[str, Any]] = as_dict
+    ) -> T:
+        return _timed(self.conn, self.run_id, step, work, counts)
+
+
+def _run_steps(run: _Run) -> None:
+    conn, run_id = run.conn, run.run_id
+    if not (run.options.resume and ledger.step_done(conn, run_id, "load")):
+        _load(run)
+    _sample(run)
+    _plan(run)
     needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
         steps.outstanding_targets(conn, run_id)
     )
     if needs_sinch:
-        restarts: Counter[str] = Counter()
-        try:
-            with sinch_session(settings, restarts=restarts) as live:
-                asyncio.run(_exchange(conn, live, options, result, console))
-        finally:
-            ledger.record_restarts(conn, run_id, dict(restarts))
-    result.statuses = _timed(conn, run_id, "build", lambda: steps.build(conn, run_id))
-    _apply_gate(result, completeness(conn, run_id, settings.collect.max_no_response_share))
-    result.report = _timed(
-        conn,
-        run_id,
-        "report",
-        lambda: write_report(
-            conn,
-            run_id,
-            Path(settings.reports.dir),
-            trend_runs=settings.reports.trend_runs,
-            max_no_response_share=settings.collect.max_no_response_share,
-            settings=settings,
+        _exchange(run, collect=True)
+    _build(run)
+    _report(run, None)
+
+
+def _load(run: _Run) -> None:
+    # The files recorded when the run (or its load) started: a resumed load reads the same.
+    paths = run.options.contacts or ledger.run_inputs(run.conn, run.run_id) or None
+    limit = run.options.limit
+    run.result.load = run.timed(
+        "load",
+        lambda: steps.load(run.conn, run.run_id, run.settings, paths, limit, console=run.console),
+    )
+
+
+def _sample(run: _Run) -> None:
+    """`--sample N`: draw the sample once (a resumed run keeps the one it drew)."""
+    options = run.options
+    if options.sample is None or ledger.step_done(run.conn, run.run_id, "sample"):
+        return
+    spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
+    run.result.sample = run.timed(
+        "sample", lambda: sampling.draw_sample(run.conn, run.run_id, spec)
+    )
+
+
+def _plan(run: _Run) -> None:
+    refresh = run.options.refresh
+    window = run.result.window = window_spec(run.settings, run.options)
+    run.result.plan = run.timed(
+        "plan",
+        lambda: steps.plan(
+            run.conn, run.run_id, run.settings, refresh=refresh, window=window, console=run.console
         ),
     )
-    result.channels = [
-        dict(zip(("channel", "targets", "reachable_share"), row, strict=True))
-        for row in conn.execute(
-            "SELECT channel, targets, reachable_share FROM reachability WHERE run_id = $r "
-            "ORDER BY channel",
-            {"r": run_id},
-        ).fetchall()
-    ]
 
 
-def _apply_gate(result: RunResult, gate: Completeness) -> None:
-    """A run above the NO_RESPONSE bound ends as incomplete and resumable, not as a success."""
-    result.completeness = gate
-    if gate.complete:
-        result.status, result.exit_code, result.message = "succeeded", 0, ""
-    else:
-        result.status, result.exit_code, result.message = (
-            "incomplete",
-            EXIT_INTERRUPTED,
-            gate.message(),
+def _build(run: _Run) -> None:
+    run.result.statuses = run.timed(
+        "build", lambda: steps.build(run.conn, run.run_id, console=run.console)
+    )
+    run.result.channels = reachability(run.conn, run.run_id)
+
+
+def _report(run: _Run, pseudonym_key: bytes | None) -> None:
+    reports = run.settings.reports
+    with StepProgress("report", None, console=run.console) as progress:
+
+        def written(path: Path, files: int) -> None:
+            progress.total = files
+            progress.update(progress.done + 1, file=path.name)
+
+        run.result.report = run.timed(
+            "report",
+            lambda: write_report(
+                run.conn,
+                run.run_id,
+                Path(reports.dir),
+                trend_runs=reports.trend_runs,
+                pseudonym_key=pseudonym_key,
+                max_no_response_share=run.settings.collect.max_no_response_share,
+                settings=run.settings,
+                on_file=written,
+            ),
         )
-        log.warning(result.message)
 
 
-async def _exchange(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> None:
-    """Submit, then collect; SIGTERM/SIGINT stop sending and end the run as resumable."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    for signum in previous:
-        loop.add_signal_handler(signum, stop.set)
+def reachability(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The run's `reachability` rows, one per channel."""
+    return rows_as_dicts(
+        conn.execute("SELECT * FROM reachability WHERE run_id = $r ORDER BY channel", {"r": run_id})
+    )
+
+
+def _exchange(run: _Run, *, collect: bool) -> None:
+    """Submit, then (with `collect`) collect while the Sinch session lasts; SIGTERM/SIGINT stop
+    sending and end the run as resumable."""
+    restarts: Counter[str] = Counter()
     try:
-        await register_webhook(settings)
-        if options.resume:
-            steps.plan_reasks(conn, result.run_id, settings)
-        started = time.monotonic()
-        result.submit = await steps.submit(
-            conn, result.run_id, settings, stop=stop, console=console
+        with sinch_session(run.settings, restarts=restarts) as live:
+            _submit_then_collect(run, live, collect=collect)
+    finally:
+        ledger.record_restarts(run.conn, run.run_id, dict(restarts))
+
+
+def _submit_then_collect(run: _Run, live: Settings, *, collect: bool) -> None:
+    asyncio.run(register_webhook(live))
+    if run.options.resume:
+        steps.plan_reasks(run.conn, run.run_id, live)
+    stop = asyncio.Event()
+    work = steps.submit(run.conn, run.run_id, live, stop=stop, console=run.console)
+    sent = run.result.submit = run.timed("submit", lambda: _until_signal(stop, work))
+    if stop.is_set():
+        raise Interrupted(
+            f"stopped by a signal; {sent.not_sent:,} requests not sent yet. "
+            f"Continue with: capaudit run --resume --run-id {run.run_id}"
         )
-        ledger.record_step(
-            conn,
-            result.run_id,
-            "submit",
-            time.monotonic() - started,
-            dataclasses.asdict(result.submit),
-        )
-        if stop.is_set():
-            raise Interrupted(
-                f"stopped by a signal; {result.submit.not_sent:,} requests not sent yet. "
-                f"Continue with: capaudit run --resume --run-id {result.run_id}"
-            )
-        started, wall = time.monotonic(), time.time()
-        deadline = options.deadline_seconds
-        if result.window is not None:  # collecting ends by the window's end
-            configured = settings.collect.deadline_seconds if deadline is None else deadline
-            last = steps._last_acceptance(conn, result.run_id)
-            deadline = collect_deadline(result.window, last or wall, configured)
-        async with HealthWatch(
-            settings.collect.health_url(settings.receiver),
-            interval=settings.collect.health_interval_seconds,
-        ) as health:
-            result.collect = await steps.collect(
-                conn,
-                result.run_id,
+    if collect:
+        _collect(run, live, requery=True)
+
+
+def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
+    """Collect callbacks, watching the receiver's health; with `requery` (`settings` of a live
+    Sinch session) transient failures are asked once more (not in a window: those wait for a
+    later night)."""
+    stop = asyncio.Event()
+    wall = time.time()
+    deadline = run.options.deadline_seconds
+    if run.result.window is not None:  # collecting ends by the window's end
+        configured = settings.collect.deadline_seconds if deadline is None else deadline
+        last = steps._last_acceptance(run.conn, run.run_id)
+        deadline = collect_deadline(run.result.window, last or wall, configured)
+    health = HealthWatch(
+        settings.collect.health_url(settings.receiver),
+        interval=settings.collect.health_interval_seconds,
+    )
+
+    async def watched() -> steps.CollectSummary:
+        async with health:
+            return await steps.collect(
+                run.conn,
+                run.run_id,
                 settings,
                 stop=stop,
                 deadline_seconds=deadline,
-                console=console,
-                requery=result.window is None,  # a window asks transient failures on a later night
-                wait_from=wall if options.resume else 0.0,
+                console=run.console,
+                requery=requery and run.result.window is None,
+                wait_from=wall if run.options.resume else 0.0,
             )
-        ledger.record_step(
-            conn,
-            result.run_id,
-            "collect",
-            time.monotonic() - started,
-            {
-                "outstanding": result.collect.outstanding,
-                "deadline_passed": result.collect.deadline_passed,
-                "receiver_outages": health.outages,
-                "receiver_down_seconds": round(health.down_seconds, 1),
-                "matched_by": result.collect.matched_by,
-                "unmatched": result.collect.unmatched,
-            },
+
+    def counts(summary: steps.CollectSummary) -> dict[str, Any]:
+        return {
+            "outstanding": summary.outstanding,
+            "deadline_passed": summary.deadline_passed,
+            "receiver_outages": health.outages,
+            "receiver_down_seconds": round(health.down_seconds, 1),
+            "matched_by": summary.matched_by,
+            "unmatched": summary.unmatched,
+        }
+
+    run.result.collect = run.timed("collect", lambda: _until_signal(stop, watched()), counts)
+    if stop.is_set():
+        raise Interrupted(
+            f"stopped while collecting callbacks; continue with: "
+            f"capaudit run --resume --run-id {run.run_id}"
         )
-        if stop.is_set():
-            raise Interrupted(
-                f"stopped while collecting callbacks; continue with: "
-                f"capaudit run --resume --run-id {result.run_id}"
-            )
-    finally:
-        for signum, handler in previous.items():
-            loop.remove_signal_handler(signum)
-            signal.signal(signum, handler)  # asyncio leaves the default behind
+
+
+def _until_signal(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in an event loop where SIGTERM/SIGINT set `stop` (the step then ends
+    gracefully, its outcomes recorded) instead of raising."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for signum in previous:
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            return await work
+        finally:
+            for signum, handler in previous.items():
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, handler)  # asyncio leaves the default behind
+
+    return asyncio.run(main())
 
 
 async def register_webhook(settings: Settings) -> None:
@@ -361,6 +547,25 @@ async def register_webhook(settings: Settings) -> None:
         return
     async with SinchClient(settings.sinch, settings.secrets) as client:
         await ensure_webhook(client, settings.receiver.public_url, secret.reveal())
+
+
+def sinch_call(settings: Settings, work: Callable[[SinchClient], Awaitable[T]]) -> T:
+    """Run `work(client)` against Sinch (or the embedded simulator, started for the call)."""
+
+    async def call(live: Settings) -> T:
+        async with SinchClient(live.sinch, live.secrets) as client:
+            return await work(client)
+
+    with sinch_session(settings) as live:
+        return asyncio.run(call(live))
+
+
+def check_ready(settings: Settings) -> list[Check]:
+    """`capaudit check`; the embedded simulator gets its webhook first, as a run would."""
+    with sinch_session(settings) as live:
+        if settings.sinch.embedded:
+            asyncio.run(register_webhook(live))
+        return asyncio.run(run_checks(live))
 
 
 @contextlib.contextmanager
@@ -416,12 +621,17 @@ def window_spec(settings: Settings, options: RunOptions) -> WindowSpec | None:
 
 
 def _dry_run(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, options: RunOptions, result: RunResult
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    options: RunOptions,
+    result: RunResult,
+    console: bool,
 ) -> RunResult:
     """Load and plan under a throw-away run id, report the plan, and remove every trace."""
     run_id = f"dry-run-{result.run_id}"
     try:
-        result.load = steps.load(conn, run_id, settings, options.contacts or None, options.limit)
+        paths = options.contacts or None
+        result.load = steps.load(conn, run_id, settings, paths, options.limit, console=console)
         if options.sample is not None:
             spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
             result.sample = sampling.draw_sample(conn, run_id, spec)
@@ -429,7 +639,7 @@ def _dry_run(
         callback_rate, _ = expected_callback_rate(conn, run_id, settings)
         result.window = window_spec(settings, options)
         result.plan = steps.plan(
-            conn, run_id, settings, refresh=options.refresh, window=result.window
+            conn, run_id, settings, refresh=options.refresh, window=result.window, console=console
         )
     finally:
         for table in DRY_RUN_TABLES:

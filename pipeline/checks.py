@@ -42,8 +42,13 @@ async def run_checks(settings: Settings) -> list[Check]:
         )
         if value is None
     ]
-    results.append(Check("secrets", not missing, "missing: " + ", ".join(missing) if missing
-                         else "all three are set (values not shown)"))  # fmt: skip
+    results.append(
+        Check(
+            "secrets",
+            not missing,
+            "missing: " + ", ".join(missing) if missing else "all three are set (values not shown)",
+        )
+    )
     if settings.secrets.key_id is None or settings.secrets.key_secret is None:
         return results
     async with SinchClient(settings.sinch, settings.secrets) as client:

@@ -6,7 +6,7 @@ Exit codes (DESIGN §4): 0 success, 1 the run failed, 2 bad usage, config or inp
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline import __version__, audit, steps
+from pipeline import __version__, audit
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, UsageError
 from pipeline.logs import configure_logging, use_console
 from pipeline.settings import DEFAULT_CONFIG, Settings, load_settings
@@ -164,24 +164,10 @@ def run(
     if dry_run:
         console.print_plan(result)
         return
-    with _warehouse(settings, lock=False) as conn:
-        rows = conn.execute(
-            "SELECT * FROM reachability WHERE run_id = $r ORDER BY channel", {"r": result.run_id}
-        )
-        names = [d[0] for d in rows.description or []]
-        by_channel = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
-    console.print_run(result, by_channel)
+    console.print_run(result, result.channels)
     if result.exit_code:  # incomplete: reported, but the scheduler must not see a success
         click.echo(f"capaudit: {result.message}", err=True)
         sys.exit(result.exit_code)
-
-
-def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
-    from pipeline.warehouse import open_warehouse
-
-    return open_warehouse(
-        Path(settings.warehouse.path), lock=lock, preference=settings.reports.channel_preference
-    )
 
 
 @main.command()
@@ -206,7 +192,7 @@ def serve(
     Example:
       CAPAUDIT_WEBHOOK_SECRET=... capaudit serve --port 8751 --landing-dir data/landing
     """
-    from pipeline.receiver import ReceiverConfig, create_app
+    from pipeline.receiver import create_app
     from pipeline.services import die_with_parent, serve_asgi
 
     die_with_parent()
@@ -214,9 +200,8 @@ def serve(
     receiver = settings.receiver
     overrides: dict[str, Any] = {"insecure": insecure or receiver.insecure}
     if landing_dir is not None:
-        overrides["landing_dir"] = landing_dir
-    config = ReceiverConfig.from_settings(receiver, settings.secrets.webhook_secrets, **overrides)
-    app = create_app(config)
+        overrides["landing_dir"] = str(landing_dir)
+    app = create_app(dataclasses.replace(receiver, **overrides), settings.secrets.webhook_secrets)
     serve_asgi(app, host=host or receiver.host, port=port or receiver.port, fd=fd)
 
 
@@ -271,120 +256,128 @@ def simulate(
 # -- the steps of `run`, one at a time ----------------------------------------------------------
 
 
+def json_option(command: F) -> F:
+    """Step commands print for people on a terminal, JSON when asked or when piped."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the step's summary as JSON (the default when stdout is not a terminal).",
+    )(command)
+
+
+def _step(
+    config_path: Path, step: str, options: audit.RunOptions, as_json: bool, **extra: Any
+) -> None:
+    """Run one step of `run`, recorded in the run's record, and print its summary: the lines
+    `run` prints for it on a terminal, else JSON."""
+    settings = settings_for(config_path)
+    if extra.pop("pseudonymise", False):
+        from pipeline.pseudonyms import pseudonym_key
+
+        extra["pseudonym_key"] = pseudonym_key(settings.secrets.pseudonym_key)
+    console = use_console(settings.logging.format)
+    result = audit.run_step(settings, step, options, console=console, **extra)
+    if as_json or not sys.stdout.isatty():
+        summaries = {"build": result.statuses, "report": result.report}
+        _print_json(summaries[step] if step in summaries else getattr(result, step))
+    else:
+        from pipeline.console import print_step
+
+        print_step(result, step)
+    if result.exit_code:  # the report step of an incomplete run: exit 3, as `run` does
+        click.echo(f"capaudit: {result.message}", err=True)
+        sys.exit(result.exit_code)
+
+
 @main.command()
 @config_option
 @run_id_option()
 @click.option("--contacts", multiple=True, help="Contact file or glob (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Keep only the first N contacts.")
+@json_option
 @handle_errors
-def load(config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int | None) -> None:
+def load(
+    config_path: Path, run_id: str, contacts: tuple[str, ...], limit: int | None, as_json: bool
+) -> None:
     """Read and validate the contact files into `targets` and `rejects`.
+
+    On a terminal it shows progress (rows read, rejects so far, rate, time left) and ends with
+    the lines `run` prints for the load; otherwise JSON.
 
     \b
     Example:
       capaudit load --run-id r1 --contacts data/sample/contacts.csv
     """
-    settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        planned = conn.execute("SELECT count(*) FROM requests WHERE run_id = $r", {"r": run_id})
-        if (planned.fetchone() or (0,))[0]:
-            raise UsageError(
-                f"run {run_id} is already planned; loading again would lose its plan. "
-                "Start a new run id, or continue this one with capaudit run --resume"
-            )
-        _ensure_run(conn, run_id, settings)
-        summary = steps.load(conn, run_id, settings, contacts or None, limit)
-    _print_json(summary)
+    _step(config_path, "load", audit.RunOptions(run_id, contacts, limit=limit), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
 @click.option("--refresh", is_flag=True, help="Query every target, even with a fresh answer.")
+@json_option
 @handle_errors
-def plan(config_path: Path, run_id: str, refresh: bool) -> None:
+def plan(config_path: Path, run_id: str, refresh: bool, as_json: bool) -> None:
     """Decide what to query: reuse fresh answers, write one request per contact to the ledger.
 
     \b
     Example:
       capaudit plan --run-id r1
     """
-    settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        _print_json(steps.plan(conn, run_id, settings, refresh=refresh))
+    _step(config_path, "plan", audit.RunOptions(run_id, refresh=refresh), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
+@json_option
 @handle_errors
-def submit(config_path: Path, run_id: str) -> None:
+def submit(config_path: Path, run_id: str, as_json: bool) -> None:
     """Send the run's planned requests (paced, retried, recorded in the ledger).
 
     With the embedded simulator, it also waits for the callbacks, since the simulator stops
-    with the command.
+    with the command. SIGTERM or Ctrl-C stop sending (exit 3; continue with run --resume).
 
     \b
     Example:
       capaudit submit --run-id r1
     """
-    settings = settings_for(config_path)
-    console = use_console(settings.logging.format)
-    with _warehouse(settings) as conn, audit.sinch_session(settings) as live:
-        stop = asyncio.Event()
-
-        async def work() -> Any:
-            await audit.register_webhook(live)
-            summary = await steps.submit(conn, run_id, live, stop=stop, console=console)
-            if settings.sinch.embedded:
-                await steps.collect(conn, run_id, live, stop=stop, console=console, requery=True)
-            return summary
-
-        _print_json(asyncio.run(work()))
+    _step(config_path, "submit", audit.RunOptions(run_id), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
 @click.option("--deadline", type=click.FloatRange(min=0), help="Seconds to keep waiting.")
+@json_option
 @handle_errors
-def collect(config_path: Path, run_id: str, deadline: float | None) -> None:
+def collect(config_path: Path, run_id: str, deadline: float | None, as_json: bool) -> None:
     """Ingest landed callbacks until the run's accepted requests are answered or time is up.
 
     \b
     Example:
       capaudit collect --run-id r1 --deadline 60
     """
-    settings = settings_for(config_path)
-    console = use_console(settings.logging.format)
-    with _warehouse(settings) as conn:
-        summary = asyncio.run(
-            steps.collect(
-                conn,
-                run_id,
-                settings,
-                deadline_seconds=deadline,
-                stop=asyncio.Event(),
-                console=console,
-            )
-        )
-    _print_json(summary)
+    _step(config_path, "collect", audit.RunOptions(run_id, deadline_seconds=deadline), as_json)
 
 
 @main.command()
 @config_option
 @run_id_option()
+@json_option
 @handle_errors
-def build(config_path: Path, run_id: str) -> None:
+def build(config_path: Path, run_id: str, as_json: bool) -> None:
     """Build `capability`, `reachability` and `capability_changes` for the run.
+
+    On a terminal it ends with the reachability table `run` prints; otherwise JSON (the
+    number of capability rows per status).
 
     \b
     Example:
       capaudit build --run-id r1
     """
-    settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        _print_json(steps.build(conn, run_id))
+    _step(config_path, "build", audit.RunOptions(run_id), as_json)
 
 
 @main.command()
@@ -395,8 +388,9 @@ def build(config_path: Path, run_id: str) -> None:
     is_flag=True,
     help="Replace contact keys, ids and identities by HMAC-SHA256 under CAPAUDIT_PSEUDONYM_KEY.",
 )
+@json_option
 @handle_errors
-def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
+def report(config_path: Path, run_id: str, pseudonymise: bool, as_json: bool) -> None:
     """Write the run's report files (HTML, JSON, CSV, Parquet).
 
     \b
@@ -404,22 +398,8 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
       capaudit report --run-id r1
       CAPAUDIT_PSEUDONYM_KEY=... capaudit report --run-id r1 --pseudonymise
     """
-    from pipeline.pseudonyms import pseudonym_key
-    from pipeline.report import write_report
-
-    settings = settings_for(config_path)
-    key = pseudonym_key(settings.secrets.pseudonym_key) if pseudonymise else None
-    with _warehouse(settings) as conn:
-        files = write_report(
-            conn,
-            run_id,
-            Path(settings.reports.dir),
-            trend_runs=settings.reports.trend_runs,
-            pseudonym_key=key,
-            max_no_response_share=settings.collect.max_no_response_share,
-            settings=settings,
-        )
-    click.echo(str(files.index))
+    options = audit.RunOptions(run_id)
+    _step(config_path, "report", options, as_json, pseudonymise=pseudonymise)
 
 
 # -- operations ---------------------------------------------------------------------------------
@@ -433,18 +413,6 @@ def webhooks() -> None:
     Example:
       capaudit webhooks ensure --target https://capaudit.example.com/callbacks/sinch
     """
-
-
-def _sinch_call(settings: Settings, work: Callable[[Any], Any]) -> Any:
-    """Run `work(client)` against Sinch (or the embedded simulator, started for the call)."""
-    from pipeline.sinch.client import SinchClient
-
-    async def call(live: Settings) -> Any:
-        async with SinchClient(live.sinch, live.secrets) as client:
-            return await work(client)
-
-    with audit.sinch_session(settings) as live:
-        return asyncio.run(call(live))
 
 
 @webhooks.command("ensure")
@@ -468,7 +436,7 @@ def webhooks_ensure(config_path: Path, target: str | None) -> None:
     if secret is None:
         raise UsageError("CAPAUDIT_WEBHOOK_SECRET must be set: callbacks are signed with it")
     url = target or settings.receiver.public_url
-    result = _sinch_call(settings, lambda client: ensure_webhook(client, url, secret.reveal()))
+    result = audit.sinch_call(settings, lambda client: ensure_webhook(client, url, secret.reveal()))
     click.echo(f"{result.action} webhook {result.webhook.get('id')} -> {url} (CAPABILITY)")
 
 
@@ -483,7 +451,7 @@ def webhooks_list(config_path: Path) -> None:
       capaudit webhooks list --config configs/sinch.toml
     """
     settings = settings_for(config_path)
-    hooks = _sinch_call(settings, lambda client: client.list_webhooks())
+    hooks = audit.sinch_call(settings, lambda client: client.list_webhooks())
     for hook in hooks:
         click.echo(f"{hook.get('id')}  {hook.get('target')}  {','.join(hook.get('triggers', []))}")
     if not hooks:
@@ -502,7 +470,7 @@ def webhooks_delete(config_path: Path, webhook_id: str) -> None:
       capaudit webhooks delete 01JDX3Q3ZK6D5R8W2N9V4T7B1M
     """
     settings = settings_for(config_path)
-    _sinch_call(settings, lambda client: client.delete_webhook(webhook_id))
+    audit.sinch_call(settings, lambda client: client.delete_webhook(webhook_id))
     click.echo(f"deleted webhook {webhook_id}")
 
 
@@ -518,13 +486,7 @@ def check(config_path: Path) -> None:
     Example:
       capaudit check --config configs/sinch.toml
     """
-    from pipeline.checks import run_checks
-
-    settings = settings_for(config_path)
-    with audit.sinch_session(settings) as live:
-        if settings.sinch.embedded:
-            asyncio.run(audit.register_webhook(live))
-        results = asyncio.run(run_checks(live))
+    results = audit.check_ready(settings_for(config_path))
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<9} {result.detail}")
     if not all(result.ok for result in results):
@@ -533,8 +495,13 @@ def check(config_path: Path) -> None:
 
 @main.command()
 @config_option
-@click.option("--older-than", "days", type=click.FloatRange(min=0), required=True,
-              help="Remove runs and landing segments older than this many days.")  # fmt: skip
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Remove runs and landing segments older than this many days.",
+)
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @handle_errors
 def purge(config_path: Path, days: float, dry_run: bool) -> None:
@@ -546,22 +513,12 @@ def purge(config_path: Path, days: float, dry_run: bool) -> None:
     Example:
       capaudit purge --older-than 90 --dry-run
     """
-    from pipeline.retention import purge as purge_old
+    from pipeline.retention import purge_configured
 
     settings = settings_for(config_path)
-    with _warehouse(settings) as conn:
-        summary = purge_old(conn, older_than_days=days, dry_run=dry_run,
-                            landing_dir=Path(settings.receiver.landing_dir),
-                            reports_dir=Path(settings.reports.dir))  # fmt: skip
+    console = use_console(settings.logging.format)
+    summary = purge_configured(settings, older_than_days=days, dry_run=dry_run, console=console)
     _print_json(summary)
-
-
-def _ensure_run(conn: Any, run_id: str, settings: Settings) -> None:
-    from pipeline import ledger
-
-    exists = conn.execute("SELECT 1 FROM runs WHERE run_id = $r", {"r": run_id}).fetchone()
-    if not exists:
-        ledger.start_run(conn, run_id, config_digest=audit.config_digest(settings), inputs=[])
 
 
 def _print_json(value: object) -> None:

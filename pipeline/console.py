@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.audit import RunResult
+from pipeline.audit import STEPS, RunResult
+from pipeline.contacts.load import LoadSummary
+from pipeline.ledger import PlanSummary
 from pipeline.sinch.models import ALL_STATUSES
+from pipeline.steps import CollectSummary, SubmitSummary
 
 SHORT = {
     "CAPABILITY_FULL": "full",
@@ -29,36 +33,89 @@ def out() -> Console:
 
 def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     console = out()
-    if result.load is not None:
-        load = result.load
-        console.print(
-            f"Loaded {load.rows:,} rows from {len(load.sources)} file(s): "
-            f"{load.contacts:,} contacts, {load.targets:,} targets, {load.rejects:,} rejected"
+    for step in ("load", "plan", "submit", "collect"):
+        _print_step(console, result, step)
+    _reachability(console, result.run_id, by_channel)
+    if result.completeness is not None and not result.completeness.complete:
+        console.print(f"[bold red]INCOMPLETE[/]: {result.message}")
+    for line in rolling_lines(result):
+        console.print(line)
+    _print_step(console, result, "report")
+    console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
+    _took(console, result, STEPS)
+
+
+def print_step(result: RunResult, step: str) -> None:
+    """What `run` prints for `step`, and the time it took: the step command's summary."""
+    console = out()
+    _print_step(console, result, step)
+    _took(console, result, (step,))
+
+
+def _print_step(console: Console, result: RunResult, step: str) -> None:
+    if step == "build":
+        _reachability(console, result.run_id, result.channels)
+    elif step == "report" and result.report is not None:
+        console.print(f"Report:    {result.report.index}\nSummary:   {result.report.summary}")
+    elif step in SENTENCES and (summary := getattr(result, step)) is not None:
+        text = SENTENCES[step](summary)
+        if text:
+            console.print(text)
+
+
+def _load(load: LoadSummary) -> str:
+    loaded = (
+        f"Loaded {load.rows:,} rows from {len(load.sources)} file(s): {load.contacts:,} "
+        f"contacts, {load.targets:,} targets, {load.rejects:,} rejected"
+    )
+    reasons = load.rejects_by_reason.items()
+    return "\n".join([loaded, *(f"  rejected {n:,} as {reason}" for reason, n in reasons)])
+
+
+def _plan(plan: PlanSummary) -> str:
+    return (
+        f"Planned {plan.targets:,} targets: {plan.reused:,} reused, {plan.to_query:,} to query "
+        f"in {plan.requests:,} requests"
+    )
+
+
+def _submit(sent: SubmitSummary) -> str:
+    return (
+        f"Sent {sent.accepted + sent.failed:,} requests in {sent.seconds:.1f}s "
+        f"({sent.rate_per_second:.1f}/s): {sent.accepted:,} accepted, {sent.failed:,} failed"
+    )
+
+
+def _collect(collected: CollectSummary) -> str:
+    lines = []
+    lag = collected.lag
+    if lag.get("p50_seconds") is not None:
+        lines.append(
+            f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
+            f"p95 {lag['p95_seconds']:.2f}s; {collected.requeried:,} transient failures re-queried"
         )
-        for reason, count in load.rejects_by_reason.items():
-            console.print(f"  rejected {count:,} as {reason}")
-    if result.submit is not None:
-        s = result.submit
-        console.print(
-            f"Sent {s.accepted + s.failed:,} requests in {s.seconds:.1f}s "
-            f"({s.rate_per_second:.1f}/s): {s.accepted:,} accepted, {s.failed:,} failed"
-        )
-    if result.collect is not None:
-        lag = result.collect.lag
-        if lag.get("p50_seconds") is not None:
-            console.print(
-                f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
-                f"p95 {lag['p95_seconds']:.2f}s; {result.collect.requeried:,} transient "
-                "failures re-queried"
-            )
-    if result.collect is not None:
-        _print_correlation(console, result.collect.matched_by, result.collect.unmatched)
-    if result.collect is not None and result.collect.deadline_passed:
-        console.print(
-            f"Deadline passed with {result.collect.outstanding:,} targets unanswered "
+    correlation = _correlation(collected.matched_by, collected.unmatched)
+    if correlation:
+        lines.append(correlation)
+    if collected.deadline_passed:
+        lines.append(
+            f"Deadline passed with {collected.outstanding:,} targets unanswered "
             "(reported as NO_RESPONSE)"
         )
-    table = Table(title=f"Run {result.run_id}: reachability per channel")
+    return "\n".join(lines)
+
+
+# The sentences `run` prints for a step, from the step's summary.
+SENTENCES: dict[str, Callable[[Any], str]] = {
+    "load": _load,
+    "plan": _plan,
+    "submit": _submit,
+    "collect": _collect,
+}
+
+
+def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]]) -> None:
+    table = Table(title=f"Run {run_id}: reachability per channel")
     table.add_column("channel")
     table.add_column("targets", justify="right")
     for status in ALL_STATUSES:
@@ -76,29 +133,33 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
         )
     console.print(table)
     console.print("reachable: share of all targets; of answered: share of answered targets")
-    if result.completeness is not None and not result.completeness.complete:
-        console.print(f"[bold red]INCOMPLETE[/]: {result.message}")
-    for line in rolling_lines(result):
-        console.print(line)
-    if result.report is not None:
-        console.print(f"Report:    {result.report.index}")
-        console.print(f"Summary:   {result.report.summary}")
-    console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
 
 
-def _print_correlation(
-    console: Console, matched: dict[str, int], unmatched: dict[str, int]
-) -> None:
+def _took(console: Console, result: RunResult, steps: Sequence[str]) -> None:
+    """The time each step took (the latest time it ran, for a resumed run too)."""
+    times = [(s, result.durations[s]) for s in steps if s in result.durations]
+    if times:
+        each = ", ".join(f"{step} {_duration(seconds, precise=True)}" for step, seconds in times)
+        total = (
+            f" ({_duration(sum(t for _, t in times), precise=True)} in all)"
+            if len(times) > 1
+            else ""
+        )
+        console.print(f"Took:      {each}{total}")
+
+
+def _correlation(matched: dict[str, int], unmatched: dict[str, int]) -> str:
     """Only when callbacks came without request_id: how they were matched, and what was not."""
     by_identity, by_contact = matched.get("identity", 0), matched.get("contact_id", 0)
     kept = sum(unmatched.values())
-    if by_identity or by_contact or kept:
-        console.print(
-            f"Callbacks without request_id: {by_identity:,} matched by identity, "
-            f"{by_contact:,} by contact id; {kept:,} kept unmatched "
-            f"({unmatched.get('no_outstanding_query', 0):,} no outstanding query, "
-            f"{unmatched.get('ambiguous', 0):,} ambiguous; see unmatched_notifications)"
-        )
+    if not (by_identity or by_contact or kept):
+        return ""
+    return (
+        f"Callbacks without request_id: {by_identity:,} matched by identity, "
+        f"{by_contact:,} by contact id; {kept:,} kept unmatched "
+        f"({unmatched.get('no_outstanding_query', 0):,} no outstanding query, "
+        f"{unmatched.get('ambiguous', 0):,} ambiguous; see unmatched_notifications)"
+    )
 
 
 def print_plan(result: RunResult) -> None:
@@ -165,9 +226,9 @@ def rolling_lines(result: RunResult) -> list[str]:
     return lines
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float, *, precise: bool = False) -> str:
     if seconds < 120:
-        return f"{seconds:.0f}s"
+        return f"{seconds:.1f}s" if precise else f"{seconds:.0f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"

@@ -34,9 +34,9 @@ from pipeline.ledger import ACCEPTED, FAILED, PendingRequest, RequestEvent
 from pipeline.pacing import Pacer
 from pipeline.settings import DispatchSettings
 from pipeline.sinch.client import QueryAnswer, SinchClient
+from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 
 log = logging.getLogger(__name__)
-RETRYABLE_STATUSES = frozenset({429, 500, 501, 502, 503, 504})
 
 
 @dataclass
@@ -125,9 +125,8 @@ class Dispatcher:
         return self.stats
 
     def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
-        ceiling = self.settings.backoff_base_seconds * 2 ** (attempt - 1)
-        return self.jitter(0.0, min(self.settings.backoff_max_seconds, ceiling))
+        s = self.settings
+        return backoff_seconds(attempt, s.backoff_base_seconds, s.backoff_max_seconds, self.jitter)
 
     async def _submit(self, request: PendingRequest, stop: asyncio.Event) -> None:
         try:
@@ -163,8 +162,9 @@ class Dispatcher:
             return outcome(state=FAILED, http_status=status, error=answer.error_text())
         if attempt >= self.settings.max_attempts:
             error = answer.error_text() if answer is not None else problem
-            return outcome(state=FAILED, http_status=status,
-                           error=f"gave up after {attempt} attempts: {error}")  # fmt: skip
+            return outcome(
+                state=FAILED, http_status=status, error=f"gave up after {attempt} attempts: {error}"
+            )
         return None
 
     async def _attempt(self, request: PendingRequest) -> tuple[QueryAnswer | None, float, str]:

@@ -1,6 +1,6 @@
 """The one exception tree of capaudit.
 
-Every error a user can meet is one of these; foreign errors (httpx, duckdb, OSError, polars)
+Every error a user can meet is one of these; foreign errors (httpx, duckdb, pyarrow, OSError)
 are translated into them at the boundary where they happen. The CLI maps each branch to an
 exit code (DESIGN §4) and prints the message, never a traceback.
 
@@ -14,7 +14,7 @@ exit code (DESIGN §4) and prints the message, never a traceback.
     │   ├── WarehouseError             the DuckDB warehouse cannot be opened or is inconsistent
     │   ├── RunLocked                  another run holds the warehouse lock
     │   └── ServiceError               an embedded simulator or receiver did not start
-    └── Interrupted                    exit 3: stopped early (a signal); `--resume` continues
+    └── Interrupted                    exit 3: stopped by SIGTERM/SIGINT; `run --resume` continues
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import __version__
+from pipeline.db import sql_literal
 from pipeline.settings import FreshnessSettings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
 
@@ -73,16 +74,12 @@ class PlanSummary:
     window: dict[str, Any] = field(default_factory=dict)  # what a nightly window fitted
 
 
-def _quoted(values: Sequence[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
 def ttl_sql(freshness: FreshnessSettings, channel: str) -> str:
     """SQL for the freshness TTL (an INTERVAL) of the channel named by the `channel` column."""
     ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
     if freshness.channels:
         overrides = " ".join(
-            f"WHEN '{name}' THEN INTERVAL ({float(days) * 86400}) SECOND"
+            f"WHEN {sql_literal(name)} THEN INTERVAL ({float(days) * 86400}) SECOND"
             for name, days in freshness.channels.items()
         )
         ttl = f"CASE {channel} {overrides} ELSE {ttl} END"
@@ -122,8 +119,8 @@ def mark_reuse(
                     checked_at
                 FROM late_answers WHERE run_id = $run_id
             ) c
-            WHERE c.status IN ({_quoted(SINCH_STATUSES)})
-              AND coalesce(c.reason_code, '') NOT IN ({_quoted(sorted(TRANSIENT_REASONS))})
+            WHERE c.status IN {sql_literal(tuple(SINCH_STATUSES))}
+              AND coalesce(c.reason_code, '') NOT IN {sql_literal(tuple(sorted(TRANSIENT_REASONS)))}
               AND c.checked_at >= $now - {ttl}
             GROUP BY ALL
         ) fresh
@@ -169,7 +166,7 @@ FROM targets t
 JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key AND r.requery_of IS NULL
 JOIN notifications n ON n.request_id = r.request_id AND n.channel IN (t.channel, '')
 WHERE t.run_id = $run_id AND t.action = 'query'
-  AND n.reason_code IN ({_quoted(sorted(TRANSIENT_REASONS))})
+  AND n.reason_code IN {sql_literal(tuple(sorted(TRANSIENT_REASONS)))}
   AND NOT EXISTS (SELECT 1 FROM requests q WHERE q.run_id = $run_id AND q.requery_of = r.request_id)
 """
 
@@ -263,8 +260,13 @@ def callback_lag(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, floa
         {"run_id": run_id},
     ).fetchone()
     if not row or not row[2]:
-        return {"callbacks": 0, "p50_seconds": None, "p95_seconds": None,
-                "callbacks_per_second": None, "queries_per_second": None}  # fmt: skip
+        return {
+            "callbacks": 0,
+            "p50_seconds": None,
+            "p95_seconds": None,
+            "callbacks_per_second": None,
+            "queries_per_second": None,
+        }
     callbacks, span, requests, sending = int(row[2]), row[3] or 0.0, int(row[4]), row[5] or 0.0
     return {
         "callbacks": callbacks,
@@ -403,22 +405,26 @@ def start_run(
     *,
     config_digest: str,
     inputs: list[dict[str, Any]],
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Record the run as running; a resumed run keeps its first start time."""
+    """Record the run as running; a resumed run keeps its first start time, and its inputs and
+    options unless new ones are given."""
     conn.execute(
         """
         INSERT INTO runs (run_id, started_at, status, capaudit_version, config_digest, inputs,
-            counts, durations)
-        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, '{}', '{}')
+            options, counts, durations)
+        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, $options, '{}', '{}')
         ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
             exit_code = NULL, error = NULL, capaudit_version = $version, config_digest = $digest,
-            inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END
+            inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END,
+            options = CASE WHEN $options = '{}' THEN runs.options ELSE $options END
         """,
         {
             "run_id": run_id,
             "version": __version__,
             "digest": config_digest,
             "inputs": json.dumps(inputs),
+            "options": json.dumps(options or {}),
         },
     )
 
@@ -487,8 +493,41 @@ def step_done(conn: duckdb.DuckDBPyConnection, run_id: str, step: str) -> bool:
 
 def run_inputs(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, ...]:
     """The contact files the run was started with."""
-    row = conn.execute("SELECT inputs FROM runs WHERE run_id = $run_id", {"run_id": run_id})
+    return tuple(str(item["path"]) for item in input_digests(conn, run_id))
+
+
+def input_digests(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The run's contact files as recorded: path, sha256, bytes."""
+    found: list[dict[str, Any]] = _run_json(conn, run_id, "inputs") or []
+    return found
+
+
+def run_options(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """The options the run was started (or its steps were run) with."""
+    found: dict[str, Any] = _run_json(conn, run_id, "options") or {}
+    return found
+
+
+def step_durations(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float]:
+    """Seconds each step of the run took (the latest time it ran)."""
+    found: dict[str, float] = _run_json(conn, run_id, "durations") or {}
+    return found
+
+
+def run_status(conn: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE run_id = $run_id", {"run_id": run_id})
     found = row.fetchone()
-    if not found or not found[0]:
-        return ()
-    return tuple(str(item["path"]) for item in json.loads(found[0]))
+    return str(found[0]) if found else None
+
+
+def _run_json(conn: duckdb.DuckDBPyConnection, run_id: str, column: str) -> Any:
+    row = conn.execute(f"SELECT {column} FROM runs WHERE run_id = $run_id", {"run_id": run_id})
+    found = row.fetchone()
+    return json.loads(found[0]) if found and found[0] else None
+
+
+def has_requests(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether the run was planned (it has requests in the ledger)."""
+    return (
+        _count(conn, "SELECT count(*) FROM requests WHERE run_id = $run_id", {"run_id": run_id}) > 0
+    )

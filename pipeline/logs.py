@@ -14,7 +14,9 @@ import re
 import sys
 from datetime import UTC, datetime
 
-DIGIT_RUN = re.compile(r"\+?\d[\d \-]{6,}\d")
+# A run of digits that may be a phone number; the report masks it in SQL (RE2 reads it alike).
+PHONE_PATTERN = r"\+?\d[\d \-]{6,}\d"
+DIGIT_RUN = re.compile(PHONE_PATTERN)
 QUIET_LOGGERS = ("httpx", "httpcore", "uvicorn.access", "aiohttp.access")
 
 
@@ -65,9 +67,13 @@ def configure_logging(level: str = "INFO", format_name: str = "auto") -> None:
         root.removeHandler(old)
     handler: logging.Handler
     if use_console(format_name):
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(show_path=False, markup=False, rich_tracebacks=False)
+        # On stderr like every log line: stdout carries the command's result.
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

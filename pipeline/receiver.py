@@ -20,7 +20,6 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,36 +46,6 @@ class BodyTooLarge(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class ReceiverConfig:
-    landing_dir: Path
-    secrets: tuple[str, ...]
-    insecure: bool = False
-    max_body_bytes: int = 256 * 1024
-    tolerance_seconds: float = 300.0
-    commit_window_seconds: float = 0.002
-    segment_max_bytes: int = 64 * 1024 * 1024
-    segment_max_age_seconds: float = 300.0
-    durable: bool = True
-
-    @classmethod
-    def from_settings(
-        cls, settings: ReceiverSettings, secrets: tuple[Secret, ...], **overrides: object
-    ) -> ReceiverConfig:
-        values: dict[str, object] = {
-            "landing_dir": Path(settings.landing_dir),
-            "secrets": tuple(s.reveal() for s in secrets),
-            "insecure": settings.insecure,
-            "max_body_bytes": settings.max_body_bytes,
-            "tolerance_seconds": float(settings.timestamp_tolerance_seconds),
-            "commit_window_seconds": settings.group_commit_ms / 1000,
-            "segment_max_bytes": settings.segment_max_bytes,
-            "segment_max_age_seconds": settings.segment_max_age_seconds,
-            "durable": settings.durable,
-        }
-        return cls(**(values | overrides))  # type: ignore[arg-type]
-
-
 class NonceMemory:
     """Nonces seen within the timestamp window; older ones are refused as stale anyway."""
 
@@ -101,21 +70,22 @@ class NonceMemory:
 
 
 class Receiver:
-    def __init__(self, config: ReceiverConfig) -> None:
-        if not config.secrets and not config.insecure:
+    def __init__(self, settings: ReceiverSettings, secrets: tuple[Secret, ...]) -> None:
+        if not secrets and not settings.insecure:
             raise ConfigError(
                 "the receiver needs CAPAUDIT_WEBHOOK_SECRET (or [receiver] insecure = true, "
                 "which accepts unsigned callbacks and is for local experiments only)"
             )
-        self.config = config
+        self.settings = settings
+        self.secrets = tuple(s.reveal() for s in secrets)
         self.writer = LandingWriter(
-            config.landing_dir,
-            max_bytes=config.segment_max_bytes,
-            max_age_seconds=config.segment_max_age_seconds,
-            commit_window_seconds=config.commit_window_seconds,
-            durable=config.durable,
+            Path(settings.landing_dir),
+            max_bytes=settings.segment_max_bytes,
+            max_age_seconds=settings.segment_max_age_seconds,
+            commit_window_seconds=settings.group_commit_ms / 1000,
+            durable=settings.durable,
         )
-        self.nonces = NonceMemory(2 * config.tolerance_seconds)
+        self.nonces = NonceMemory(2 * settings.timestamp_tolerance_seconds)
         self.counts: Counter[str] = Counter()
         self.landing: dict[str, asyncio.Future[bool]] = {}  # nonce -> its write in progress
         self.refused: Counter[str] = Counter()
@@ -176,15 +146,15 @@ class Receiver:
 
     async def _verify(self, request: Request, body: bytes) -> str | Response:
         """The delivery's nonce if it may be landed, else the refusal to send."""
-        if not self.config.secrets:
+        if not self.secrets:
             log.warning("receiver is insecure: accepting a callback without checking a signature")
             return request.headers.get(signing.NONCE_HEADER, "")
         verdict = signing.verify(
             body,
             request.headers,
-            self.config.secrets,
+            self.secrets,
             now=time.time(),
-            tolerance_seconds=self.config.tolerance_seconds,
+            tolerance_seconds=self.settings.timestamp_tolerance_seconds,
         )
         if not verdict.ok:
             return self._refuse(401, verdict.reason)
@@ -192,12 +162,12 @@ class Receiver:
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.config.max_body_bytes:
+        if declared.isdigit() and int(declared) > self.settings.max_body_bytes:
             raise BodyTooLarge
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.config.max_body_bytes:
+            if size > self.settings.max_body_bytes:
                 raise BodyTooLarge
             chunks.append(chunk)
         return b"".join(chunks)
@@ -243,14 +213,14 @@ class Receiver:
         return "\n".join(lines) + "\n"
 
 
-def create_app(config: ReceiverConfig) -> Starlette:
+def create_app(settings: ReceiverSettings, secrets: tuple[Secret, ...]) -> Starlette:
     """The receiver as an ASGI app; its landing writer lives for the app's lifespan."""
-    receiver = Receiver(config)
+    receiver = Receiver(settings, secrets)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await receiver.writer.start()
-        log.info("receiver landing into %s as %s", config.landing_dir, receiver.writer.writer_id)
+        log.info("receiver landing into %s as %s", settings.landing_dir, receiver.writer.writer_id)
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ routing.parquet            the same, typed (`channels` a list)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -23,6 +24,8 @@ import duckdb
 
 from pipeline import charts
 from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
+from pipeline.db import rows_as_dicts, sql_literal
+from pipeline.logs import PHONE_PATTERN
 from pipeline.pseudonyms import hmac_sql
 from pipeline.report_rolling import rolling_sections, rolling_summary
 from pipeline.settings import Settings
@@ -57,7 +60,7 @@ def channel_columns(pseudonym_key: bytes | None) -> str:
         return f"{', '.join(IDENTIFYING)}, {OTHER_COLUMNS}"
     identifying = ", ".join(f"{hmac_sql(c, pseudonym_key)} AS {c}" for c in IDENTIFYING)
     others = OTHER_COLUMNS.replace(
-        "error", r"regexp_replace(error, '\+?\d[\d \-]{6,}\d', '***', 'g') AS error"
+        "error", f"regexp_replace(error, {sql_literal(PHONE_PATTERN)}, '***', 'g') AS error"
     )
     return f"{identifying}, {others}"
 
@@ -71,15 +74,18 @@ def write_report(
     pseudonym_key: bytes | None = None,
     max_no_response_share: float = DEFAULT_MAX_NO_RESPONSE_SHARE,
     settings: Settings | None = None,
+    on_file: Callable[[Path, int], None] | None = None,
 ) -> ReportFiles:
     """Write the run's report; with `pseudonym_key`, into `<run_id>-pseudonymised/` with every
-    contact key, contact id and identity replaced by its HMAC-SHA256 under that key."""
+    contact key, contact id and identity replaced by its HMAC-SHA256 under that key.
+    `on_file(path, files)` is called as each file is written, with how many there are in all."""
+    written = on_file or (lambda path, files: None)
     out = reports_dir / (run_id if pseudonym_key is None else f"{run_id}-pseudonymised")
     (out / "channels").mkdir(parents=True, exist_ok=True)
     params = {"run_id": run_id}
     conn.execute(
         f"COPY (SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id "
-        f"ORDER BY channel) TO '{_sql_path(out / 'reachability.csv')}' (HEADER)",
+        f"ORDER BY channel) TO {sql_literal(str(out / 'reachability.csv'))} (HEADER)",
         params,
     )
     channels = [
@@ -88,31 +94,42 @@ def write_report(
             "SELECT DISTINCT channel FROM capability WHERE run_id = $run_id ORDER BY 1", params
         ).fetchall()
     ]
+    files = 5 + 2 * len(
+        channels
+    )  # reachability.csv, CSV + Parquet per channel and routing, JSON, HTML
+    written(out / "reachability.csv", files)
     for channel in channels:
         query = (
             f"SELECT {channel_columns(pseudonym_key)} FROM capability "
-            f"WHERE run_id = $run_id AND channel = '{channel}' ORDER BY 1"
+            "WHERE run_id = $run_id AND channel = $channel ORDER BY 1"
         )
         for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
             path = out / "channels" / f"{channel}.{fmt}"
-            conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
-    write_routing(conn, run_id, out, pseudonym_key)
+            conn.execute(
+                f"COPY ({query}) TO {sql_literal(str(path))} ({options})",
+                params | {"channel": channel},
+            )
+            written(path, files)
+    for path in write_routing(conn, run_id, out, pseudonym_key):
+        written(path, files)
     summary = report_summary(conn, run_id, trend_runs, max_no_response_share)
     summary.update(rolling_summary(conn, run_id, settings or Settings()))
     summary["outputs"] = {"directory": str(out), "channels": channels, "routing": "routing.csv"}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    written(summary_path, files)
     index = out / "index.html"
     index.write_text(render_html(summary), encoding="utf-8")
+    written(index, files)
     return ReportFiles(out, index, summary_path)
 
 
 def write_routing(
     conn: duckdb.DuckDBPyConnection, run_id: str, out: Path, pseudonym_key: bytes | None
-) -> None:
-    """`routing.csv` / `.parquet`: one row per contact of the run with the channels to send
-    on, best first (`channel_order`), for a sending system to import. The CSV lists them
-    space-separated; contact keys and ids are keyed-hashed when pseudonymising."""
+) -> list[Path]:
+    """`routing.csv` / `.parquet` (the paths returned): one row per contact of the run with the
+    channels to send on, best first (`channel_order`), for a sending system to import. The CSV
+    lists them space-separated; contact keys and ids are keyed-hashed when pseudonymising."""
     ids = ", ".join(
         c if pseudonym_key is None else f"{hmac_sql(c, pseudonym_key)} AS {c}"
         for c in ("contact_key", "contact_id")
@@ -123,6 +140,7 @@ def write_routing(
         "first_choice AS first_channel, channels FROM channel_order WHERE run_id = $run_id",
         {"run_id": run_id},
     )
+    paths = []
     try:
         for columns, name, options in (
             ("* REPLACE (array_to_string(channels, ' ') AS channels)", "csv", "HEADER"),
@@ -131,22 +149,18 @@ def write_routing(
             path = out / f"routing.{name}"
             conn.execute(
                 f"COPY (SELECT {columns} FROM routing_export ORDER BY 1) "
-                f"TO '{_sql_path(path)}' ({options})"
+                f"TO {sql_literal(str(path))} ({options})"
             )
+            paths.append(path)
     finally:
         conn.execute("DROP TABLE IF EXISTS routing_export")
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+    return paths
 
 
 def _rows(
     conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return rows_as_dicts(conn.execute(sql, params))
 
 
 def report_summary(

@@ -12,17 +12,46 @@ any run whose answers a kept run reuses.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
+from pipeline.db import transaction
 from pipeline.landing.segments import list_segments
+from pipeline.progress import ticking
+from pipeline.settings import Settings
+from pipeline.warehouse import open_warehouse
 
-RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
-              "reasons", "capability_changes", "reachability_by_country", "routing", "estimates",
-              "sample_frame", "sample_members", "late_answers")  # fmt: skip
+RUN_TABLES = (
+    "targets",
+    "rejects",
+    "requests",
+    "request_events",
+    "capability",
+    "reachability",
+    "reasons",
+    "capability_changes",
+    "reachability_by_country",
+    "routing",
+    "estimates",
+    "sample_frame",
+    "sample_members",
+    "late_answers",
+)
+
+# Runs started before the cutoff, except the newest successful one and any whose answers a kept
+# run reuses (its rebuild would need them).
+OLD_RUNS = """
+SELECT run_id FROM runs WHERE started_at < $cutoff AND run_id <> coalesce(
+    (SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1), '')
+  AND run_id NOT IN (SELECT DISTINCT reuse_run_id FROM targets t
+                     JOIN runs r USING (run_id)
+                     WHERE r.started_at >= $cutoff AND reuse_run_id IS NOT NULL)
+ORDER BY started_at
+"""
 
 
 @dataclass
@@ -41,55 +70,69 @@ def purge(
     reports_dir: Path,
     dry_run: bool = False,
     now: datetime | None = None,
+    console: bool = False,
 ) -> PurgeSummary:
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     summary = PurgeSummary(dry_run=dry_run)
-    summary.runs = [str(r[0]) for r in conn.execute(
-        """
-        SELECT run_id FROM runs WHERE started_at < $cutoff AND run_id <> coalesce(
-            (SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),
-            '')
-          -- a kept run may reuse this run's answers: its rebuild would need them
-          AND run_id NOT IN (SELECT DISTINCT reuse_run_id FROM targets t
-                             JOIN runs r USING (run_id)
-                             WHERE r.started_at >= $cutoff AND reuse_run_id IS NOT NULL)
-        ORDER BY started_at
-        """,
-        {"cutoff": cutoff},
-    ).fetchall()]  # fmt: skip
+    rows = conn.execute(OLD_RUNS, {"cutoff": cutoff}).fetchall()
+    summary.runs = [str(r[0]) for r in rows]
     summary.segments = _old_segments(conn, landing_dir, cutoff)
     if dry_run:
         return summary
-    _delete_runs(conn, summary, cutoff)
-    for run_id in summary.runs:
-        shutil.rmtree(reports_dir / run_id, ignore_errors=True)
-    for name in summary.segments:
-        (landing_dir / name).unlink(missing_ok=True)
+    # Each table's rows, the orphaned notifications, the report directories, the segments.
+    with ticking("purge", len(RUN_TABLES) + 5, console=console) as tick:
+        _delete_runs(conn, summary, cutoff, tick)
+        for run_id in summary.runs:
+            shutil.rmtree(reports_dir / run_id, ignore_errors=True)
+        tick(removed="reports")
+        for name in summary.segments:
+            (landing_dir / name).unlink(missing_ok=True)
+        tick(removed="segments")
     return summary
 
 
-def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary, cutoff: datetime) -> None:
+def purge_configured(
+    settings: Settings, *, older_than_days: float, dry_run: bool, console: bool = False
+) -> PurgeSummary:
+    """`purge` on the configured warehouse, landing directory and reports directory."""
+    with open_warehouse(
+        Path(settings.warehouse.path), preference=settings.reports.channel_preference
+    ) as conn:
+        return purge(
+            conn,
+            older_than_days=older_than_days,
+            dry_run=dry_run,
+            landing_dir=Path(settings.receiver.landing_dir),
+            reports_dir=Path(settings.reports.dir),
+            console=console,
+        )
+
+
+def _delete_runs(
+    conn: duckdb.DuckDBPyConnection,
+    summary: PurgeSummary,
+    cutoff: datetime,
+    tick: Callable[..., None],
+) -> None:
     runs = {"runs": summary.runs}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table in (*RUN_TABLES, "runs"):
             row = conn.execute(
                 f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($runs))", runs
             ).fetchone()
             summary.rows[table] = int(row[0]) if row else 0
+            tick(removed=table)
         row = conn.execute(
             "DELETE FROM notifications n WHERE NOT EXISTS "
             "(SELECT 1 FROM requests r WHERE r.request_id = n.request_id)"
         ).fetchone()
         summary.rows["notifications"] = int(row[0]) if row else 0
+        tick(removed="notifications")
         row = conn.execute(
             "DELETE FROM unmatched_notifications WHERE received_at < $cutoff", {"cutoff": cutoff}
         ).fetchone()
         summary.rows["unmatched_notifications"] = int(row[0]) if row else 0
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        tick(removed="unmatched_notifications")
 
 
 def _old_segments(

@@ -8,7 +8,7 @@ may also be given as a file path in `<NAME>_FILE` (systemd credentials, containe
 They are held in `Secret`, whose repr is masked so they cannot leak through logs or tracebacks.
 
     settings = load_settings(Path("configs/default.toml"))
-    settings.dispatch.rate_per_second  # 100.0
+    settings.dispatch.rate_per_second  # 200.0 (the dataclass default, without a file, is 8.0)
 """
 
 from __future__ import annotations

@@ -19,17 +19,17 @@ from pathlib import Path
 import duckdb
 
 from pipeline import ledger
-from pipeline.contacts.load import LoadSummary, load_contacts
+from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
-from pipeline.progress import StepProgress
+from pipeline.progress import StepProgress, ticking
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
-from pipeline.warehouse import run_models
+from pipeline.warehouse import model_count, run_models
 from pipeline.window import WindowSpec, fit_window_to_rate
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,23 @@ def load(
     settings: Settings,
     paths: Sequence[str] | None,
     limit: int | None = None,
+    *,
+    console: bool = False,
 ) -> LoadSummary:
-    summary = load_contacts(conn, run_id, settings.contacts, paths)
+    started = time.monotonic()
+    with StepProgress("load", None, console=console, counted=False) as progress:
+
+        def show(state: LoadProgress) -> None:
+            progress.total = state.bytes_total
+            rate = state.rows / max(time.monotonic() - started, 1e-3)
+            progress.update(
+                state.bytes_read,
+                rows=f"{state.rows:,}",
+                rejects=state.rejects,
+                rate=f"{rate:,.0f}/s",
+            )
+
+        summary = load_contacts(conn, run_id, settings.contacts, paths, show)
     if limit is not None:
         summary.targets, summary.contacts = limit_contacts(conn, run_id, limit)
     log_fields(
@@ -83,19 +98,21 @@ def plan(
     *,
     refresh: bool = False,
     window: WindowSpec | None = None,
+    console: bool = False,
 ) -> ledger.PlanSummary:
     now = datetime.now(UTC)
-    has_requests = conn.execute(
-        "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
-    ).fetchone()
     fitted = None
-    if not (has_requests and has_requests[0]):  # on resume the plan stands as it was
-        keep_late_answers(conn, run_id, settings, now=now)
-        ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
-        if window is not None:
-            fitted = fit_window_to_rate(conn, run_id, settings, window, now=now)
-    created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
-    summary = ledger.plan_summary(conn, run_id)
+    with ticking("plan", 3, console=console) as tick:
+        if not ledger.has_requests(conn, run_id):  # on resume the plan stands as it was
+            keep_late_answers(conn, run_id, settings, now=now)
+            ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
+            if window is not None:
+                fitted = fit_window_to_rate(conn, run_id, settings, window, now=now)
+        tick(phase="fresh answers marked")
+        created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
+        tick(phase="requests written", requests=f"{created:,}")
+        summary = ledger.plan_summary(conn, run_id)
+        tick(phase="counted")
     summary.new_requests = created
     summary.late_answers = late_answers_kept(conn, run_id)
     summary.window = dataclasses.asdict(fitted) if fitted is not None else {}
@@ -225,8 +242,8 @@ async def submit(
     summary.rate_per_second = stats.sending_rate()
     summary.rate_cuts = dispatcher.pacer.rate_cuts
     summary.interrupted = stop.is_set() and summary.not_sent > 0
-    log_fields(log, "submit finished", accepted=summary.accepted, failed=summary.failed,
-               not_sent=summary.not_sent, rate=f"{summary.rate_per_second:.1f}/s")  # fmt: skip
+    counts = {"accepted": summary.accepted, "failed": summary.failed, "not_sent": summary.not_sent}
+    log_fields(log, "submit finished", **counts, rate=f"{summary.rate_per_second:.1f}/s")
     return summary
 
 
@@ -235,16 +252,23 @@ async def _show_progress(
 ) -> None:
     stats.total = total
     with StepProgress("submit", total, console=console) as progress:
-        while True:
-            progress.update(
-                stats.accepted + stats.failed,
-                rate=f"{stats.rate():.0f}/s",
-                accepted=stats.accepted,
-                failed=stats.failed,
-                retrying=stats.retrying,
-                callbacks=watch.received,
-            )
-            await asyncio.sleep(0.5)
+        try:
+            while True:
+                _show_sending(progress, stats, watch)
+                await asyncio.sleep(0.5)
+        finally:  # cancelled when sending ends: the bar shows where it ended
+            _show_sending(progress, stats, watch)
+
+
+def _show_sending(progress: StepProgress, stats: DispatchStats, watch: CallbackWatch) -> None:
+    progress.update(
+        stats.accepted + stats.failed,
+        rate=f"{stats.rate():.0f}/s",
+        accepted=stats.accepted,
+        failed=stats.failed,
+        retrying=stats.retrying,
+        callbacks=watch.received,
+    )
 
 
 # -- collect ------------------------------------------------------------------------------------
@@ -338,11 +362,17 @@ async def collect(
     _warn_if_callbacks_lag(summary.lag, settings)
     summary.matched_by = correlate.matched_by_counts(conn, run_id)
     summary.unmatched = correlate.warn_if_unmatched(conn)
-    log_fields(log, "collect finished", outstanding=summary.outstanding,
-               notifications=summary.ingested.notifications_new, requeried=summary.requeried,
-               lag_p50=summary.lag.get("p50_seconds"), lag_p95=summary.lag.get("p95_seconds"),
-               deadline_passed=summary.deadline_passed,
-               **{f"matched_by_{way}": n for way, n in summary.matched_by.items()})  # fmt: skip
+    log_fields(
+        log,
+        "collect finished",
+        outstanding=summary.outstanding,
+        notifications=summary.ingested.notifications_new,
+        requeried=summary.requeried,
+        lag_p50=summary.lag.get("p50_seconds"),
+        lag_p95=summary.lag.get("p95_seconds"),
+        deadline_passed=summary.deadline_passed,
+        **{f"matched_by_{way}": n for way, n in summary.matched_by.items()},
+    )
     return summary
 
 
@@ -378,8 +408,10 @@ def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> 
             "callbacks arrived at %.1f/s while queries asked for %.1f/s: Sinch queues the rest "
             "(its default is 25 callbacks/s per app). Lower [dispatch] rate_per_second or raise "
             "the app's webhook rate limit; p95 callback lag %.1f s",
-            callbacks, queries * channels, lag.get("p95_seconds") or 0.0,
-        )  # fmt: skip
+            callbacks,
+            queries * channels,
+            lag.get("p95_seconds") or 0.0,
+        )
 
 
 def _add(total: IngestStats, more: IngestStats) -> None:
@@ -390,7 +422,7 @@ def _add(total: IngestStats, more: IngestStats) -> None:
 # -- build --------------------------------------------------------------------------------------
 
 
-def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False) -> dict[str, int]:
     """Run the SQL models for the run; returns the number of capability rows per status."""
     reuse_runs = [
         str(row[0])
@@ -400,12 +432,14 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
             {"run_id": run_id},
         ).fetchall()
     ]
-    sent = conn.execute(
-        "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
-    ).fetchone()
-    nothing_sent = not (sent and sent[0])
+    nothing_sent = not ledger.has_requests(conn, run_id)
     correlate.warn_if_unmatched(conn)
-    run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
+    constants: dict[str, Sequence[str] | bool] = {
+        "reuse_runs": reuse_runs,
+        "nothing_sent": nothing_sent,
+    }
+    with ticking("build", model_count(), console=console) as tick:
+        run_models(conn, run_id, constants=constants, on_model=lambda name: tick(model=name))
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
         "(SELECT count(*) FROM capability WHERE run_id = $run_id)",

@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from pipeline.db import sql_literal, transaction
 from pipeline.errors import RunLocked, WarehouseError
 from pipeline.sinch.models import CHANNELS
 
@@ -34,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY,
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ,
-    status VARCHAR NOT NULL,              -- running / succeeded / failed / interrupted
+    status VARCHAR NOT NULL,              -- running/paused/succeeded/incomplete/failed/interrupted
     exit_code INTEGER,
     capaudit_version VARCHAR,
     config_digest VARCHAR,
@@ -45,6 +47,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 -- Embedded services restarted after dying during the run: {"receiver": 1}.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS restarts JSON;
+-- The options a run was started with ({"limit": ..., "refresh": ..., "window": ...}).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS options JSON;
 
 CREATE TABLE IF NOT EXISTS targets (
     run_id VARCHAR NOT NULL,
@@ -321,23 +325,12 @@ def ensure_schema(
 
 
 def _channel_list(channels: Sequence[str]) -> str:
-    return (
-        "[" + ", ".join("'" + c.upper().replace("'", "") + "'" for c in channels) + "]::VARCHAR[]"
-    )
+    return sql_literal([c.upper() for c in channels])
 
 
 def _model_files(layer: str) -> list[Any]:
     folder = resources.files("pipeline") / "sql" / layer
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
-
-
-def sql_constant(value: Sequence[str] | bool) -> str:
-    """A constant written into SQL: `true`/`false`, or a list `('a', 'b')`. Unlike a
-    parameter, the planner can prune by it and fold it away."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in value)
-    return f"({quoted})" if value else "(NULL)"
 
 
 def run_model(conn: duckdb.DuckDBPyConnection, layer: str, name: str, run_id: str) -> None:
@@ -352,21 +345,17 @@ def run_models(
     run_id: str,
     *,
     constants: dict[str, Sequence[str] | bool] | None = None,
+    on_model: Callable[[str], None] | None = None,
 ) -> None:
     """Build one run: the staging models (temporary tables, one at a time, so each big join
     has the memory to itself), then the marts in file-name order in one transaction.
 
     Models use `$run_id` (a parameter) and `$<name>` for each of `constants` (written into
-    the SQL as a constant)."""
+    the SQL as a constant). `on_model(name)` is called after each model (for progress)."""
     try:
-        _execute_layer(conn, "staging", run_id, constants or {})
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            _execute_layer(conn, "marts", run_id, constants or {})
-            conn.execute("COMMIT")
-        except duckdb.Error:
-            conn.execute("ROLLBACK")
-            raise
+        _execute_layer(conn, "staging", run_id, constants or {}, on_model)
+        with transaction(conn):
+            _execute_layer(conn, "marts", run_id, constants or {}, on_model)
     except duckdb.Error as exc:
         raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
     finally:
@@ -379,13 +368,33 @@ def _execute_layer(
     layer: str,
     run_id: str,
     constants: dict[str, Sequence[str] | bool],
+    on_model: Callable[[str], None] | None = None,
 ) -> None:
     for model in _model_files(layer):
-        sql = model.read_text(encoding="utf-8")
-        for name, value in constants.items():
-            sql = sql.replace(f"${name}", sql_constant(value))
+        sql = with_constants(model.read_text(encoding="utf-8"), constants)
         for statement in _statements(sql):
             conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
+        if on_model is not None:
+            on_model(model.name.removesuffix(".sql"))
+
+
+def model_count() -> int:
+    """How many models a build runs."""
+    return len(_model_files("staging")) + len(_model_files("marts"))
+
+
+def with_constants(sql: str, constants: dict[str, Sequence[str] | bool]) -> str:
+    """`sql` with each `$name` of `constants` written as a constant (a list as an IN list);
+    whole names only (`$reuse` leaves `$reuse_runs` alone), other `$names` stay parameters."""
+
+    def literal(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in constants:
+            return match.group(0)
+        value = constants[name]
+        return sql_literal(value if isinstance(value, bool) else tuple(value))
+
+    return re.sub(r"\$(\w+)", literal, sql)
 
 
 def _statements(sql: str) -> list[str]:

@@ -88,8 +88,13 @@ def receiver(config: Path | None = None, *args: str, **env: str) -> Iterator[str
         yield url
 
 
-def signed(body: bytes, *, secret: str = WEBHOOK_SECRET, nonce: str | None = None,
-           timestamp: int | None = None) -> dict[str, str]:  # fmt: skip
+def signed(
+    body: bytes,
+    *,
+    secret: str = WEBHOOK_SECRET,
+    nonce: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, str]:
     headers = signature_headers(
         secret, body, nonce or os.urandom(8).hex(), timestamp or int(time.time())
     )

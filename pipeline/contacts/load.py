@@ -20,14 +20,15 @@ Reject reasons (also in docs/contacts.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
 from pipeline.contacts.phones import normalise_phones
-from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources
+from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources, resolve_paths
+from pipeline.db import sql_literal, transaction
 from pipeline.errors import InputFileError
 from pipeline.settings import ContactsSettings
 from pipeline.sinch.models import CHANNELS, PHONE_CHANNELS
@@ -72,6 +73,7 @@ def load_contacts(
     run_id: str,
     settings: ContactsSettings,
     paths: Sequence[str] | None = None,
+    progress: Callable[[LoadProgress], None] | None = None,
 ) -> LoadSummary:
     """Replace the run's targets and rejects with those of `paths` (default: settings.paths).
 
@@ -80,15 +82,11 @@ def load_contacts(
     one transaction, so a file that fails leaves the run's rows as they were.
     """
     summary = LoadSummary()
-    _stage(conn, paths or settings.paths, column_names(settings), summary)
+    _stage(conn, paths or settings.paths, column_names(settings), summary, progress)
     _validate(conn, settings)
-    conn.execute("BEGIN TRANSACTION")
     try:
-        _write(conn, run_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            _write(conn, run_id)
     finally:
         for table in ("staged", "staged_files", "phones", "phones_normalised", "decided"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -96,11 +94,22 @@ def load_contacts(
     return summary
 
 
+@dataclass
+class LoadProgress:
+    """How far reading the files has got: rows, rows already known bad, bytes of all files."""
+
+    rows: int = 0
+    rejects: int = 0
+    bytes_read: int = 0
+    bytes_total: int = 0
+
+
 def _stage(
     conn: duckdb.DuckDBPyConnection,
     paths: Sequence[str],
     names: ColumnNames,
     summary: LoadSummary,
+    progress: Callable[[LoadProgress], None] | None,
 ) -> None:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE staged (file_index INTEGER, "
@@ -112,6 +121,8 @@ def _stage(
         "form VARCHAR)"
     )
     seen: dict[str, int] = {}
+    sizes = {str(p): p.stat().st_size for p in resolve_paths(paths)}
+    state = LoadProgress(bytes_total=sum(sizes.values()))
     for piece in read_sources(paths, names):
         if piece.source not in seen:
             seen[piece.source] = len(seen)
@@ -123,6 +134,15 @@ def _stage(
         conn.execute(f"INSERT INTO staged SELECT {seen[piece.source]}, * FROM batch")
         conn.unregister("batch")
         summary.rows += piece.batch.num_rows
+        if progress is not None:
+            problems = piece.batch.column("problem")
+            state.rows, state.rejects = (
+                summary.rows,
+                state.rejects + len(problems) - problems.null_count,
+            )
+            done = sum(sizes.get(s, 0) for s in seen if s != piece.source)  # files read whole
+            state.bytes_read = done + piece.bytes_read
+            progress(state)
     summary.sources = list(seen)
     if not summary.rows:
         raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
@@ -176,8 +196,8 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
         FROM tidy t LEFT JOIN {normalised} p ON p.raw = t.ident
     """)
     # 3. Expand accepted rows to one candidate target per channel asked.
-    wide = _list_sql(settings.phone_channels)
-    by_id = _list_sql(settings.contact_id_channels)
+    wide = sql_literal([c.upper() for c in settings.phone_channels])
+    by_id = sql_literal([c.upper() for c in settings.contact_id_channels])
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW candidates AS
         SELECT file_index, source, row_number, cid AS contact_id,
@@ -190,10 +210,6 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
             coalesce(country, '{UNKNOWN_COUNTRY}') AS country
         FROM decided WHERE reason IS NULL
     """)
-
-
-def _list_sql(values: Sequence[str]) -> str:
-    return "[" + ", ".join(f"'{v.upper()}'" for v in values) + "]::VARCHAR[]"
 
 
 def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:

@@ -26,6 +26,8 @@ import pyarrow as pa
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
+from pipeline.db import sql_literal
+
 INVALID_PHONE = "invalid_phone"
 PHONE_WITHOUT_COUNTRY = "phone_without_country"
 NUMBER_TYPES = (
@@ -80,14 +82,10 @@ def trunk_rule(region: str) -> tuple[str, str] | None:
     return str(metadata.country_code), prefix
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _validity_case(number: str, code: str) -> str:
     """A CASE that matches `number` against the pattern of the country code in `code`."""
     whens = "\n".join(
-        f"    WHEN {_sql_literal(cc)} THEN regexp_full_match({number}, {_sql_literal(p)})"
+        f"    WHEN {sql_literal(cc)} THEN regexp_full_match({number}, {sql_literal(p)})"
         for cc, p in sorted(country_patterns().items())
     )
     return f"CASE {code}\n{whens}\n    ELSE false END"
@@ -100,14 +98,14 @@ def _region_of_code(code: str, national: str) -> str:
     has them, else by whether the national number is of any known type there."""
     regions = COUNTRY_CODE_TO_REGION_CODE[int(code)]
     if len(regions) == 1:
-        return _sql_literal(regions[0])
+        return sql_literal(regions[0])
     whens = []
     for region in regions:
         metadata = PhoneMetadata.metadata_for_region(region)
         if metadata is None:
             continue
         if metadata.leading_digits is not None:
-            leading = _sql_literal(f"^(?:{metadata.leading_digits})")
+            leading = sql_literal(f"^(?:{metadata.leading_digits})")
             test = f"regexp_matches({national}, {leading})"
         else:
             patterns = [
@@ -116,15 +114,15 @@ def _region_of_code(code: str, national: str) -> str:
                 if desc is not None and desc.national_number_pattern
             ]
             alternatives = "|".join(f"(?:{p})" for p in dict.fromkeys(patterns))
-            test = f"regexp_full_match({national}, {_sql_literal(alternatives)})"
-        whens.append(f"WHEN {test} THEN {_sql_literal(region)}")
-    return f"CASE {' '.join(whens)} ELSE {_sql_literal(regions[0])} END"
+            test = f"regexp_full_match({national}, {sql_literal(alternatives)})"
+        whens.append(f"WHEN {test} THEN {sql_literal(region)}")
+    return f"CASE {' '.join(whens)} ELSE {sql_literal(regions[0])} END"
 
 
 def _single_region_codes() -> str:
     """A VALUES list of (calling code, region) for every code that belongs to one region."""
     return ", ".join(
-        f"({_sql_literal(cc)}, {_sql_literal(COUNTRY_CODE_TO_REGION_CODE[int(cc)][0])})"
+        f"({sql_literal(cc)}, {sql_literal(COUNTRY_CODE_TO_REGION_CODE[int(cc)][0])})"
         for cc in sorted(country_patterns())
         if len(COUNTRY_CODE_TO_REGION_CODE[int(cc)]) == 1
     )
@@ -133,8 +131,7 @@ def _single_region_codes() -> str:
 def _shared_code_region(digits: str, code_length: str) -> str:
     """A CASE giving the region of a valid number whose calling code is shared (+1, +7, ...)."""
     whens = " ".join(
-        f"WHEN {_sql_literal(cc)} THEN "
-        f"{_region_of_code(cc, f'substr({digits}, {code_length} + 1)')}"
+        f"WHEN {sql_literal(cc)} THEN {_region_of_code(cc, f'substr({digits}, {code_length} + 1)')}"
         for cc in sorted(country_patterns())
         if len(COUNTRY_CODE_TO_REGION_CODE[int(cc)]) > 1
     )
@@ -146,8 +143,8 @@ def _code_length(digits: str) -> str:
     codes = country_patterns()
     branches = []
     for length in (1, 2, 3):
-        listed = ", ".join(_sql_literal(c) for c in sorted(codes) if len(c) == length)
-        branches.append(f"WHEN substr({digits}, 1, {length}) IN ({listed}) THEN {length}")
+        listed = sql_literal(tuple(c for c in sorted(codes) if len(c) == length))
+        branches.append(f"WHEN substr({digits}, 1, {length}) IN {listed} THEN {length}")
     return "CASE " + " ".join(branches) + " END"
 
 
@@ -159,12 +156,12 @@ def fast_path_sql(table: str, default_region: str) -> str:
     if rule is not None:
         code, prefix = rule
         strip = (
-            f"CASE WHEN starts_with(cleaned, {_sql_literal(prefix)}) "
+            f"CASE WHEN starts_with(cleaned, {sql_literal(prefix)}) "
             f"THEN substr(cleaned, {len(prefix) + 1}) ELSE cleaned END"
             if prefix
             else "cleaned"
         )
-        national = f"{_sql_literal(code)} || ({strip})"
+        national = f"{sql_literal(code)} || ({strip})"
     return f"""
     WITH cleaned AS (
         SELECT raw, regexp_replace(raw, '{SEPARATORS}', '', 'g') AS cleaned FROM {table}

@@ -19,7 +19,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,11 +92,13 @@ def resolve_paths(patterns: Iterable[str]) -> list[Path]:
 
 @dataclass(frozen=True)
 class SourceBatch:
-    """Up to BATCH_ROWS rows of one file, with the file's name and form."""
+    """Up to BATCH_ROWS rows of one file, with the file's name and form, and how many bytes of
+    the file (as stored, compressed or not) are read with it: what load's progress counts."""
 
     source: str
     form: str
     batch: pa.RecordBatch
+    bytes_read: int = 0
 
 
 def read_sources(patterns: Iterable[str], names: ColumnNames) -> Iterator[SourceBatch]:
@@ -134,9 +136,11 @@ def _read_parquet(path: Path, names: ColumnNames) -> Iterator[SourceBatch]:
     header = parquet.schema_arrow.names
     selected = [header[i] for i in columns.values()]
     next_row = 1
+    size, rows = path.stat().st_size, max(1, parquet.metadata.num_rows)
     try:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=selected):
-            yield SourceBatch(source, form, _parquet_batch(batch, columns, header, next_row))
+            read = size * (next_row - 1 + batch.num_rows) // rows
+            yield SourceBatch(source, form, _parquet_batch(batch, columns, header, next_row), read)
             next_row += batch.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputFileError(source, f"Parquet data cannot be read ({exc})") from exc
@@ -168,6 +172,12 @@ def _open_text(path: Path, compressed: bool) -> IO[str]:
     binary = cast(IO[bytes], gzip.open(path, "rb") if compressed else path.open("rb"))  # noqa: SIM115
     # utf-8-sig drops a BOM; newline="" lets the csv module handle CRLF and quoted newlines.
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _stored_position(text: IO[str]) -> Callable[[], int]:
+    """How far into the file as stored (the compressed bytes, for gzip) reading has got."""
+    binary: Any = cast(io.TextIOWrapper, text).buffer
+    return cast(Callable[[], int], getattr(binary, "fileobj", binary).tell)
 
 
 def _sniff(sample: str, source: str) -> type[csv.Dialect] | csv.Dialect:
@@ -207,8 +217,9 @@ def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[S
                 width=len(header),
                 delimiter=delimiter,
             )
+            position = _stored_position(text)
             for batch in batches:
-                yield SourceBatch(source, form, batch)
+                yield SourceBatch(source, form, batch, position())
     except UnicodeDecodeError as exc:
         raise InputFileError(source, f"not UTF-8 text (byte {exc.start} of a block)") from exc
     except (gzip.BadGzipFile, EOFError) as exc:

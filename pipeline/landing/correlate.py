@@ -28,7 +28,7 @@ import logging
 
 import duckdb
 
-from pipeline.warehouse import sql_constant
+from pipeline.db import sql_literal
 
 log = logging.getLogger(__name__)
 NO_OUTSTANDING_QUERY, AMBIGUOUS = "no_outstanding_query", "ambiguous"
@@ -222,7 +222,7 @@ GROUP BY request_id, channel, identity
 
 
 def _decide(conn: duckdb.DuckDBPyConnection, runs: list[str]) -> None:
-    conn.execute(CANDIDATES_SQL.replace("$runs", sql_constant(runs)))
+    conn.execute(CANDIDATES_SQL.replace("$runs", sql_literal(tuple(runs))))
     conn.execute(DECIDE_SQL)
     conn.execute(WINNERS_SQL)
 

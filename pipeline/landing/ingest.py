@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 import duckdb
 
+from pipeline.db import transaction
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.segments import CLOSED_SUFFIX, Segment, complete_end, list_segments
@@ -88,16 +89,11 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
                         "SELECT segment_id, count(*) FROM landed GROUP BY segment_id"
                     ).fetchall()
                 )
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 if files:
                     _merge(conn, stats)
                 _match_without_request_id(conn, stats)
                 _advance_offsets(conn, slices, lines)
-                conn.execute("COMMIT")
-            except duckdb.Error:
-                conn.execute("ROLLBACK")
-                raise
         except duckdb.Error as exc:
             raise WarehouseError(f"ingesting landing segments from {landing_dir}: {exc}") from exc
     return stats

@@ -24,12 +24,13 @@ from pipeline.errors import ConfigError, SinchApiError, SinchTransportError
 from pipeline.settings import Secrets, SinchSettings
 from pipeline.sinch.auth import Auth, BasicAuth, OAuth2Auth
 from pipeline.sinch.models import parse_error
+from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 from pipeline.sinch.transport import AiohttpTransport
 
 JSON = {"Content-Type": "application/json"}
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
 ADMIN_ATTEMPTS = 4
 ADMIN_BACKOFF_SECONDS = 0.25
+ADMIN_BACKOFF_MAX_SECONDS = 4.0
 Gate = Callable[[], Awaitable[None]]
 CAPABILITY_TRIGGER = "CAPABILITY"
 
@@ -141,12 +142,12 @@ class SinchClient:
             except SinchTransportError:
                 if attempt == ADMIN_ATTEMPTS:
                     raise
-                await asyncio.sleep(ADMIN_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                await asyncio.sleep(_admin_backoff(attempt))
                 continue
-            if response.status_code not in RETRYABLE or attempt == ADMIN_ATTEMPTS:
+            if response.status_code not in RETRYABLE_STATUSES or attempt == ADMIN_ATTEMPTS:
                 break
             wait = retry_after_seconds(response)
-            await asyncio.sleep(wait if wait is not None else ADMIN_BACKOFF_SECONDS * 2**attempt)
+            await asyncio.sleep(wait if wait is not None else _admin_backoff(attempt))
         if response.status_code >= 400:
             code, message = parse_error(response.content)
             raise SinchApiError(response.status_code, message, code=code, body=response.text[:2000])
@@ -180,6 +181,10 @@ class SinchClient:
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _admin_backoff(attempt: int) -> float:
+    return backoff_seconds(attempt, ADMIN_BACKOFF_SECONDS, ADMIN_BACKOFF_MAX_SECONDS)
 
 
 def _token_expired(response: httpx.Response) -> bool:

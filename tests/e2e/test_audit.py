@@ -33,10 +33,14 @@ def capaudit(
     *args: str, env: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-        env={**service_env(), "PATH": "/usr/bin:/bin", **(env or {})}, timeout=timeout,
-        cwd=REPO, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        env={**service_env(), "PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
 
 
 def small_sample(tmp_path: Path, rows: int = 400) -> Path:
@@ -56,18 +60,26 @@ def input_rows(path: Path) -> int:
 def test_audit_against_real_servers_keeps_every_invariant(tmp_path: Path) -> None:
     contacts = small_sample(tmp_path)
     config = write_config(
-        tmp_path / "capaudit.toml", tmp_path,
+        tmp_path / "capaudit.toml",
+        tmp_path,
         dispatch={"rate_per_second": 300.0},
         collect={"deadline_seconds": 30},
-        simulator={"latency_ms": 5, "webhook_rate": 2000, "callback_delay_ms": 50,
-                   "callback_duplicate_rate": 0.05},
-    )  # fmt: skip
+        simulator={
+            "latency_ms": 5,
+            "webhook_rate": 2000,
+            "callback_delay_ms": 50,
+            "callback_duplicate_rate": 0.05,
+        },
+    )
     with simulator(config) as sim_url, receiver(config) as receiver_url:
-        env = {"CAPAUDIT_SINCH__BASE_URL": sim_url,
-               "CAPAUDIT_SINCH__TOKEN_URL": f"{sim_url}/oauth2/token",
-               "CAPAUDIT_RECEIVER__PUBLIC_URL": f"{receiver_url}/callbacks/sinch"}  # fmt: skip
-        done = capaudit("run", "--config", str(config), "--contacts", str(contacts),
-                        "--run-id", "e2e", env=env)  # fmt: skip
+        env = {
+            "CAPAUDIT_SINCH__BASE_URL": sim_url,
+            "CAPAUDIT_SINCH__TOKEN_URL": f"{sim_url}/oauth2/token",
+            "CAPAUDIT_RECEIVER__PUBLIC_URL": f"{receiver_url}/callbacks/sinch",
+        }
+        done = capaudit(
+            "run", "--config", str(config), "--contacts", str(contacts), "--run-id", "e2e", env=env
+        )
         assert done.returncode == 0, done.stderr
         wait_for(lambda: sim_stats(sim_url)["callbacks_pending"] == 0)
         stats = sim_stats(sim_url)
@@ -118,19 +130,34 @@ def test_audit_against_real_servers_keeps_every_invariant(tmp_path: Path) -> Non
 
 
 def test_embedded_run_writes_the_warehouse_and_the_report(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "capaudit.toml", tmp_path,
-                          contacts={"paths": [str(small_sample(tmp_path, 150))]})  # fmt: skip
+    config = write_config(
+        tmp_path / "capaudit.toml", tmp_path, contacts={"paths": [str(small_sample(tmp_path, 150))]}
+    )
     done = capaudit("run", "--config", str(config), "--run-id", "demo")
     assert done.returncode == 0, done.stderr
     assert "reachability per channel" in done.stdout
     report = tmp_path / "reports" / "demo"
-    for name in ("index.html", "summary.json", "reachability.csv", "channels/SMS.csv",
-                 "channels/WHATSAPP.parquet", "channels/RCS.csv"):  # fmt: skip
+    for name in (
+        "index.html",
+        "summary.json",
+        "reachability.csv",
+        "channels/SMS.csv",
+        "channels/WHATSAPP.parquet",
+        "channels/RCS.csv",
+    ):
         assert (report / name).is_file(), name
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
         tables = {
             r[0]
             for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
-    assert tables >= {"runs", "targets", "rejects", "requests", "notifications", "capability",
-                      "reachability", "capability_latest"}  # fmt: skip
+    assert tables >= {
+        "runs",
+        "targets",
+        "rejects",
+        "requests",
+        "notifications",
+        "capability",
+        "reachability",
+        "capability_latest",
+    }

@@ -80,9 +80,13 @@ def test_check_passes_when_ready_and_fails_without_a_receiver(tmp_path: Path) ->
             done = capaudit("check", "--config", str(config), env=env)
             assert done.returncode == 0, done.stdout + done.stderr
             assert [line.split()[:2] for line in done.stdout.splitlines()] == [
-                ["ok", "config"], ["ok", "secrets"], ["ok", "token"], ["ok", "api"],
-                ["ok", "webhook"], ["ok", "receiver"],
-            ]  # fmt: skip
+                ["ok", "config"],
+                ["ok", "secrets"],
+                ["ok", "token"],
+                ["ok", "api"],
+                ["ok", "webhook"],
+                ["ok", "receiver"],
+            ]
         gone = capaudit("check", "--config", str(config), env=env)  # the receiver has stopped
     assert gone.returncode == 1
     assert "FAIL  receiver" in gone.stdout
@@ -90,14 +94,19 @@ def test_check_passes_when_ready_and_fails_without_a_receiver(tmp_path: Path) ->
 
 
 def test_a_second_concurrent_run_exits_without_touching_the_warehouse(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", tmp_path,
-                          contacts={"paths": [str(small_sample(tmp_path, 400))]},
-                          dispatch={"rate_per_second": 50.0})  # fmt: skip
+    config = write_config(
+        tmp_path / "c.toml",
+        tmp_path,
+        contacts={"paths": [str(small_sample(tmp_path, 400))]},
+        dispatch={"rate_per_second": 50.0},
+    )
     first = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--run-id", "one"],
-        cwd=REPO, env={**service_env(), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=REPO,
+        env={**service_env(), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lock = tmp_path / "warehouse.duckdb.lock"
     deadline = time.monotonic() + 30
     while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
@@ -112,10 +121,14 @@ def test_a_second_concurrent_run_exits_without_touching_the_warehouse(tmp_path: 
 
 def test_nothing_printed_holds_a_secret_or_a_full_phone_number(tmp_path: Path) -> None:
     contacts = small_sample(tmp_path, 200)
-    config = write_config(tmp_path / "c.toml", tmp_path, contacts={"paths": [str(contacts)]},
-                          logging={"level": "DEBUG"})  # fmt: skip
-    done = capaudit("run", "--config", str(config), "--run-id", "quiet",
-                    env={"CAPAUDIT_PSEUDONYM_KEY": PSEUDONYM_KEY})  # fmt: skip
+    config = write_config(
+        tmp_path / "c.toml",
+        tmp_path,
+        contacts={"paths": [str(contacts)]},
+        logging={"level": "DEBUG"},
+    )
+    key = {"CAPAUDIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
+    done = capaudit("run", "--config", str(config), "--run-id", "quiet", env=key)
     assert done.returncode == 0, done.stderr
     printed = done.stdout + done.stderr
     assert printed.count("\n") > 20  # there were log lines to scan
@@ -131,14 +144,14 @@ def test_nothing_printed_holds_a_secret_or_a_full_phone_number(tmp_path: Path) -
 
 
 def test_pseudonymised_report_hides_identities_with_a_keyed_hash(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", tmp_path,
-                          contacts={"paths": [str(small_sample(tmp_path, 30))]})  # fmt: skip
+    config = write_config(
+        tmp_path / "c.toml", tmp_path, contacts={"paths": [str(small_sample(tmp_path, 30))]}
+    )
     assert capaudit("run", "--config", str(config), "--run-id", "p").returncode == 0
-    refused = capaudit("report", "--config", str(config), "--run-id", "p", "--pseudonymise",
-                       env={"CAPAUDIT_PSEUDONYM_KEY": ""})  # fmt: skip
+    pseudonymised = ["report", "--config", str(config), "--run-id", "p", "--pseudonymise"]
+    refused = capaudit(*pseudonymised, env={"CAPAUDIT_PSEUDONYM_KEY": ""})
     assert refused.returncode == 2
-    done = capaudit("report", "--config", str(config), "--run-id", "p", "--pseudonymise",
-                    env={"CAPAUDIT_PSEUDONYM_KEY": PSEUDONYM_KEY})  # fmt: skip
+    done = capaudit(*pseudonymised, env={"CAPAUDIT_PSEUDONYM_KEY": PSEUDONYM_KEY})
     assert done.returncode == 0, done.stderr
     plain = read_csv(tmp_path / "reports/p/channels/SMS.csv")
     hidden = read_csv(tmp_path / "reports/p-pseudonymised/channels/SMS.csv")
@@ -166,8 +179,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", tmp_path,
-                          contacts={"paths": [str(small_sample(tmp_path, 20))]})  # fmt: skip
+    config = write_config(
+        tmp_path / "c.toml", tmp_path, contacts={"paths": [str(small_sample(tmp_path, 20))]}
+    )
     assert capaudit("run", "--config", str(config), "--run-id", "old").returncode == 0
     assert capaudit("run", "--config", str(config), "--run-id", "new").returncode == 0
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:

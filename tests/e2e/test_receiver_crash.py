@@ -25,11 +25,19 @@ Key = tuple[str, str, str]
 
 def notification(n: int) -> tuple[Key, bytes]:
     key = (f"req-{n:06d}", "SMS", f"4670{n:07d}")
-    body = orjson.dumps({
-        "app_id": "a", "project_id": "p", "event_time": "2026-11-25T02:00:00Z",
-        "capability_notification": {"request_id": key[0], "channel": key[1], "identity": key[2],
-                                    "capability_status": "CAPABILITY_FULL"},
-    })  # fmt: skip
+    body = orjson.dumps(
+        {
+            "app_id": "a",
+            "project_id": "p",
+            "event_time": "2026-11-25T02:00:00Z",
+            "capability_notification": {
+                "request_id": key[0],
+                "channel": key[1],
+                "identity": key[2],
+                "capability_status": "CAPABILITY_FULL",
+            },
+        }
+    )
     return key, body
 
 

@@ -33,11 +33,12 @@ def two_runs(tmp_path: Path) -> Path:
     contacts = small_sample(tmp_path, 150)
     for run_id, seed in (("monday", 1), ("tuesday", 2)):
         config = write_config(
-            tmp_path / f"{run_id}.toml", tmp_path,
+            tmp_path / f"{run_id}.toml",
+            tmp_path,
             contacts={"paths": [str(contacts)]},
-            freshness={"ttl_days": 0},          # ask again: the answers are a day old
+            freshness={"ttl_days": 0},  # ask again: the answers are a day old
             simulator={"seed": seed},
-        )  # fmt: skip
+        )
         done = capaudit("run", "--config", str(config), "--run-id", run_id)
         assert done.returncode == 0, done.stderr
     return tmp_path / "reports" / "tuesday"
@@ -51,9 +52,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_another_seed_gives_changes_and_the_report_shows_them(report: Path) -> None:
     warehouse = report.parent.parent / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        changes = dict(conn.execute(
-            "SELECT change, count(*) FROM capability_changes WHERE run_id = 'tuesday' GROUP BY 1"
-        ).fetchall())  # fmt: skip
+        changes = dict(
+            conn.execute(
+                "SELECT change, count(*) FROM capability_changes WHERE run_id = 'tuesday' GROUP BY 1"
+            ).fetchall()
+        )
     assert changes.get("gained", 0) > 0
     assert changes.get("lost", 0) > 0
     summary = json.loads((report / "summary.json").read_text())

@@ -27,11 +27,12 @@ def interruptible(tmp_path: Path) -> tuple[Path, Path]:
     """600 contacts at 120/s: about five seconds of sending, time to interrupt it."""
     contacts = small_sample(tmp_path, 600)
     config = write_config(
-        tmp_path / "c.toml", tmp_path,
+        tmp_path / "c.toml",
+        tmp_path,
         dispatch={"rate_per_second": 120.0, "max_in_flight": 16},
         simulator={"latency_ms": 20, "webhook_rate": 3000, "callback_delay_ms": 50},
         collect={"deadline_seconds": 30},
-    )  # fmt: skip
+    )
     return contacts, config
 
 
@@ -39,27 +40,37 @@ def start_run(
     config: Path, contacts: Path, run_id: str, live: dict[str, str]
 ) -> subprocess.Popen[str]:
     """`capaudit run` as a background process, to be interrupted."""
+    args = ["run", "--config", str(config), "--contacts", str(contacts), "--run-id", run_id]
+    return background(*args, env=live)
+
+
+def background(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`capaudit ARGS` as a background process."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "--config", str(config),
-         "--contacts", str(contacts), "--run-id", run_id],
-        cwd=REPO, env={**service_env(), "PATH": "/usr/bin:/bin", **live},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        env={**service_env(), "PATH": "/usr/bin:/bin", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_requests_that_never_get_through_are_request_failed(tmp_path: Path) -> None:
     contacts = small_sample(tmp_path, 20)
     config = write_config(
-        tmp_path / "c.toml", tmp_path,
+        tmp_path / "c.toml",
+        tmp_path,
         dispatch={"max_attempts": 2, "backoff_base_seconds": 0.05},
         simulator={"fault_5xx_rate": 1.0, "latency_ms": 1},
         collect={"deadline_seconds": 2},
-    )  # fmt: skip
+    )
     with simulator(config) as sim_url, receiver(config) as receiver_url:
         # No webhook secret: the run registers no webhook (nothing would be called back anyway).
         env = live_env(sim_url, receiver_url) | {"CAPAUDIT_WEBHOOK_SECRET": ""}
-        done = capaudit("run", "--config", str(config), "--contacts", str(contacts),
-                        "--run-id", "fail", env=env)  # fmt: skip
+        done = capaudit(
+            "run", "--config", str(config), "--contacts", str(contacts), "--run-id", "fail", env=env
+        )
     assert done.returncode == 0, done.stderr  # a report was written: failures are reported
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
         rows = conn.execute(
@@ -81,8 +92,8 @@ def test_kill_9_mid_submission_then_resume(tmp_path: Path) -> None:
         accepted_before = sim_stats(sim_url)["queries_accepted"]
         assert accepted_before < 600, "the run finished before it could be killed"
         time.sleep(0.5)
-        done = capaudit("run", "--config", str(config), "--resume", "--run-id", "k9",
-                        env=live_env(sim_url, receiver_url))  # fmt: skip
+        resume = ["run", "--config", str(config), "--resume", "--run-id", "k9"]
+        done = capaudit(*resume, env=live_env(sim_url, receiver_url))
         assert done.returncode == 0, done.stderr
         stats = sim_stats(sim_url)
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
@@ -95,9 +106,11 @@ def test_kill_9_mid_submission_then_resume(tmp_path: Path) -> None:
             "SELECT count(*), count(DISTINCT request_id), count(DISTINCT contact_key) "
             "FROM requests WHERE run_id = 'k9' AND requery_of IS NULL"
         ).fetchone()
-        states = dict(conn.execute(
-            "SELECT state, count(*) FROM requests WHERE run_id = 'k9' GROUP BY state"
-        ).fetchall())  # fmt: skip
+        states = dict(
+            conn.execute(
+                "SELECT state, count(*) FROM requests WHERE run_id = 'k9' GROUP BY state"
+            ).fetchall()
+        )
         no_response = conn.execute(
             "SELECT count(*) FROM capability WHERE run_id = 'k9' AND status = 'NO_RESPONSE'"
         ).fetchone()
@@ -131,8 +144,8 @@ def test_sigterm_stops_sending_exits_3_and_resume_completes(tmp_path: Path) -> N
         # The ledger was flushed before exiting: it knows of every query Sinch accepted.
         assert dict(recorded).get("accepted") == at_stop["queries_accepted"], (recorded, at_stop)
         assert status == ("interrupted",)
-        done = capaudit("run", "--config", str(config), "--resume", "--run-id", "term",
-                        env=live_env(sim_url, receiver_url))  # fmt: skip
+        resume = ["run", "--config", str(config), "--resume", "--run-id", "term"]
+        done = capaudit(*resume, env=live_env(sim_url, receiver_url))
         assert done.returncode == 0, done.stderr
         stats = sim_stats(sim_url)
         assert stats["request_ids_repeated"] == 0, (stats, stderr[-2000:])  # none sent twice

@@ -11,8 +11,9 @@ from tests.e2e.test_audit import capaudit, small_sample
 
 
 def config(tmp_path: Path, contacts: Path, **sections: dict[str, object]) -> Path:
-    return write_config(tmp_path / "c.toml", tmp_path, contacts={"paths": [str(contacts)]},
-                        **sections)  # fmt: skip
+    return write_config(
+        tmp_path / "c.toml", tmp_path, contacts={"paths": [str(contacts)]}, **sections
+    )
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -78,8 +79,8 @@ def test_a_bad_file_among_good_ones_exits_2_and_loads_nothing(tmp_path: Path) ->
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"phone\n\xff\xfe\n")
     cfg = config(tmp_path, good)
-    done = capaudit("run", "--config", str(cfg), "--contacts", str(good), "--contacts", str(bad),
-                    "--run-id", "bad")  # fmt: skip
+    files = ["--contacts", str(good), "--contacts", str(bad)]
+    done = capaudit("run", "--config", str(cfg), *files, "--run-id", "bad")
     assert done.returncode == 2
     assert "bad.csv: not UTF-8" in done.stderr
     assert query(tmp_path, "SELECT count(*) FROM targets") == [(0,)]
@@ -92,18 +93,24 @@ def test_globs_several_files_and_mapped_columns(tmp_path: Path) -> None:
     (lists / "a.csv").write_text("Customer;Mobile\nx1;+46701234567\n")
     (lists / "b.csv").write_text("Customer;Mobile\nx2;+4915123456789\nx1;+46701234567\n")
     cfg = write_config(
-        tmp_path / "c.toml", tmp_path,
-        contacts={"paths": [str(lists / "*.csv")], "contact_id_column": "customer",
-                  "phone_column": "mobile", "phone_channels": ["SMS"]},
-    )  # fmt: skip
+        tmp_path / "c.toml",
+        tmp_path,
+        contacts={
+            "paths": [str(lists / "*.csv")],
+            "contact_id_column": "customer",
+            "phone_column": "mobile",
+            "phone_channels": ["SMS"],
+        },
+    )
     done = capaudit("run", "--config", str(cfg), "--run-id", "glob")
     assert done.returncode == 0, done.stderr
     assert query(tmp_path, "SELECT contact_key, source FROM targets ORDER BY 1") == [
-        ("x1", str(lists / "a.csv")), ("x2", str(lists / "b.csv"))
-    ]  # fmt: skip
+        ("x1", str(lists / "a.csv")),
+        ("x2", str(lists / "b.csv")),
+    ]
     assert query(tmp_path, "SELECT source, row_number, reason FROM rejects") == [
         (str(lists / "b.csv"), 3, "duplicate")
-    ]  # fmt: skip
+    ]
 
 
 def test_resume_after_a_failed_load_loads_the_files_then_runs(tmp_path: Path) -> None:

@@ -81,8 +81,13 @@ def test_one_token_is_shared_and_renewed_a_minute_before_expiry() -> None:
 
     async def main() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as http:
-            auth = OAuth2Auth(http, "http://auth.test/oauth2/token", Secret("id"), Secret("s"),
-                              clock=lambda: now[0])  # fmt: skip
+            auth = OAuth2Auth(
+                http,
+                "http://auth.test/oauth2/token",
+                Secret("id"),
+                Secret("s"),
+                clock=lambda: now[0],
+            )
             seen = list(await asyncio.gather(*(auth.authorization() for _ in range(50))))
             now[0] = 3600 - 61
             seen.append(await auth.authorization())
@@ -94,3 +99,27 @@ def test_one_token_is_shared_and_renewed_a_minute_before_expiry() -> None:
     assert set(seen[:51]) == {"Bearer t1"}  # 50 concurrent callers, one fetch
     assert seen[51] == "Bearer t2"
     assert len(issued) == 2
+
+
+def test_admin_calls_retry_the_same_statuses_as_queries() -> None:
+    """501 is transient (reference §2): an admin call retries it as the dispatcher does."""
+    answers = [httpx.Response(501), httpx.Response(200, json={"webhooks": [{"id": "w1"}]})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)
+
+    async def main() -> list[dict[str, object]]:
+        sinch = SinchSettings(base_url="http://sinch.test", auth="basic")
+        async with SinchClient(sinch, KEYS, transport=httpx.MockTransport(handler)) as client:
+            return await client.list_webhooks()
+
+    assert asyncio.run(main()) == [{"id": "w1"}]
+    assert answers == []
+
+
+def test_backoff_is_capped_exponential_with_full_jitter() -> None:
+    from pipeline.sinch.retry import backoff_seconds
+
+    ceilings = [backoff_seconds(n, 0.25, 1.0, jitter=lambda low, high: high) for n in (1, 2, 3, 4)]
+    assert ceilings == [0.25, 0.5, 1.0, 1.0]
+    assert backoff_seconds(3, 0.25, 1.0, jitter=lambda low, high: low) == 0.0

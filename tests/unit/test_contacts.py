@@ -39,11 +39,13 @@ def test_wide_rows_become_one_target_per_phone_channel(tmp_path: Path) -> None:
     targets, rejects = load(tmp_path, csv)
     assert rejects == []
     assert targets == [
-        ("c1", "RCS", "46701234567", 2), ("c1", "SMS", "46701234567", 2),
+        ("c1", "RCS", "46701234567", 2),
+        ("c1", "SMS", "46701234567", 2),
         ("c1", "WHATSAPP", "46701234567", 2),
-        ("4915123456789", "RCS", "4915123456789", 3), ("4915123456789", "SMS", "4915123456789", 3),
+        ("4915123456789", "RCS", "4915123456789", 3),
+        ("4915123456789", "SMS", "4915123456789", 3),
         ("4915123456789", "WHATSAPP", "4915123456789", 3),
-    ]  # fmt: skip
+    ]
 
 
 def test_each_reject_reason(tmp_path: Path) -> None:
@@ -69,11 +71,17 @@ def test_each_reject_reason(tmp_path: Path) -> None:
     )
     targets, rejects = load(tmp_path, wide, long)
     assert rejects == [
-        (2, "missing_identity"), (3, "missing_channel"), (4, "unknown_channel"),
+        (2, "missing_identity"),
+        (3, "missing_channel"),
+        (4, "unknown_channel"),
         (5, "invalid_identity"),
-        (3, "empty_row"), (4, "too_few_fields"), (5, "too_many_fields"), (6, "invalid_phone"),
-        (7, "phone_without_country"), (8, "duplicate"),
-    ]  # fmt: skip
+        (3, "empty_row"),
+        (4, "too_few_fields"),
+        (5, "too_many_fields"),
+        (6, "invalid_phone"),
+        (7, "phone_without_country"),
+        (8, "duplicate"),
+    ]
     assert {(t[0], t[1]) for t in targets} == {
         ("a", "RCS"),
         ("a", "SMS"),
@@ -114,8 +122,9 @@ def test_gzip_and_parquet_long_form(tmp_path: Path) -> None:
     targets, rejects = load(tmp_path, gz, parquet, phone_channels=("SMS",))
     assert rejects == []
     assert sorted((t[0], t[1]) for t in targets) == [
-        ("46701234567", "SMS"), ("4915123456789", "SMS")
-    ]  # fmt: skip
+        ("46701234567", "SMS"),
+        ("4915123456789", "SMS"),
+    ]
 
 
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:

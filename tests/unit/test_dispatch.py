@@ -27,8 +27,13 @@ def sim_url() -> Iterator[str]:
 
 
 def configure(url: str, **knobs: Any) -> None:
-    defaults = {"latency_ms": 5, "rate_limit": 800, "retry_after": True, "fault_5xx_rate": 0.0,
-                "fault_drop_rate": 0.0}  # fmt: skip
+    defaults = {
+        "latency_ms": 5,
+        "rate_limit": 800,
+        "retry_after": True,
+        "fault_5xx_rate": 0.0,
+        "fault_drop_rate": 0.0,
+    }
     httpx.post(f"{url}/_sim/control", json=defaults | knobs).raise_for_status()
     httpx.post(f"{url}/_sim/reset").raise_for_status()
 
@@ -54,9 +59,12 @@ def dispatch(
         sinch = SinchSettings(base_url=url, token_url=f"{url}/oauth2/token", timeout_seconds=5)
         async with SinchClient(sinch, KEYS) as client:
             dispatcher = Dispatcher(
-                client, DispatchSettings(**options), record=events.append, sleep=fast_sleep,
+                client,
+                DispatchSettings(**options),
+                record=events.append,
+                sleep=fast_sleep,
                 jitter=lambda low, high: high,
-            )  # fmt: skip
+            )
             work = asyncio.create_task(dispatcher.run(requests(count), asyncio.Event()))
             if during is not None:
                 await asyncio.sleep(0.3)

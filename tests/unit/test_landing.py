@@ -117,8 +117,11 @@ def test_bad_lines_never_block_ingestion(tmp_path: Path) -> None:
     no_identity = encode_line(
         b'{"capability_notification": {"request_id": "r9", "channel": "WHATSAPP", '
         b'"capability_status": "NO_CAPABILITY"}}',
-        "n9", "w1", KIND_CAPABILITY, datetime.now(UTC),
-    )  # fmt: skip
+        "n9",
+        "w1",
+        KIND_CAPABILITY,
+        datetime.now(UTC),
+    )
     (landing / "w1-000001.ndjson").write_bytes(line(1) + b"this is not json\n" + no_identity)
     with open_warehouse(tmp_path / "w.duckdb") as conn:
         ingest_landing(conn, landing)

@@ -16,11 +16,11 @@ from pipeline.warehouse import _statements, open_warehouse
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GIVEN = {
     # contact: (channels, request state, error)
-    "A": (("SMS", "RCS"), "accepted", None),      # SMS answered; RCS transient, then re-queried
-    "B": (("SMS", "RCS"), "accepted", None),      # accepted, no callback by the deadline
+    "A": (("SMS", "RCS"), "accepted", None),  # SMS answered; RCS transient, then re-queried
+    "B": (("SMS", "RCS"), "accepted", None),  # accepted, no callback by the deadline
     "C": (("SMS",), "failed", "400 INVALID_ARGUMENT: bad"),
-    "D": (("SMS", "RCS"), "accepted", None),      # by contact id: CONTACT_NOT_FOUND
-}  # fmt: skip
+    "D": (("SMS", "RCS"), "accepted", None),  # by contact id: CONTACT_NOT_FOUND
+}
 
 
 @pytest.fixture
@@ -30,36 +30,59 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def given(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES "
-                 "('older', $t - INTERVAL 2 DAY, 'succeeded'), "
-                 "('prev', $t - INTERVAL 1 DAY, 'succeeded'), ('now', $t, 'running')",
-                 {"t": T0})  # fmt: skip
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, status) VALUES "
+        "('older', $t - INTERVAL 2 DAY, 'succeeded'), "
+        "('prev', $t - INTERVAL 1 DAY, 'succeeded'), ('now', $t, 'running')",
+        {"t": T0},
+    )
     # Two nights ago A's RCS was not reachable; last night A had no RCS answer at all.
-    conn.execute("INSERT INTO capability (run_id, contact_key, channel, status, checked_at, "
-                 "reused) VALUES ('older', 'A', 'RCS', 'NO_CAPABILITY', $t - INTERVAL 2 DAY, false)",
-                 {"t": T0})  # fmt: skip
+    conn.execute(
+        "INSERT INTO capability (run_id, contact_key, channel, status, checked_at, "
+        "reused) VALUES ('older', 'A', 'RCS', 'NO_CAPABILITY', $t - INTERVAL 2 DAY, false)",
+        {"t": T0},
+    )
     # Yesterday: A's SMS was not reachable; E's SMS fully reachable (reused today).
-    conn.execute("""INSERT INTO capability (run_id, contact_key, channel, identity, status,
+    conn.execute(
+        """INSERT INTO capability (run_id, contact_key, channel, identity, status,
                     checked_at, reused) VALUES
                     ('prev', 'A', 'SMS', '46700000001', 'NO_CAPABILITY', $t - INTERVAL 1 DAY, false),
                     ('prev', 'E', 'SMS', '46700000005', 'CAPABILITY_FULL', $t - INTERVAL 1 DAY, false)
-                 """, {"t": T0})  # fmt: skip
+                 """,
+        {"t": T0},
+    )
     for key, (channels, state, error) in GIVEN.items():
         for channel in channels:
             identity = None if key == "D" else f"4670000000{ord(key) - 64}"
-            conn.execute("INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, "
-                         "source, row_number) VALUES ('now', ?, ?, ?, ?, 'in.csv', ?)",
-                         [key, key if key == "D" else None, channel, identity, ord(key)])  # fmt: skip
-        conn.execute("INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
-                     "error, planned_at, accepted_at) VALUES ('now', ?, ?, '{}', ?, ?, ?, ?, ?)",
-                     [f"r{key}", key, sorted(channels), state, error, T0,
-                      T0 if state == "accepted" else None])  # fmt: skip
-    conn.execute("INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number, "
-                 "action, reuse_run_id) VALUES ('now', 'E', 'SMS', '46700000005', 'in.csv', 5, "
-                 "'reuse', 'prev')")  # fmt: skip
-    conn.execute("INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
-                 "planned_at, accepted_at, requery_of) VALUES "
-                 "('now', 'rA2', 'A', '{}', ['RCS'], 'accepted', $t, $t, 'rA')", {"t": T0})  # fmt: skip
+            conn.execute(
+                "INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, "
+                "source, row_number) VALUES ('now', ?, ?, ?, ?, 'in.csv', ?)",
+                [key, key if key == "D" else None, channel, identity, ord(key)],
+            )
+        conn.execute(
+            "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
+            "error, planned_at, accepted_at) VALUES ('now', ?, ?, '{}', ?, ?, ?, ?, ?)",
+            [
+                f"r{key}",
+                key,
+                sorted(channels),
+                state,
+                error,
+                T0,
+                T0 if state == "accepted" else None,
+            ],
+        )
+    conn.execute(
+        "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number, "
+        "action, reuse_run_id) VALUES ('now', 'E', 'SMS', '46700000005', 'in.csv', 5, "
+        "'reuse', 'prev')"
+    )
+    conn.execute(
+        "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
+        "planned_at, accepted_at, requery_of) VALUES "
+        "('now', 'rA2', 'A', '{}', ['RCS'], 'accepted', $t, $t, 'rA')",
+        {"t": T0},
+    )
     callbacks = [  # request, channel, identity, status, reason, event offset (s)
         ("rA", "SMS", "46700000001", "CAPABILITY_FULL", None, 5),
         ("rA", "RCS", "46700000001", "CAPABILITY_UNKNOWN", "RATE_LIMITED", 6),
@@ -68,10 +91,12 @@ def given(conn: duckdb.DuckDBPyConnection) -> None:
     ]
     for request, channel, identity, status, reason, offset in callbacks:
         at = T0 + timedelta(seconds=offset)
-        conn.execute("INSERT INTO notifications (request_id, channel, identity, capability_status, "
-                     "reason_code, channel_capabilities, event_time, received_at, deliveries) "
-                     "VALUES (?, ?, ?, ?, ?, ['TEXT'], ?, ?, 1)",
-                     [request, channel, identity, status, reason, at, at])  # fmt: skip
+        conn.execute(
+            "INSERT INTO notifications (request_id, channel, identity, capability_status, "
+            "reason_code, channel_capabilities, event_time, received_at, deliveries) "
+            "VALUES (?, ?, ?, ?, ?, ['TEXT'], ?, ?, 1)",
+            [request, channel, identity, status, reason, at, at],
+        )
 
 
 def rows(conn: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
@@ -81,8 +106,13 @@ def rows(conn: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
 def test_capability_given_expected(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
     steps.build(conn, "now")
-    assert rows(conn, """SELECT contact_key, channel, status, reason_code, reused, error
-                         FROM capability WHERE run_id = 'now' ORDER BY 1, 2""") == [
+    assert rows(
+        conn,
+        """
+        SELECT contact_key, channel, status, reason_code, reused, error
+        FROM capability WHERE run_id = 'now' ORDER BY 1, 2
+        """,
+    ) == [
         ("A", "RCS", "CAPABILITY_PARTIAL", None, False, None),  # the re-query's answer wins
         ("A", "SMS", "CAPABILITY_FULL", None, False, None),
         ("B", "RCS", "NO_RESPONSE", None, False, None),
@@ -91,21 +121,29 @@ def test_capability_given_expected(conn: duckdb.DuckDBPyConnection) -> None:
         ("D", "RCS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", False, None),
         ("D", "SMS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", False, None),
         ("E", "SMS", "CAPABILITY_FULL", None, True, None),
-    ]  # fmt: skip
-    latency = rows(conn, "SELECT latency_seconds FROM capability WHERE contact_key = 'A' "
-                         "AND channel = 'SMS' AND run_id = 'now'")  # fmt: skip
+    ]
+    latency = rows(
+        conn,
+        "SELECT latency_seconds FROM capability WHERE contact_key = 'A' "
+        "AND channel = 'SMS' AND run_id = 'now'",
+    )
     assert latency == [(5.0,)]
 
 
 def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
     steps.build(conn, "now")
-    assert rows(conn, """SELECT channel, targets, capability_full, capability_partial,
-                         no_capability, no_response, request_failed, reachable, reused
-                         FROM reachability WHERE run_id = 'now' ORDER BY 1""") == [
+    assert rows(
+        conn,
+        """
+        SELECT channel, targets, capability_full, capability_partial,
+        no_capability, no_response, request_failed, reachable, reused
+        FROM reachability WHERE run_id = 'now' ORDER BY 1
+        """,
+    ) == [
         ("RCS", 3, 0, 1, 1, 1, 0, 1, 0),
         ("SMS", 5, 2, 0, 1, 1, 1, 2, 1),
-    ]  # fmt: skip
+    ]
     # Beside each share of all targets, the share of the answered ones (no NO_RESPONSE and
     # REQUEST_FAILED): SMS has 2 reachable of 5 targets, of 3 answered.
     shares = rows(
@@ -115,19 +153,28 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
         "FROM reachability WHERE run_id = 'now' ORDER BY 1",
     )
     assert shares == [("RCS", 2, 1 / 3, 1 / 2, 0.0, 1 / 2), ("SMS", 3, 2 / 5, 2 / 3, 2 / 3, 1 / 3)]
-    assert rows(conn, "SELECT contact_key, channel, previous_run_id, previous_status, new_status, "
-                      "change FROM capability_changes ORDER BY 1, 2") == [
+    assert rows(
+        conn,
+        "SELECT contact_key, channel, previous_run_id, previous_status, new_status, "
+        "change FROM capability_changes ORDER BY 1, 2",
+    ) == [
         ("A", "RCS", "older", "NO_CAPABILITY", "CAPABILITY_PARTIAL", "gained"),  # further back
         ("A", "SMS", "prev", "NO_CAPABILITY", "CAPABILITY_FULL", "gained"),
-    ]  # fmt: skip
+    ]
     assert ("SMS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", 1) in rows(
         conn, "SELECT channel, status, reason_code, targets FROM reasons WHERE run_id = 'now'"
     )
     # FULL before PARTIAL, whatever the preference (RCS first) says.
-    assert rows(conn, "SELECT channels, first_choice FROM channel_order "
-                      "WHERE run_id = 'now' AND contact_key = 'A'") == [(["SMS", "RCS"], "SMS")]  # fmt: skip
-    assert rows(conn, "SELECT channels, first_choice FROM channel_order "
-                      "WHERE run_id = 'now' AND contact_key = 'B'") == [([], None)]  # fmt: skip
+    assert rows(
+        conn,
+        "SELECT channels, first_choice FROM channel_order "
+        "WHERE run_id = 'now' AND contact_key = 'A'",
+    ) == [(["SMS", "RCS"], "SMS")]
+    assert rows(
+        conn,
+        "SELECT channels, first_choice FROM channel_order "
+        "WHERE run_id = 'now' AND contact_key = 'B'",
+    ) == [([], None)]
 
 
 def test_reachability_by_country_and_routing(conn: duckdb.DuckDBPyConnection) -> None:
@@ -201,18 +248,25 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
     # Every target exactly once in capability.
     assert rows(
         conn,
-        """SELECT count(*) FROM targets t FULL JOIN capability c
-                         USING (run_id, contact_key, channel)
-                         WHERE (t.run_id IS NULL OR c.run_id IS NULL)
-                           AND run_id IN (SELECT run_id FROM targets)""",
+        """
+        SELECT count(*) FROM targets t FULL JOIN capability c
+        USING (run_id, contact_key, channel)
+        WHERE (t.run_id IS NULL OR c.run_id IS NULL)
+          AND run_id IN (SELECT run_id FROM targets)
+        """,
     ) == [(0,)]
-    sums = rows(conn, """SELECT bool_and(targets = capability_full + capability_partial
-                            + no_capability + capability_unknown + no_response + request_failed),
-                         bool_and(abs(capability_full_share + capability_partial_share
-                            + no_capability_share + capability_unknown_share + no_response_share
-                            + request_failed_share - 1) < 1e-9),
-                         bool_and(reachable = capability_full + capability_partial)
-                         FROM reachability""")  # fmt: skip
+    sums = rows(
+        conn,
+        """
+        SELECT bool_and(targets = capability_full + capability_partial
+           + no_capability + capability_unknown + no_response + request_failed),
+        bool_and(abs(capability_full_share + capability_partial_share
+           + no_capability_share + capability_unknown_share + no_response_share
+           + request_failed_share - 1) < 1e-9),
+        bool_and(reachable = capability_full + capability_partial)
+        FROM reachability
+        """,
+    )
     assert sums == [(True, True, True)]
     answered = rows(
         conn,
@@ -268,17 +322,21 @@ def test_several_answers_for_one_channel_give_one_row(conn: duckdb.DuckDBPyConne
     given(conn)
     # Asked by contact id, Sinch answers WhatsApp for two of D's identities at the same moment.
     for identity in ("46700000042", "46700000041"):
-        conn.execute("INSERT INTO notifications (request_id, channel, identity, capability_status, "
-                     "event_time, received_at, deliveries) VALUES ('rD', 'SMS', ?, "
-                     "'CAPABILITY_FULL', $t, $t, 1)".replace("$t", "?"),
-                     [identity, T0 + timedelta(seconds=9), T0 + timedelta(seconds=9)])  # fmt: skip
-    conn.execute("UPDATE requests SET body = '{\"recipient\":{\"contact_id\":\"D\"}}' "
-                 "WHERE request_id = 'rD'")  # fmt: skip
+        conn.execute(
+            "INSERT INTO notifications (request_id, channel, identity, capability_status, "
+            "event_time, received_at, deliveries) VALUES ('rD', 'SMS', ?, "
+            "'CAPABILITY_FULL', $t, $t, 1)".replace("$t", "?"),
+            [identity, T0 + timedelta(seconds=9), T0 + timedelta(seconds=9)],
+        )
+    conn.execute(
+        'UPDATE requests SET body = \'{"recipient":{"contact_id":"D"}}\' WHERE request_id = \'rD\''
+    )
     steps.build(conn, "now")
-    assert rows(conn, "SELECT identity, status FROM capability WHERE run_id = 'now' "
-                      "AND contact_key = 'D' AND channel = 'SMS'") == [
-        ("46700000041", "CAPABILITY_FULL")
-    ]  # fmt: skip
+    assert rows(
+        conn,
+        "SELECT identity, status FROM capability WHERE run_id = 'now' "
+        "AND contact_key = 'D' AND channel = 'SMS'",
+    ) == [("46700000041", "CAPABILITY_FULL")]
     assert_contracts(conn)
 
 
@@ -323,3 +381,13 @@ def test_channel_order_ranks_by_preference_then_alphabetically(
     assert rows(conn, "SELECT first_channel, contacts FROM routing WHERE run_id = 'x'") == [
         ("RCS", 1)
     ]
+
+
+def test_constants_replace_whole_names_only() -> None:
+    from pipeline.warehouse import with_constants
+
+    sql = "run_id = $run_id AND x IN $reuse_runs AND $reuse AND y = $reused"
+    constants: dict[str, list[str] | bool] = {"reuse": True, "reuse_runs": ["r1"], "run": False}
+    assert with_constants(sql, constants) == (
+        "run_id = $run_id AND x IN ('r1') AND true AND y = $reused"
+    )

@@ -20,8 +20,15 @@ def contacts(tmp_path: Path) -> Path:
     return path
 
 
-def answer(conn: duckdb.DuckDBPyConnection, run: str, key: str, channel: str, status: str,
-           age_days: float, reason: str | None = None) -> None:  # fmt: skip
+def answer(
+    conn: duckdb.DuckDBPyConnection,
+    run: str,
+    key: str,
+    channel: str,
+    status: str,
+    age_days: float,
+    reason: str | None = None,
+) -> None:
     conn.execute(
         "INSERT INTO capability (run_id, contact_key, channel, identity, status, reason_code, "
         "checked_at, reused) VALUES (?, ?, ?, ?, ?, ?, ?, false)",
@@ -29,8 +36,13 @@ def answer(conn: duckdb.DuckDBPyConnection, run: str, key: str, channel: str, st
     )
 
 
-def plan(conn: duckdb.DuckDBPyConnection, settings: Settings, path: Path, *, refresh: bool = False,
-         ) -> dict[tuple[str, str], str]:  # fmt: skip
+def plan(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    path: Path,
+    *,
+    refresh: bool = False,
+) -> dict[tuple[str, str], str]:
     steps.load(conn, "new", settings, [str(path)])
     conn.execute("UPDATE targets SET identity = NULL")  # match the answers inserted above
     ledger.mark_reuse(conn, "new", settings.freshness, refresh=refresh, now=NOW)
@@ -56,13 +68,19 @@ def test_fresh_answers_are_reused_and_the_rest_queried(tmp_path: Path, settings:
             "SELECT contact_key, channels, body FROM requests WHERE run_id = 'new' ORDER BY 1"
         ).fetchall()
     assert actions == {
-        ("a", "SMS"): "reuse", ("a", "RCS"): "query", ("b", "SMS"): "query",
-        ("b", "RCS"): "query", ("c", "SMS"): "query", ("c", "RCS"): "query",
-    }  # fmt: skip
+        ("a", "SMS"): "reuse",
+        ("a", "RCS"): "query",
+        ("b", "SMS"): "query",
+        ("b", "RCS"): "query",
+        ("c", "SMS"): "query",
+        ("c", "RCS"): "query",
+    }
     # One request per contact, carrying only what is to be asked.
     assert [(key, channels) for key, channels, _ in requests] == [
-        ("a", ["RCS"]), ("b", ["RCS", "SMS"]), ("c", ["RCS", "SMS"])
-    ]  # fmt: skip
+        ("a", ["RCS"]),
+        ("b", ["RCS", "SMS"]),
+        ("c", ["RCS", "SMS"]),
+    ]
     body = orjson.loads(requests[1][2])
     assert body["app_id"] == "app"
     assert body["request_id"]
@@ -82,8 +100,13 @@ def test_refresh_queries_everything(tmp_path: Path, settings: Settings) -> None:
 def test_slow_callbacks_are_warned_about(settings: Settings, caplog: object) -> None:
     import logging
 
-    lag = {"callbacks": 3000, "p50_seconds": 40.0, "p95_seconds": 95.0,
-           "callbacks_per_second": 25.0, "queries_per_second": 100.0}  # fmt: skip
+    lag = {
+        "callbacks": 3000,
+        "p50_seconds": 40.0,
+        "p95_seconds": 95.0,
+        "callbacks_per_second": 25.0,
+        "queries_per_second": 100.0,
+    }
     with caplog.at_level(logging.WARNING):  # type: ignore[attr-defined]
         steps._warn_if_callbacks_lag(lag, settings)
         steps._warn_if_callbacks_lag(lag | {"callbacks": 20}, settings)  # too few to judge

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -13,18 +14,26 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.landing.segments import list_segments
-from pipeline.receiver import CALLBACK_PATH, ReceiverConfig, create_app
+from pipeline.receiver import CALLBACK_PATH, create_app
+from pipeline.settings import ReceiverSettings, Secret
 from tests.conftest import WEBHOOK_SECRET, asgi_client, signed
 from tests.unit.test_signing import VECTOR_BODY, VECTOR_SECRET, vector_headers
 
 
 def callback_body(request_id: str = "r1", channel: str = "SMS") -> bytes:
-    return orjson.dumps({
-        "app_id": "app", "project_id": "p", "event_time": "2026-11-25T10:00:00Z",
-        "capability_notification": {"request_id": request_id, "channel": channel,
-                                    "identity": "46701234567",
-                                    "capability_status": "CAPABILITY_FULL"},
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "app_id": "app",
+            "project_id": "p",
+            "event_time": "2026-11-25T10:00:00Z",
+            "capability_notification": {
+                "request_id": request_id,
+                "channel": channel,
+                "identity": "46701234567",
+                "capability_status": "CAPABILITY_FULL",
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -35,12 +44,15 @@ def landing(tmp_path: Path) -> Path:
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
 
 
-def with_receiver(landing: Path, scenario: Scenario, **config: object) -> None:
-    """Run `scenario` against a receiver app (lifespan included) landing into `landing`."""
-    options: dict[str, object] = {"secrets": (WEBHOOK_SECRET,)} | config
+def with_receiver(
+    landing: Path, scenario: Scenario, secret: str = WEBHOOK_SECRET, **settings: Any
+) -> None:
+    """Run `scenario` against a receiver app (lifespan included) landing into `landing`;
+    `settings` are ReceiverSettings fields."""
+    receiver = ReceiverSettings(landing_dir=str(landing), **settings)
 
     async def main() -> None:
-        app = create_app(ReceiverConfig(landing_dir=landing, **options))  # type: ignore[arg-type]
+        app = create_app(receiver, (Secret(secret),))
         async with asgi_client(app) as client:
             await scenario(client)
 
@@ -75,7 +87,7 @@ def test_the_public_test_vector_is_accepted_with_its_secret(landing: Path) -> No
         assert response.status_code == 200
 
     # The vector was signed in 2021: widen the timestamp window for it.
-    with_receiver(landing, scenario, secrets=(VECTOR_SECRET,), tolerance_seconds=time.time())
+    with_receiver(landing, scenario, secret=VECTOR_SECRET, timestamp_tolerance_seconds=time.time())
     [line] = landed_lines(landing)
     assert line["kind"] == "other"  # a contact event, not a CAPABILITY one: kept apart
 
@@ -141,7 +153,7 @@ def test_refusals_by_kind(landing: Path) -> None:
 
 def test_receiver_refuses_to_start_without_a_secret(landing: Path) -> None:
     with pytest.raises(ConfigError, match="CAPAUDIT_WEBHOOK_SECRET"):
-        create_app(ReceiverConfig(landing_dir=landing, secrets=()))
+        create_app(ReceiverSettings(landing_dir=str(landing)), ())
 
 
 def test_healthz(landing: Path) -> None:
@@ -161,4 +173,4 @@ def test_copies_arriving_together_are_acknowledged_once_durable(landing: Path) -
             assert (await answer).status_code == 200
             assert len(landed_lines(landing)) == 1  # on disk before any of the answers
 
-    with_receiver(landing, scenario, commit_window_seconds=0.05)
+    with_receiver(landing, scenario, group_commit_ms=50)

@@ -26,11 +26,14 @@ def test_the_shipped_configs_load() -> None:
 
 def test_environment_overrides_and_per_channel_ttls(tmp_path: Path) -> None:
     config = write(tmp_path, "[dispatch]\nrate_per_second = 5\n[freshness.channels]\nrcs = 1\n")
-    settings = load_settings(config, env={
-        "CAPAUDIT_DISPATCH__RATE_PER_SECOND": "50",
-        "CAPAUDIT_CONTACTS__PHONE_CHANNELS": "SMS,RCS",
-        "CAPAUDIT_RECEIVER__INSECURE": "true",
-    })  # fmt: skip
+    settings = load_settings(
+        config,
+        env={
+            "CAPAUDIT_DISPATCH__RATE_PER_SECOND": "50",
+            "CAPAUDIT_CONTACTS__PHONE_CHANNELS": "SMS,RCS",
+            "CAPAUDIT_RECEIVER__INSECURE": "true",
+        },
+    )
     assert settings.dispatch.rate_per_second == 50.0
     assert settings.contacts.phone_channels == ("SMS", "RCS")
     assert settings.receiver.insecure is True
@@ -40,10 +43,14 @@ def test_environment_overrides_and_per_channel_ttls(tmp_path: Path) -> None:
 def test_secrets_come_from_the_environment_or_a_file_and_never_show(tmp_path: Path) -> None:
     secret_file = tmp_path / "key"
     secret_file.write_text("from-a-file\n")
-    settings = load_settings(None, env={
-        "SINCH_KEY_ID": "id", "SINCH_KEY_SECRET_FILE": str(secret_file),
-        "CAPAUDIT_WEBHOOK_SECRET": "new,old",
-    })  # fmt: skip
+    settings = load_settings(
+        None,
+        env={
+            "SINCH_KEY_ID": "id",
+            "SINCH_KEY_SECRET_FILE": str(secret_file),
+            "CAPAUDIT_WEBHOOK_SECRET": "new,old",
+        },
+    )
     assert settings.secrets.key_secret == Secret("from-a-file")
     assert [s.reveal() for s in settings.secrets.webhook_secrets] == ["new", "old"]
     assert "from-a-file" not in repr(settings)

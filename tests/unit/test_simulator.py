@@ -49,11 +49,21 @@ def test_invalid_queries_get_sinch_error_bodies() -> None:
     bad = {
         "missing app_id": {"recipient": {"contact_id": "c"}},
         "both recipients": {"app_id": "a", "recipient": {"contact_id": "c", "identified_by": {}}},
-        "unknown channel": {"app_id": "a", "recipient": {"identified_by": {"channel_identities": [
-            {"channel": "PIGEON", "identity": "1"}]}}},
-        "extra identity key": {"app_id": "a", "recipient": {"identified_by": {
-            "channel_identities": [{"channel": "SMS", "identity": "1", "x": 1}]}}},
-    }  # fmt: skip
+        "unknown channel": {
+            "app_id": "a",
+            "recipient": {
+                "identified_by": {"channel_identities": [{"channel": "PIGEON", "identity": "1"}]}
+            },
+        },
+        "extra identity key": {
+            "app_id": "a",
+            "recipient": {
+                "identified_by": {
+                    "channel_identities": [{"channel": "SMS", "identity": "1", "x": 1}]
+                }
+            },
+        },
+    }
 
     async def scenario(client: SinchClient, sim: Any) -> None:
         for name, body in bad.items():
@@ -70,11 +80,15 @@ def test_bad_credentials_get_401() -> None:
     async def main() -> None:
         app = create_app(SimulatorSettings(latency_ms=0, key_id="right"))
         async with asgi_client(app) as http:
-            token = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                    auth=("wrong", "secret"))  # fmt: skip
+            token = await http.post(
+                "/oauth2/token", data={"grant_type": "client_credentials"}, auth=("wrong", "secret")
+            )
             assert token.status_code == 401
-            query = await http.post("/v1/projects/p/capability:query", content=b"{}",
-                                    headers={"Authorization": "Bearer nope"})  # fmt: skip
+            query = await http.post(
+                "/v1/projects/p/capability:query",
+                content=b"{}",
+                headers={"Authorization": "Bearer nope"},
+            )
             assert query.status_code == 401
 
     asyncio.run(main())
@@ -135,10 +149,12 @@ def test_outcome_model_is_deterministic_and_covers_every_status() -> None:
 
 def test_queries_by_contact_id_check_the_contact_s_identities() -> None:
     async def scenario(client: SinchClient, sim: Any) -> None:
-        contact = await client.create_contact([
-            {"channel": "WHATSAPP", "identity": "46701234567"},
-            {"channel": "SMS", "identity": "46701234567"},
-        ])  # fmt: skip
+        contact = await client.create_contact(
+            [
+                {"channel": "WHATSAPP", "identity": "46701234567"},
+                {"channel": "SMS", "identity": "46701234567"},
+            ]
+        )
         assert (await client.get_contact(contact["id"]))["id"] == contact["id"]
         answer = await client.query(query_body("app", "by-id", contact_id=contact["id"]))
         assert answer.status == 200

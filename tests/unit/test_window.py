@@ -40,8 +40,14 @@ def targets(conn: duckdb.DuckDBPyConnection, run: str, keys: list[str]) -> None:
         )
 
 
-def answer(conn: duckdb.DuckDBPyConnection, run: str, key: str, age_days: float,
-           status: str = "CAPABILITY_FULL", reason: str | None = None) -> None:  # fmt: skip
+def answer(
+    conn: duckdb.DuckDBPyConnection,
+    run: str,
+    key: str,
+    age_days: float,
+    status: str = "CAPABILITY_FULL",
+    reason: str | None = None,
+) -> None:
     number = int(key[1:])
     conn.execute(
         "INSERT INTO capability (run_id, contact_key, channel, identity, status, reason_code, "
@@ -75,9 +81,14 @@ def test_the_window_asks_never_answered_then_oldest_stale_then_transient(
     assert plan.by_priority == {"never_answered": 4, "past_ttl": 1}
     assert actions(conn, "night") == {
         "c0": "reuse",  # stale, but c1 is older: keeps its last answer tonight
-        "c1": "query", "c2": "reuse", "c3": "reuse", "c4": "query", "c5": "query",
-        "c6": "query", "c7": "query",
-    }  # fmt: skip
+        "c1": "query",
+        "c2": "reuse",
+        "c3": "reuse",
+        "c4": "query",
+        "c5": "query",
+        "c6": "query",
+        "c7": "query",
+    }
     assert (plan.reused_stale, plan.deferred) == (2, 0)
 
 
@@ -137,35 +148,48 @@ def test_a_late_answer_is_reused_with_its_own_time_and_counted_once(
     settings = settings.replace("receiver", landing_dir=str(tmp_path / "landing"))
     now = datetime.now(UTC)
     late_at = now - timedelta(hours=1)
-    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES "
-                 "('r1', $t - INTERVAL 1 DAY, 'succeeded'), ('r2', $t, 'running')",
-                 {"t": now})  # fmt: skip
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, status) VALUES "
+        "('r1', $t - INTERVAL 1 DAY, 'succeeded'), ('r2', $t, 'running')",
+        {"t": now},
+    )
     targets(conn, "r1", ["c0", "c1"])
     targets(conn, "r2", ["c0", "c1"])
     for key in ("c0", "c1"):
-        conn.execute("INSERT INTO requests (run_id, request_id, contact_key, body, channels, "
-                     "state, planned_at, accepted_at) VALUES ('r1', ?, ?, '{}', ['SMS'], "
-                     "'accepted', ?, ?)", [f"q{key}", key, now, now])  # fmt: skip
+        conn.execute(
+            "INSERT INTO requests (run_id, request_id, contact_key, body, channels, "
+            "state, planned_at, accepted_at) VALUES ('r1', ?, ?, '{}', ['SMS'], "
+            "'accepted', ?, ?)",
+            [f"q{key}", key, now, now],
+        )
         answer(conn, "r1", key, age_days=1, status="NO_RESPONSE")  # the deadline passed
     conn.execute("UPDATE capability SET checked_at = NULL")
     # c0's callback landed after r1 ended; c1's never came
-    conn.execute("INSERT INTO notifications (request_id, channel, identity, capability_status, "
-                 "event_time, received_at, deliveries) VALUES ('qc0', 'SMS', '46700000000', "
-                 "'NO_CAPABILITY', ?, ?, 1)", [late_at, late_at])  # fmt: skip
+    conn.execute(
+        "INSERT INTO notifications (request_id, channel, identity, capability_status, "
+        "event_time, received_at, deliveries) VALUES ('qc0', 'SMS', '46700000000', "
+        "'NO_CAPABILITY', ?, ?, 1)",
+        [late_at, late_at],
+    )
     summary = steps.plan(conn, "r2", settings)
     assert summary.late_answers == 1
     assert actions(conn, "r2") == {"c0": "reuse", "c1": "query"}
     steps.build(conn, "r2")
-    row = conn.execute("SELECT status, reused, request_id, checked_at FROM capability "
-                       "WHERE run_id = 'r2' AND contact_key = 'c0'").fetchone()  # fmt: skip
+    row = conn.execute(
+        "SELECT status, reused, request_id, checked_at FROM capability "
+        "WHERE run_id = 'r2' AND contact_key = 'c0'"
+    ).fetchone()
     assert row == ("NO_CAPABILITY", True, "qc0", late_at)
     # r1 is not rewritten; a third run reuses r2's row and does not count it as late again
-    assert conn.execute("SELECT status FROM capability WHERE run_id = 'r1' AND "
-                        "contact_key = 'c0'").fetchone() == ("NO_RESPONSE",)  # fmt: skip
+    assert conn.execute(
+        "SELECT status FROM capability WHERE run_id = 'r1' AND contact_key = 'c0'"
+    ).fetchone() == ("NO_RESPONSE",)
     conn.execute("UPDATE runs SET status = 'succeeded' WHERE run_id = 'r2'")
     targets(conn, "r3", ["c0"])
-    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES ('r3', ?, 'running')",
-                 [now + timedelta(seconds=1)])  # fmt: skip
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, status) VALUES ('r3', ?, 'running')",
+        [now + timedelta(seconds=1)],
+    )
     assert steps.plan(conn, "r3", settings).late_answers == 0
     assert actions(conn, "r3") == {"c0": "reuse"}
 
@@ -176,8 +200,10 @@ def test_coverage_counts_fresh_answers_ages_and_nights_to_a_full_refresh(
     from pipeline.coverage import coverage_summary
 
     window = '{"plan": {"window": {"deferred": 10, "window_seconds": 3600, "callback_rate_per_second": 0.001}}}'
-    conn.execute("INSERT INTO runs (run_id, started_at, status, counts) VALUES ('n', ?, "
-                 "'succeeded', ?)", [NOW, window])  # fmt: skip
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, status, counts) VALUES ('n', ?, 'succeeded', ?)",
+        [NOW, window],
+    )
     keys = [f"c{i}" for i in range(10)]
     for key, age in zip(keys, [1.5] * 5 + [10] * 3 + [40], strict=False):
         answer(conn, "n", key, age_days=age)
@@ -191,9 +217,13 @@ def test_coverage_counts_fresh_answers_ages_and_nights_to_a_full_refresh(
     )
     assert coverage["fresh_share"] == 0.25
     assert {a["age"]: a["answers"] for a in coverage["ages"]} == {
-        "< 1 day": 0, "1-3 days": 5, "3-7 days": 0, "7-14 days": 3, "14-30 days": 0,
+        "< 1 day": 0,
+        "1-3 days": 5,
+        "3-7 days": 0,
+        "7-14 days": 3,
+        "14-30 days": 0,
         "30 days or more": 1,
-    }  # fmt: skip
+    }
     # 20 targets at 0.001 callbacks/s in one-hour nights: 3.6 targets a night
     assert coverage["nights_to_full_refresh"] == 6
     assert coverage["night_seconds"] == 3600
