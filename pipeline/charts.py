@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from html import escape
+from typing import Any
 
 WIDTH = 720
 NARROW_WIDTH = 360
@@ -469,14 +470,18 @@ def _intervals(
     width: int, rows: Sequence[tuple[str, float, float, float, str]], label: str, colour: str
 ) -> str:
     left, room, row = _label_column([name for name, *_ in rows], width)
-    value_width = max(text_width(shown) for *_, shown in rows) + 12
-    span = max(20.0, width - left - value_width - 8)
+    # On a narrow screen the numbers stay in the tooltip (and the table below the chart).
+    with_values = width > NARROW_WIDTH
+    value_width = max(text_width(shown) for *_, shown in rows) + 12 if with_values else 0.0
+    span = max(20.0, width - left - value_width - 12)
+    ticks = (0.0, 0.25, 0.5, 0.75, 1.0) if span >= 240 else (0.0, 0.5, 1.0)
     bottom = 8 + len(rows) * row
     parts = []
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+    for tick in ticks:
         x = left + span * tick
         parts.append(f'<line x1="{x:.1f}" y1="4" x2="{x:.1f}" y2="{bottom}" stroke="#eee"/>')
-        parts.append(_text(x, bottom + 12, f"{tick:.0%}", "middle", 10))
+        anchor = "start" if tick == 0 else "end" if tick == 1 else "middle"
+        parts.append(_text(x, bottom + 12, f"{tick:.0%}", anchor, 10))
     for index, (name, share, low, high, shown) in enumerate(rows):
         y = 8 + index * row + row / 2
         x_low, x_high = left + span * low, left + span * high
@@ -487,5 +492,26 @@ def _intervals(
             f"<title>{escape(name)}: {escape(shown)}</title></line>"
         )
         parts.append(f'<circle cx="{left + span * share:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
-        parts.append(_text(left + span + 8, y + 5, shown, size=11))
+        if with_values:
+            parts.append(_text(left + span + 12, y + 4, shown, size=11))
     return _svg(bottom + 20, "".join(parts), label, width)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table that scrolls sideways on a screen too narrow for it."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return (
+        f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+        "</table></div>"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)

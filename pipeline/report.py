@@ -470,25 +470,6 @@ def _changes_chart(changes: list[dict[str, Any]]) -> str:
     )
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
-    )
-    return (
-        f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-        "</table></div>"
-    )
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "" if value is None else str(value)
-
-
 def _channel_table(channels: list[dict[str, Any]]) -> str:
     shares = ["reachable of all targets", "answered", "reachable of answered"]
     headers = ["channel", "targets", *STATUS_COLUMNS, *shares, "p50 s", "p95 s"]
@@ -505,7 +486,7 @@ def _channel_table(channels: list[dict[str, Any]]) -> str:
         ]
         for c in channels
     ]
-    return _table(headers, rows)
+    return charts.table(headers, rows)
 
 
 def _percent(share: float | None) -> str:
@@ -515,4 +496,4 @@ def _percent(share: float | None) -> str:
 def _rejects_table(rejects: list[dict[str, Any]]) -> str:
     if not rejects:
         return "<p class=muted>No input row was rejected.</p>"
-    return _table(["reason", "rows"], [[r["reason"], r["rows"]] for r in rejects])
+    return charts.table(["reason", "rows"], [[r["reason"], r["rows"]] for r in rejects])

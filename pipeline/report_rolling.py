@@ -7,7 +7,6 @@ intervals, coverage by fresh answers, and late answers used.
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 import duckdb
@@ -68,18 +67,22 @@ def _estimates_html(rows: list[dict[str, Any]]) -> str:
         label="estimated reachable share with 95% intervals",
     )
     whole = [r for r in rows if r["stratum"] is None]
-    lines = "".join(
-        f"<tr><td>{escape(str(r['channel']))}</td><td>{int(r['sample']):,}</td>"
-        f"<td>{int(r['population']):,}</td><td>{float(r['share']):.1%}</td>"
-        f"<td>{float(r['low']):.1%} - {float(r['high']):.1%}</td>"
-        f"<td>{int(r['reachable_low']):,} - {int(r['reachable_high']):,}</td>"
-        f"<td>{int(r['no_response']):,} ({float(r['no_response_share']):.1%})</td></tr>"
-        for r in whole
-    )
-    table = (
-        "<table><thead><tr><th>channel</th><th>sampled</th><th>list</th><th>reachable</th>"
-        "<th>95% interval</th><th>reachable in the list</th><th>no response (counted as not "
-        f"reachable)</th></tr></thead><tbody>{lines}</tbody></table>"
+    headers = ["channel", "sampled", "list", "reachable", "95% interval"]
+    headers += ["reachable in the list", "no response (counted as not reachable)"]
+    table = charts.table(
+        headers,
+        [
+            [
+                r["channel"],
+                int(r["sample"]),
+                int(r["population"]),
+                f"{float(r['share']):.1%}",
+                f"{float(r['low']):.1%} - {float(r['high']):.1%}",
+                f"{int(r['reachable_low']):,} - {int(r['reachable_high']):,}",
+                f"{int(r['no_response']):,} ({float(r['no_response_share']):.1%})",
+            ]
+            for r in whole
+        ],
     )
     return chart + table
 

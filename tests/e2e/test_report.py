@@ -281,6 +281,8 @@ def crowded_summary() -> dict[str, Any]:
                 "channel": c,
                 "targets": 128_456,
                 "reachable_share": 0.9988,
+                "answered": 126_000,
+                "reachable_share_of_answered": 0.9991,
                 **counts,
                 "latency_p50_seconds": 1.5,
                 "latency_p95_seconds": 12.25,
@@ -322,6 +324,45 @@ def crowded_summary() -> dict[str, Any]:
         ]
         + [{"first_channel": None, "contacts": 34_567, "share": 0.028, "change": 1}],
         "routing_compared_with": "20261124T020000Z-1b2c",
+        "completeness": {
+            "status": "incomplete",
+            "queried": 7_407_402,
+            "no_response": 1_000_000,
+            "no_response_share": 0.135,
+            "max_no_response_share": 0.02,
+            "resume": "capaudit run --resume --run-id 20261125T020000Z-4f2a",
+        },
+        "estimates": [
+            {
+                "channel": c,
+                "stratum": stratum,
+                "share": 0.6,
+                "low": 0.55,
+                "high": 0.65,
+                "sample": 20_000,
+                "population": 1_234_567,
+                "reachable_low": 678_000,
+                "reachable_high": 802_000,
+                "no_response": 12,
+                "no_response_share": 0.001,
+            }
+            for c in channels
+            for stratum in (None, "unknown", "SE")
+        ],
+        "coverage": {
+            "fresh_share": 0.25,
+            "fresh_targets": 1_851_850,
+            "list_targets": 7_407_402,
+            "nights_to_full_refresh": 56,
+            "night_seconds": 21_600,
+            "deferred": 5_000_000,
+            "callback_rate_per_second": 25,
+            "ages": [
+                {"age": age, "answers": 1_000_000}
+                for age in ("< 1 day", "1-3 days", "30 days or more")
+            ],
+        },
+        "late_answers": 1234,
         "countries": [
             {"country": country, "channel": c, "targets": 1_000_000 - n, "reachable": 999_999 - n}
             for n, country in enumerate([f"C{i:02d}" for i in range(19)] + ["unknown"])
