@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import ledger, steps
+from pipeline.backlog import expected_callback_rate
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
+from pipeline.dispatch import SINCH_MAX_RATE
 from pipeline.errors import CapauditError, Interrupted, UsageError
 from pipeline.ids import new_run_id
 from pipeline.report import ReportFiles, write_report
@@ -327,15 +329,15 @@ def _dry_run(
     finally:
         for table in ("targets", "rejects", "requests"):
             conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
-    callback_rate = (
-        settings.simulator.webhook_rate
-        if settings.sinch.embedded
-        else settings.collect.callback_rate_per_second
-    )
+    callback_rate = expected_callback_rate(conn, settings)  # the last run's measurement
+    callback_seconds = result.plan.to_query / callback_rate
+    query_seconds = result.plan.requests / min(settings.dispatch.rate_per_second, SINCH_MAX_RATE)
+    if settings.dispatch.pace_to_callbacks:  # sending waits for the callbacks
+        query_seconds = max(query_seconds, callback_seconds)
     result.estimate = {
-        "query_seconds": result.plan.requests / settings.dispatch.rate_per_second,
-        "callback_seconds": result.plan.to_query / callback_rate,
-        "callback_rate_per_second": callback_rate,
+        "query_seconds": query_seconds,
+        "callback_seconds": callback_seconds,
+        "callback_rate_per_second": round(callback_rate, 2),
     }
     result.status = "dry-run"
     return result

@@ -85,6 +85,10 @@ class DispatchSettings:
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     requery_transient: bool = True
+    # Self-pacing (pipeline/backlog.py): hold the answers still awaited to what the measured
+    # callback rate clears in this many seconds. false sends at rate_per_second regardless.
+    pace_to_callbacks: bool = True
+    callback_backlog_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -385,6 +389,10 @@ def _validate(settings: Settings) -> None:
         (settings.dispatch.rate_per_second > 0, "[dispatch] rate_per_second must be > 0"),
         (settings.dispatch.max_in_flight >= 1, "[dispatch] max_in_flight must be >= 1"),
         (settings.dispatch.max_attempts >= 1, "[dispatch] max_attempts must be >= 1"),
+        (
+            settings.dispatch.callback_backlog_seconds > 0,
+            "[dispatch] callback_backlog_seconds must be > 0",
+        ),
         (settings.collect.deadline_seconds >= 0, "[collect] deadline_seconds must be >= 0"),
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
