@@ -203,6 +203,7 @@ class Dispatcher:
                 return None, sent_at, str(exc)
             finally:
                 self.stats.in_flight -= 1
+        self.pacer.round_trip(sent_at)
         self.stats.answers[str(answer.status)] += 1
         return answer, sent_at, ""
 

@@ -6,7 +6,14 @@ Three mechanisms, each for one job:
   its bucket lets up to twice the rate through in the first second; with a period of 1/rate it
   undershoots through timer granularity; a tenth of a second keeps bursts near 10%.)
 - a sliding-window guard turns "near" into "never": at most `rate` sends in any window of one
-  second plus a small margin that absorbs timer jitter between our clock and the server's.
+  second plus a margin. Sinch counts arrivals at its end: a request that reaches it late (our
+  event loop was busy, the machine is loaded, the network queued it) and one a second later that
+  reaches it on time are less than a second apart there. So the margin is the spread of
+  send-to-arrival delays, measured as it happens (`DelaySpread`): each round trip bounds its
+  request's delay to arrival, and the spread between the fastest and the slowest round trip of
+  the last seconds bounds how much two arrivals can move closer together. A fast, quiet machine
+  gets a margin of a few milliseconds; a slow or loaded one (or a congested path) gets what it
+  needs, up to MAX_MARGIN, with no per-machine constant. `window_margin_ms` is only a floor.
 - a shared pause: a 429 stops every worker until its `Retry-After` (or a back-off) has passed;
   when 429s keep coming the rate is cut multiplicatively and recovers additively (AIMD).
 
@@ -31,6 +38,33 @@ MIN_RATE_SHARE = 0.05
 SUBDIVISIONS = 10
 EPISODE_MEMORY_SECONDS = 10.0
 PERSISTENT_EPISODES = 2
+SPREAD_MEMORY_SECONDS = 5.0
+MAX_MARGIN = 0.1  # seconds: beyond it the rate pays more than a 429 pause would cost
+
+
+class DelaySpread:
+    """The spread (slowest - fastest) of round trips over the last SPREAD_MEMORY_SECONDS.
+
+    Kept per second (fastest, slowest) so each observation costs O(1).
+    """
+
+    def __init__(self) -> None:
+        self._seconds: deque[tuple[int, float, float]] = deque()
+
+    def observe(self, now: float, round_trip: float) -> None:
+        second = int(now)
+        if self._seconds and self._seconds[-1][0] == second:
+            _, fastest, slowest = self._seconds[-1]
+            self._seconds[-1] = (second, min(fastest, round_trip), max(slowest, round_trip))
+        else:
+            self._seconds.append((second, round_trip, round_trip))
+            while self._seconds[0][0] <= second - SPREAD_MEMORY_SECONDS:
+                self._seconds.popleft()
+
+    def spread(self) -> float:
+        if not self._seconds:
+            return 0.0
+        return max(s[2] for s in self._seconds) - min(s[1] for s in self._seconds)
 
 
 class Pacer:
@@ -44,7 +78,9 @@ class Pacer:
     ) -> None:
         self.configured_rate = rate
         self.rate = rate
+        self.window_margin = window_margin
         self.window = 1.0 + window_margin
+        self.delays = DelaySpread()
         self.clock = clock
         self.sleep = sleep
         self.paused_until = 0.0
@@ -75,6 +111,12 @@ class Pacer:
         async with self._guard:
             await self._respect_window()
             self._sends.append(self.clock())
+
+    def round_trip(self, sent_at: float) -> None:
+        """A response arrived for a request sent at `sent_at`: widen or narrow the window."""
+        now = self.clock()
+        self.delays.observe(now, now - sent_at)
+        self.window = 1.0 + self.window_margin + min(MAX_MARGIN, self.delays.spread())
 
     async def _respect_window(self) -> None:
         while True:

@@ -77,9 +77,9 @@ class SinchSettings:
 @dataclass(frozen=True)
 class DispatchSettings:
     rate_per_second: float = 8.0
-    # The window our pacer enforces is 1 s plus this margin: timers, scheduling and the network
-    # move arrivals by a few milliseconds, and Sinch counts at its end, not ours.
-    window_margin_ms: float = 15.0
+    # The window our pacer enforces is 1 s plus the measured spread of send-to-arrival delays
+    # (pipeline/pacing.py) plus this floor.
+    window_margin_ms: float = 2.0
     max_in_flight: int = 64
     max_attempts: int = 6
     backoff_base_seconds: float = 0.5
