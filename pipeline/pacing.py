@@ -45,26 +45,28 @@ MAX_MARGIN = 0.1  # seconds: beyond it the rate pays more than a 429 pause would
 class DelaySpread:
     """The spread (slowest - fastest) of round trips over the last SPREAD_MEMORY_SECONDS.
 
-    Kept per second (fastest, slowest) so each observation costs O(1).
+    Kept per second (fastest, slowest), so an observation costs O(1), and the spread is only
+    recomputed when an observation changes a second's extremes.
     """
 
     def __init__(self) -> None:
         self._seconds: deque[tuple[int, float, float]] = deque()
+        self.spread = 0.0
 
-    def observe(self, now: float, round_trip: float) -> None:
+    def observe(self, now: float, round_trip: float) -> bool:
+        """Count one round trip; True if the spread may have changed."""
         second = int(now)
         if self._seconds and self._seconds[-1][0] == second:
             _, fastest, slowest = self._seconds[-1]
+            if fastest <= round_trip <= slowest:
+                return False
             self._seconds[-1] = (second, min(fastest, round_trip), max(slowest, round_trip))
         else:
             self._seconds.append((second, round_trip, round_trip))
             while self._seconds[0][0] <= second - SPREAD_MEMORY_SECONDS:
                 self._seconds.popleft()
-
-    def spread(self) -> float:
-        if not self._seconds:
-            return 0.0
-        return max(s[2] for s in self._seconds) - min(s[1] for s in self._seconds)
+        self.spread = max(s[2] for s in self._seconds) - min(s[1] for s in self._seconds)
+        return True
 
 
 class Pacer:
@@ -115,8 +117,8 @@ class Pacer:
     def round_trip(self, sent_at: float) -> None:
         """A response arrived for a request sent at `sent_at`: widen or narrow the window."""
         now = self.clock()
-        self.delays.observe(now, now - sent_at)
-        self.window = 1.0 + self.window_margin + min(MAX_MARGIN, self.delays.spread())
+        if self.delays.observe(now, now - sent_at):
+            self.window = 1.0 + self.window_margin + min(MAX_MARGIN, self.delays.spread)
 
     async def _respect_window(self) -> None:
         while True:
