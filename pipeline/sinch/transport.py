@@ -17,9 +17,8 @@ when it has this transport; the errors are httpx's either way.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -55,19 +54,32 @@ def _client_timeout(pool: float | None, connect: float | None, read: float | Non
     return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
-@contextlib.contextmanager
-def _as_httpx_errors(request: httpx.Request | None) -> Iterator[None]:
-    """aiohttp's errors as the httpx errors callers handle."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise httpx.RemoteProtocolError(str(exc) or "connection dropped", request=request) from exc
-    except aiohttp.ClientError as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+class _AsHttpxErrors:
+    """aiohttp's errors as the httpx errors callers handle (a class: once a request, cheaper
+    than a generator-based context manager)."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: httpx.Request | None) -> None:
+        self.request = request
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        request = self.request
+        if isinstance(exc, TimeoutError):
+            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            raise httpx.RemoteProtocolError(
+                str(exc) or "connection dropped", request=request
+            ) from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -97,7 +109,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
-        with _as_httpx_errors(request):
+        with _AsHttpxErrors(request):
             async with self._get_session().request(
                 request.method,
                 str(request.url),
@@ -119,7 +131,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     content=content,
                     request=request,
                 )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def exchange(
         self,
@@ -130,7 +141,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         limits: Mapping[str, float | None],
     ) -> RawResponse:
         """One request, answered whole; `limits`: the timeouts, as httpx's `Timeout.as_dict()`."""
-        with _as_httpx_errors(None):
+        with _AsHttpxErrors(None):
             async with self._get_session().request(
                 method,
                 _url(url),
@@ -142,7 +153,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             ) as response:
                 return RawResponse(response.status, response.headers, await response.read())
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         if self._session is not None:
