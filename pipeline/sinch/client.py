@@ -72,7 +72,7 @@ class SinchClient:
         )
         self.app_id = sinch.app_id
         self.project_url = f"{sinch.api_base_url()}/v1/projects/{sinch.project_id}"
-        self._query_url = httpx.URL(f"{self.project_url}/capability:query")
+        self._query_url = f"{self.project_url}/capability:query"
 
     async def __aenter__(self) -> SinchClient:
         return self
@@ -137,7 +137,7 @@ class SinchClient:
         content = orjson.dumps(body) if body is not None else b""
         for attempt in range(1, ADMIN_ATTEMPTS + 1):
             try:
-                response = await self._send(method, httpx.URL(url), content)
+                response = await self._send(method, url, content)
             except SinchTransportError:
                 if attempt == ADMIN_ATTEMPTS:
                     raise
@@ -156,7 +156,7 @@ class SinchClient:
         return answer
 
     async def _exchange(
-        self, method: str, url: httpx.URL, content: bytes, headers: dict[str, str]
+        self, method: str, url: str, content: bytes, headers: dict[str, str]
     ) -> httpx.Response | RawResponse:
         if isinstance(self._transport, AiohttpTransport):  # no httpx objects: see transport.py
             return await self._transport.exchange(method, str(url), headers, content, self._timeout)
@@ -170,7 +170,7 @@ class SinchClient:
         return response
 
     async def _send(
-        self, method: str, url: httpx.URL, content: bytes, gate: Gate | None = None
+        self, method: str, url: str, content: bytes, gate: Gate | None = None
     ) -> httpx.Response | RawResponse:
         """One request with the current credentials; a 401 for an expired token renews once."""
         for attempt in (1, 2):
@@ -182,7 +182,7 @@ class SinchClient:
                 response = await self._exchange(method, url, content, headers)
             except httpx.TransportError as exc:
                 raise SinchTransportError(
-                    f"{method} {url.path}: {type(exc).__name__} {exc}"
+                    f"{method} {httpx.URL(url).path}: {type(exc).__name__} {exc}"
                 ) from exc
             if attempt == 1 and _token_expired(response) and self.auth.expired(authorization):
                 continue

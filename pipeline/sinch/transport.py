@@ -89,6 +89,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._limits: Mapping[str, float | None] = {}
+        self._timeout: Any = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session belongs to the event loop that is running.
@@ -141,6 +143,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         limits: Mapping[str, float | None],
     ) -> RawResponse:
         """One request, answered whole; `limits`: the timeouts, as httpx's `Timeout.as_dict()`."""
+        if limits is not self._limits:  # the client passes the same dict every time
+            self._limits = limits
+            self._timeout = _client_timeout(
+                limits.get("pool"), limits.get("connect"), limits.get("read")
+            )
         with _AsHttpxErrors(None):
             async with self._get_session().request(
                 method,
@@ -148,9 +155,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
-                timeout=_client_timeout(
-                    limits.get("pool"), limits.get("connect"), limits.get("read")
-                ),
+                timeout=self._timeout,
             ) as response:
                 return RawResponse(response.status, response.headers, await response.read())
 
