@@ -3,8 +3,7 @@
 Three mechanisms, each for one job:
 
 - a cell-rate schedule (GCRA, the leaky bucket as arithmetic) spreads requests evenly: each
-  send is due one window / rate after the previous one (the window below, margin included),
-  and up to a tenth of a second's sends may go early.
+  send is due 1/rate after the previous one, and up to a tenth of a second's sends may go early.
   (Allowing a whole second's burst lets up to twice the rate through in the first second;
   allowing none undershoots through timer granularity; a tenth keeps bursts near 10%.) It is
   two additions a send, where `aiolimiter` needed futures and timers: the dispatcher's CPU a
@@ -97,29 +96,19 @@ class Pacer:
         self._sends: deque[float] = deque()
         self._due = -math.inf  # when the next send is due on the even schedule
         self._set_rate(rate)
+        self._guard = asyncio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for a send slot: after any shared pause, within the rate, within the window.
-
-        No lock and no queue: each caller takes the next slot of the schedule and sleeps until
-        it (one timer a send, as a bare loop has); the check and the count of the window guard
-        run without an await between them, so they are atomic on the event loop.
-        """
-        while True:
-            while (wait := self.paused_until - self.clock()) > 0:
+        """Wait for a send slot: after any shared pause, within the rate, within the window."""
+        while (wait := self.paused_until - self.clock()) > 0:
+            await self.sleep(wait)
+        self._recover()
+        async with self._guard:
+            while (wait := self._due - self._early - self.clock()) > 0:
                 await self.sleep(wait)
-            self._recover()
-            now = self.clock()
-            # The schedule spaces sends by window / capacity, so the guard below is a safety
-            # net (early bursts, late timers) rather than a gate every sender queues at.
-            start = max(now, self._due - self._early)
-            self._due = max(self._due, now) + self.window / self.window_capacity
-            if start > now:
-                await self.sleep(start - now)
-            if self.paused_until <= self.clock():  # else a 429 came meanwhile: wait it out
-                break
-        await self._respect_window()
-        self._sends.append(self.clock())
+            self._due = max(self._due, self.clock()) + self._interval
+            await self._respect_window()
+            self._sends.append(self.clock())
 
     def round_trip(self, sent_at: float) -> None:
         """A response arrived for a request sent at `sent_at`: widen or narrow the window."""
@@ -183,4 +172,5 @@ class Pacer:
     def _set_rate(self, rate: float) -> None:
         self.rate = rate
         self.window_capacity = max(1, math.floor(rate))
-        self._early = (max(1.0, rate / SUBDIVISIONS) - 1) / rate
+        self._interval = 1 / rate
+        self._early = (max(1.0, rate / SUBDIVISIONS) - 1) * self._interval
