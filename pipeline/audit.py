@@ -31,11 +31,13 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import ledger, sampling, steps
+from pipeline.backlog import configured_callback_rate, expected_callback_rate
 from pipeline.checks import Check, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
 from pipeline.db import rows_as_dicts
+from pipeline.dispatch import SINCH_MAX_RATE
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
@@ -46,13 +48,7 @@ from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.warehouse import open_warehouse
 from pipeline.webhooks import ensure_webhook
-from pipeline.window import (
-    WindowSpec,
-    collect_deadline,
-    configured_callback_rate,
-    expected_callback_rate,
-    parse_duration,
-)
+from pipeline.window import WindowSpec, collect_deadline, parse_duration
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -636,7 +632,7 @@ def _dry_run(
             spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
             result.sample = sampling.draw_sample(conn, run_id, spec)
             result.estimate["sample_half_width"] = sampling.widest_half_width(conn, run_id)
-        callback_rate, _ = expected_callback_rate(conn, run_id, settings)
+        callback_rate, _ = expected_callback_rate(conn, settings, run_id=run_id)
         result.window = window_spec(settings, options)
         result.plan = steps.plan(
             conn, run_id, settings, refresh=options.refresh, window=result.window, console=console
@@ -644,10 +640,14 @@ def _dry_run(
     finally:
         for table in DRY_RUN_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
+    callback_seconds = result.plan.to_query / callback_rate
+    query_seconds = result.plan.requests / min(settings.dispatch.rate_per_second, SINCH_MAX_RATE)
+    if settings.dispatch.pace_to_callbacks:  # sending waits for the callbacks
+        query_seconds = max(query_seconds, callback_seconds)
     result.estimate |= {
-        "query_seconds": result.plan.requests / settings.dispatch.rate_per_second,
-        "callback_seconds": result.plan.to_query / callback_rate,
-        "callback_rate_per_second": callback_rate,
+        "query_seconds": query_seconds,
+        "callback_seconds": callback_seconds,
+        "callback_rate_per_second": round(callback_rate, 2),
         "configured_callback_rate_per_second": configured_callback_rate(settings),
     }
     result.status = "dry-run"

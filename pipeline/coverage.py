@@ -16,10 +16,11 @@ from typing import Any
 
 import duckdb
 
+from pipeline.backlog import configured_callback_rate, run_callback_rate
 from pipeline.ledger import ttl_sql
 from pipeline.settings import Settings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
-from pipeline.window import configured_callback_rate, parse_duration, run_callback_rate
+from pipeline.window import parse_duration
 
 AGE_BUCKETS: tuple[tuple[float, str], ...] = (
     (1, "< 1 day"),

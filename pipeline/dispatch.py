@@ -9,6 +9,10 @@ see `pacing`); other 4xx answers are final and recorded with Sinch's error text.
 every finished request goes to `record` (the ledger); a request still retrying when `stop` is
 set stays planned, so `--resume` sends it again with the same `request_id`.
 
+With a `budget` (pipeline/backlog.py), a request is started only when the answers it asks for
+fit under what the measured callback rate clears: the query rate follows Sinch's callbacks.
+The pacer caps it at `rate_per_second`, and never above Sinch's SINCH_MAX_RATE.
+
 Why not a retry library (tenacity): the decision to retry depends on the answer, a 429 must
 also pause the other workers and feed the rate controller, and a stop request must end the
 retries; written out, that is one short loop.
@@ -29,6 +33,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pipeline.backlog import CallbackBudget
 from pipeline.errors import SinchTransportError
 from pipeline.ledger import ACCEPTED, FAILED, PendingRequest, RequestEvent
 from pipeline.pacing import Pacer
@@ -37,6 +42,7 @@ from pipeline.sinch.client import QueryAnswer, SinchClient
 from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 
 log = logging.getLogger(__name__)
+SINCH_MAX_RATE = 800.0  # capability queries per second per project (reference §rate limits)
 
 
 @dataclass
@@ -95,12 +101,15 @@ class Dispatcher:
         pacer: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
+        budget: CallbackBudget | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.record = record
+        self.budget = budget
         self.pacer = pacer or Pacer(
-            settings.rate_per_second, window_margin=settings.window_margin_ms / 1000
+            min(settings.rate_per_second, SINCH_MAX_RATE),
+            window_margin=settings.window_margin_ms / 1000,
         )
         self.sleep = sleep
         self.jitter = jitter
@@ -118,6 +127,8 @@ class Dispatcher:
             async with asyncio.TaskGroup() as group:
                 async for request in requests:
                     await self._live.acquire()
+                    if self.budget is not None:
+                        await self.budget.reserve(request.request_id, request.channels, stop)
                     if stop.is_set():
                         self._live.release()
                         break
@@ -129,6 +140,7 @@ class Dispatcher:
         return backoff_seconds(attempt, s.backoff_base_seconds, s.backoff_max_seconds, self.jitter)
 
     async def _submit(self, request: PendingRequest, stop: asyncio.Event) -> None:
+        accepted = False
         try:
             attempt = 0
             while not stop.is_set():
@@ -137,11 +149,14 @@ class Dispatcher:
                 answer, sent_clock, problem = await self._attempt(request)
                 event = self._verdict(request, attempt, sent_at, answer, problem)
                 if event is not None:
+                    accepted = event.state == ACCEPTED
                     self._finish(event)
                     return
                 await self._wait_before_retry(attempt, answer, sent_clock)
         finally:
             self._live.release()
+            if self.budget is not None and not accepted:  # no callback will come for it
+                self.budget.release(request.request_id)
 
     def _verdict(
         self,
@@ -188,6 +203,7 @@ class Dispatcher:
                 return None, sent_at, str(exc)
             finally:
                 self.stats.in_flight -= 1
+        self.pacer.round_trip(sent_at)
         self.stats.answers[str(answer.status)] += 1
         return answer, sent_at, ""
 

@@ -49,6 +49,7 @@ EVENT_SCHEMA = pa.schema(
 class PendingRequest:
     request_id: str
     body: bytes
+    channels: tuple[str, ...] = ()  # the channels it asks for: one callback each
 
 
 @dataclass
@@ -299,11 +300,15 @@ def plan_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> PlanSummary:
 def pending_page(conn: duckdb.DuckDBPyConnection, run_id: str, after: str) -> list[PendingRequest]:
     """The next page of the run's requests still to send, in request_id order."""
     rows = conn.execute(
-        "SELECT request_id, body FROM requests WHERE run_id = $run_id AND state = 'planned' "
+        "SELECT request_id, body, channels FROM requests WHERE run_id = $run_id "
+        "AND state = 'planned' "
         "AND request_id > $after ORDER BY request_id LIMIT $page",
         {"run_id": run_id, "after": after, "page": PAGE},
     ).fetchall()
-    return [PendingRequest(request_id, body.encode()) for request_id, body in rows]
+    return [
+        PendingRequest(request_id, body.encode(), tuple(channels))
+        for request_id, body, channels in rows
+    ]
 
 
 async def pending_requests(

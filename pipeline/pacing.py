@@ -2,11 +2,23 @@
 
 Three mechanisms, each for one job:
 
-- `aiolimiter.AsyncLimiter(rate / 10, 0.1)` spreads requests evenly. (With a one-second period
-  its bucket lets up to twice the rate through in the first second; with a period of 1/rate it
-  undershoots through timer granularity; a tenth of a second keeps bursts near 10%.)
+- a cell-rate schedule (GCRA, the leaky bucket as arithmetic) spreads requests evenly: each
+  send is due 1/rate after the previous one, and up to a tenth of a second's sends may go early.
+  (Allowing a whole second's burst lets up to twice the rate through in the first second;
+  allowing none undershoots through timer granularity; a tenth keeps bursts near 10%.) It is
+  two additions a send, where `aiolimiter` (which the simulator still uses for Sinch's per-app
+  webhook rate, where a few dozen acquisitions a second cost nothing) needed futures and timers
+  at 800/s: the dispatcher's CPU a query is measured against a bare aiohttp loop
+  (`make bench-dispatch`).
 - a sliding-window guard turns "near" into "never": at most `rate` sends in any window of one
-  second plus a small margin that absorbs timer jitter between our clock and the server's.
+  second plus a margin. Sinch counts arrivals at its end: a request that reaches it late (our
+  event loop was busy, the machine is loaded, the network queued it) and one a second later that
+  reaches it on time are less than a second apart there. So the margin is the spread of
+  send-to-arrival delays, measured as it happens (`DelaySpread`): each round trip bounds its
+  request's delay to arrival, and the spread between the fastest and the slowest round trip of
+  the last seconds bounds how much two arrivals can move closer together. A fast, quiet machine
+  gets a margin of a few milliseconds; a slow or loaded one (or a congested path) gets what it
+  needs, up to MAX_MARGIN, with no per-machine constant. `window_margin_ms` is only a floor.
 - a shared pause: a 429 stops every worker until its `Retry-After` (or a back-off) has passed;
   when 429s keep coming the rate is cut multiplicatively and recovers additively (AIMD).
 
@@ -22,8 +34,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from aiolimiter import AsyncLimiter
-
 log = logging.getLogger(__name__)
 DECREASE_FACTOR = 0.7
 RECOVERY_PER_SECOND = 0.05  # of the configured rate
@@ -31,6 +41,35 @@ MIN_RATE_SHARE = 0.05
 SUBDIVISIONS = 10
 EPISODE_MEMORY_SECONDS = 10.0
 PERSISTENT_EPISODES = 2
+SPREAD_MEMORY_SECONDS = 5.0
+MAX_MARGIN = 0.1  # seconds: beyond it the rate pays more than a 429 pause would cost
+
+
+class DelaySpread:
+    """The spread (slowest - fastest) of round trips over the last SPREAD_MEMORY_SECONDS.
+
+    Kept per second (fastest, slowest), so an observation costs O(1), and the spread is only
+    recomputed when an observation changes a second's extremes.
+    """
+
+    def __init__(self) -> None:
+        self._seconds: deque[tuple[int, float, float]] = deque()
+        self.spread = 0.0
+
+    def observe(self, now: float, round_trip: float) -> bool:
+        """Count one round trip; True if the spread may have changed."""
+        second = int(now)
+        if self._seconds and self._seconds[-1][0] == second:
+            _, fastest, slowest = self._seconds[-1]
+            if fastest <= round_trip <= slowest:
+                return False
+            self._seconds[-1] = (second, min(fastest, round_trip), max(slowest, round_trip))
+        else:
+            self._seconds.append((second, round_trip, round_trip))
+            while self._seconds[0][0] <= second - SPREAD_MEMORY_SECONDS:
+                self._seconds.popleft()
+        self.spread = max(s[2] for s in self._seconds) - min(s[1] for s in self._seconds)
+        return True
 
 
 class Pacer:
@@ -44,7 +83,9 @@ class Pacer:
     ) -> None:
         self.configured_rate = rate
         self.rate = rate
+        self.window_margin = window_margin
         self.window = 1.0 + window_margin
+        self.delays = DelaySpread()
         self.clock = clock
         self.sleep = sleep
         self.paused_until = 0.0
@@ -55,26 +96,27 @@ class Pacer:
         self._reacted_at = -math.inf
         self._recent_episodes: deque[float] = deque()
         self._sends: deque[float] = deque()
-        self._limiter = self._new_limiter(rate)
+        self._due = -math.inf  # when the next send is due on the even schedule
+        self._set_rate(rate)
         self._guard = asyncio.Lock()
-
-    @staticmethod
-    def _new_limiter(rate: float) -> AsyncLimiter:
-        return AsyncLimiter(max(rate / SUBDIVISIONS, 1.0), max(1.0, rate / SUBDIVISIONS) / rate)
-
-    @property
-    def window_capacity(self) -> int:
-        return max(1, math.floor(self.rate))
 
     async def acquire(self) -> None:
         """Wait for a send slot: after any shared pause, within the rate, within the window."""
         while (wait := self.paused_until - self.clock()) > 0:
             await self.sleep(wait)
         self._recover()
-        await self._limiter.acquire()
         async with self._guard:
+            while (wait := self._due - self._early - self.clock()) > 0:
+                await self.sleep(wait)
+            self._due = max(self._due, self.clock()) + self._interval
             await self._respect_window()
             self._sends.append(self.clock())
+
+    def round_trip(self, sent_at: float) -> None:
+        """A response arrived for a request sent at `sent_at`: widen or narrow the window."""
+        now = self.clock()
+        if self.delays.observe(now, now - sent_at):
+            self.window = 1.0 + self.window_margin + min(MAX_MARGIN, self.delays.spread)
 
     async def _respect_window(self) -> None:
         while True:
@@ -131,4 +173,6 @@ class Pacer:
 
     def _set_rate(self, rate: float) -> None:
         self.rate = rate
-        self._limiter = self._new_limiter(rate)
+        self.window_capacity = max(1, math.floor(rate))
+        self._interval = 1 / rate
+        self._early = (max(1.0, rate / SUBDIVISIONS) - 1) * self._interval

@@ -77,14 +77,18 @@ class SinchSettings:
 @dataclass(frozen=True)
 class DispatchSettings:
     rate_per_second: float = 8.0
-    # The window our pacer enforces is 1 s plus this margin: timers, scheduling and the network
-    # move arrivals by a few milliseconds, and Sinch counts at its end, not ours.
-    window_margin_ms: float = 15.0
+    # The window our pacer enforces is 1 s plus the measured spread of send-to-arrival delays
+    # (pipeline/pacing.py) plus this floor.
+    window_margin_ms: float = 2.0
     max_in_flight: int = 64
     max_attempts: int = 6
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     requery_transient: bool = True
+    # Self-pacing (pipeline/backlog.py): hold the answers still awaited to what the measured
+    # callback rate clears in this many seconds. false sends at rate_per_second regardless.
+    pace_to_callbacks: bool = True
+    callback_backlog_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -412,6 +416,10 @@ def _validate(settings: Settings) -> None:
         (settings.dispatch.rate_per_second > 0, "[dispatch] rate_per_second must be > 0"),
         (settings.dispatch.max_in_flight >= 1, "[dispatch] max_in_flight must be >= 1"),
         (settings.dispatch.max_attempts >= 1, "[dispatch] max_attempts must be >= 1"),
+        (
+            settings.dispatch.callback_backlog_seconds > 0,
+            "[dispatch] callback_backlog_seconds must be > 0",
+        ),
         (settings.collect.deadline_seconds >= 0, "[collect] deadline_seconds must be >= 0"),
         (
             0 <= settings.collect.max_no_response_share <= 1,

@@ -19,11 +19,13 @@ from pathlib import Path
 import duckdb
 
 from pipeline import ledger
+from pipeline.backlog import CallbackBudget, expected_callback_rate, follow_callbacks, log_pace
 from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
+from pipeline.landing.tail import LandingTail
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress, ticking
@@ -193,6 +195,11 @@ class SubmitSummary:
     rate_per_second: float = 0.0
     rate_cuts: int = 0
     interrupted: bool = False
+    # Self-pacing (pipeline/backlog.py): the callback rate measured, whether it held queries
+    # back, and the query rate it settled at (requests/s over the last seconds of sending).
+    callback_rate_per_second: float | None = None
+    callback_limited: bool = False
+    settled_rate_per_second: float | None = None
 
 
 def prepare_resume(conn: duckdb.DuckDBPyConnection, run_id: str, landing: Path) -> int:
@@ -217,13 +224,17 @@ async def submit(
     total = ledger.request_counts(conn, run_id).get(ledger.PLANNED, 0)
     summary.planned = total
     buffer, watch = EventBuffer(conn, run_id), CallbackWatch(conn, landing)
+    budget = _callback_budget(conn, settings)
     started = time.monotonic()
     async with SinchClient(
         settings.sinch, settings.secrets, max_connections=settings.dispatch.max_in_flight
     ) as client:
-        dispatcher = Dispatcher(client, settings.dispatch, record=buffer.add)
+        dispatcher = Dispatcher(client, settings.dispatch, record=buffer.add, budget=budget)
         done = asyncio.Event()
         helpers = [asyncio.create_task(buffer.run(done)), asyncio.create_task(watch.run(done))]
+        if budget is not None:
+            tail = LandingTail(landing)
+            helpers.append(asyncio.create_task(follow_callbacks(budget, tail, done)))
         progress = asyncio.create_task(_show_progress(dispatcher.stats, watch, total, console))
         try:
             stats = await dispatcher.run(ledger.pending_requests(conn, run_id), stop)
@@ -242,9 +253,27 @@ async def submit(
     summary.rate_per_second = stats.sending_rate()
     summary.rate_cuts = dispatcher.pacer.rate_cuts
     summary.interrupted = stop.is_set() and summary.not_sent > 0
+    if budget is not None:
+        _note_pace(summary, budget)
     counts = {"accepted": summary.accepted, "failed": summary.failed, "not_sent": summary.not_sent}
     log_fields(log, "submit finished", **counts, rate=f"{summary.rate_per_second:.1f}/s")
     return summary
+
+
+def _callback_budget(conn: duckdb.DuckDBPyConnection, settings: Settings) -> CallbackBudget | None:
+    if not settings.dispatch.pace_to_callbacks:
+        return None
+    return CallbackBudget(
+        settings.dispatch.callback_backlog_seconds, expected_callback_rate(conn, settings)[0]
+    )
+
+
+def _note_pace(summary: SubmitSummary, budget: CallbackBudget) -> None:
+    if budget.measured_rate is not None:
+        summary.callback_rate_per_second = round(budget.measured_rate, 2)
+    summary.callback_limited = budget.limited
+    summary.settled_rate_per_second = round(budget.query_rate(), 2)
+    log_pace(budget, "settled pace" if budget.limited else "callbacks kept up with the queries")
 
 
 async def _show_progress(

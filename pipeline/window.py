@@ -21,7 +21,6 @@ embedded simulator's `webhook_rate` when embedded).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -31,6 +30,7 @@ from datetime import datetime
 
 import duckdb
 
+from pipeline.backlog import expected_callback_rate
 from pipeline.errors import UsageError
 from pipeline.logs import log_fields
 from pipeline.settings import Settings
@@ -85,61 +85,6 @@ def parse_duration(text: str, where: str = "--window") -> float:
     if seconds <= 0:
         raise UsageError(f"{where} {text!r}: the window must be longer than zero")
     return seconds
-
-
-def configured_callback_rate(settings: Settings) -> float:
-    """The callback rate the configuration expects (the simulator's when embedded)."""
-    if settings.sinch.embedded:
-        return settings.simulator.webhook_rate
-    return settings.collect.callback_rate_per_second
-
-
-def expected_callback_rate(
-    conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings
-) -> tuple[float, str]:
-    """(callbacks per second, where the figure comes from) for planning this run."""
-    measured = _measured_rate(conn, run_id)
-    if measured is not None:
-        return measured
-    return configured_callback_rate(settings), "configuration"
-
-
-def _measured_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[float, str] | None:
-    """The newest earlier successful run's measured callback rate."""
-    row = conn.execute(
-        "SELECT run_id FROM runs WHERE run_id <> $run_id AND status = 'succeeded' "
-        "ORDER BY started_at DESC LIMIT 1",
-        {"run_id": run_id},
-    ).fetchone()
-    if row is None:
-        return None
-    rate = run_callback_rate(conn, str(row[0]))
-    return (rate, f"measured by run {row[0]}") if rate is not None else None
-
-
-def run_callback_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
-    """The callback rate a run measured: its `runs` column or a step's field
-    `callback_rate_per_second` (stored by the self-pacing dispatcher)."""
-    columns = {
-        str(r[0])
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'"
-        ).fetchall()
-    }
-    column = "callback_rate_per_second" if "callback_rate_per_second" in columns else "NULL"
-    row = conn.execute(
-        f"SELECT {column}, counts FROM runs WHERE run_id = $run_id", {"run_id": run_id}
-    ).fetchone()
-    if row is None:
-        return None
-    counts = json.loads(row[1]) if row[1] else {}
-    candidates = [row[0]] + [
-        step.get("callback_rate_per_second") for step in counts.values() if isinstance(step, dict)
-    ]
-    for value in candidates:
-        if isinstance(value, int | float) and value > 0:
-            return float(value)
-    return None
 
 
 # The queried targets of the run with their last earlier answer (same identity), if any.
@@ -269,7 +214,7 @@ def fit_window_to_rate(
     now: datetime,
 ) -> WindowPlan:
     """fit_window at the expected callback rate; logs what the night will and will not ask."""
-    rate, source = expected_callback_rate(conn, run_id, settings)
+    rate, source = expected_callback_rate(conn, settings, run_id=run_id)
     plan = fit_window(
         conn, run_id, spec, rate=rate, query_rate=settings.dispatch.rate_per_second, now=now
     )

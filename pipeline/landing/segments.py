@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -86,6 +87,16 @@ def complete_end(path: Path, start: int, size: int) -> int:
                 return chunk_start + newline + 1
             position = chunk_start
     return start
+
+
+def open_segment(segment: Segment) -> BinaryIO:
+    """The segment's file; an open one may have been closed (renamed) since it was listed."""
+    try:
+        return segment.path.open("rb")
+    except FileNotFoundError:
+        if segment.closed:
+            raise
+        return segment.path.with_name(segment.segment_id + CLOSED_SUFFIX).open("rb")
 
 
 def fsync_directory(directory: Path) -> None:

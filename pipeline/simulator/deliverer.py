@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from aiolimiter import AsyncLimiter
 
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
@@ -41,25 +42,11 @@ class Delivery:
     attempt: int = field(compare=False, default=1)
 
 
-class AppPacer:
-    """A token bucket per app: `rate` deliveries per second, bursts of at most a tenth of it."""
-
-    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate / 10)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.updated = clock()
-
-    def wait_time(self) -> float:
-        """0 if a delivery may start now (and takes the token), else seconds to wait."""
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+def app_limiter(rate: float) -> AsyncLimiter:
+    """Sinch's per-app webhook rate: `rate` deliveries per second as a leaky bucket that lets
+    at most a tenth of a second's deliveries through at once."""
+    burst = max(1.0, rate / 10)
+    return AsyncLimiter(burst, burst / rate)
 
 
 class Deliverer:
@@ -76,7 +63,7 @@ class Deliverer:
         self._queue: list[Delivery] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
-        self._pacers: dict[str, AppPacer] = {}
+        self._limiters: dict[str, tuple[float, AsyncLimiter]] = {}  # app -> (rate, limiter)
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_hand = 0
@@ -141,11 +128,11 @@ class Deliverer:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def _pace(self, app_id: str) -> None:
-        pacer = self._pacers.get(app_id)
-        if pacer is None or pacer.rate != self.settings.webhook_rate:
-            pacer = self._pacers[app_id] = AppPacer(self.settings.webhook_rate, self.clock)
-        while (wait := pacer.wait_time()) > 0:  # noqa: ASYNC110 - the bucket refills with time
-            await asyncio.sleep(wait)
+        rate = self.settings.webhook_rate
+        known = self._limiters.get(app_id)
+        if known is None or known[0] != rate:  # the rate was changed (POST /_sim/control)
+            known = self._limiters[app_id] = (rate, app_limiter(rate))
+        await known[1].acquire()
 
     async def _deliver(self, delivery: Delivery) -> None:
         stats = self.state.stats

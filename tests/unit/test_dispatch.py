@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.backlog import CallbackBudget
 from pipeline.dispatch import Dispatcher
 from pipeline.ledger import ACCEPTED, FAILED, PendingRequest, RequestEvent
 from pipeline.settings import DispatchSettings, Secret, Secrets, SinchSettings
@@ -172,3 +173,25 @@ def test_client_errors_are_final_and_keep_sinch_s_message(sim_url: str) -> None:
     [event] = asyncio.run(main())
     assert (event.state, event.attempts, event.http_status) == (FAILED, 1, 400)
     assert "app_id is required" in (event.error or "")
+
+
+def test_a_callback_budget_keeps_accepted_requests_awaited_and_releases_failed_ones(
+    sim_url: str,
+) -> None:
+    configure(sim_url, fault_5xx_rate=0.5)
+    budget = CallbackBudget(60.0, 100.0)  # room for all: the accounting is under test
+    events: list[RequestEvent] = []
+
+    async def main() -> None:
+        sinch = SinchSettings(base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
+        async with SinchClient(sinch, KEYS) as client:
+            dispatcher = Dispatcher(
+                client, DispatchSettings(max_attempts=1), record=events.append, budget=budget
+            )
+            await dispatcher.run(requests(40), asyncio.Event())
+
+    asyncio.run(main())
+    configure(sim_url)
+    accepted = states(events).get(ACCEPTED, 0)
+    assert 0 < accepted < 40  # each request asks for one channel (no names: one slot)
+    assert budget.outstanding == accepted

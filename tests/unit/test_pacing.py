@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.pacing import Pacer
+from pipeline.pacing import MAX_MARGIN, SPREAD_MEMORY_SECONDS, Pacer
 
 
 class Clock:
@@ -69,3 +69,21 @@ def test_the_window_guard_admits_at_most_the_rate_per_window() -> None:
     sent = asyncio.run(main())
     most = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
     assert most <= 50
+
+
+def test_the_window_margin_follows_the_measured_spread_of_round_trips() -> None:
+    clock = Clock()
+    pacer = Pacer(100, window_margin=0.002, clock=clock)
+    assert pacer.window == 1.002  # nothing measured: the floor
+    for delay in (0.100, 0.101, 0.102):  # a quiet path: the margin stays small
+        pacer.round_trip(clock.now - delay)
+    assert abs(pacer.window - 1.004) < 1e-9
+    clock.now += 0.5
+    pacer.round_trip(clock.now - 0.140)  # one request reached the server 40 ms late
+    assert abs(pacer.window - 1.042) < 1e-9
+    pacer.round_trip(clock.now - 3.0)  # a stall: capped, the rate pays at most MAX_MARGIN
+    assert abs(pacer.window - (1.002 + MAX_MARGIN)) < 1e-9
+    clock.now += SPREAD_MEMORY_SECONDS + 1  # quiet again: the stall is forgotten
+    pacer.round_trip(clock.now - 0.100)
+    pacer.round_trip(clock.now - 0.103)
+    assert abs(pacer.window - 1.005) < 1e-9

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from pipeline import ledger, steps
+from pipeline.backlog import expected_callback_rate
 from pipeline.errors import UsageError
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
@@ -17,7 +18,6 @@ from pipeline.window import (
     WindowSpec,
     budget,
     collect_deadline,
-    expected_callback_rate,
     fit_window,
     parse_duration,
 )
@@ -132,14 +132,14 @@ def test_durations_budget_and_deadline() -> None:
 def test_the_expected_rate_is_the_newest_earlier_runs_measurement(
     conn: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:
-    assert expected_callback_rate(conn, "now", settings) == (600.0, "configuration")
+    assert expected_callback_rate(conn, settings, run_id="now") == (600.0, "configuration")
     conn.execute(
         "INSERT INTO runs (run_id, started_at, status, counts) VALUES "
-        "('a', $t - INTERVAL 2 DAY, 'succeeded', '{\"submit\": {\"callback_rate_per_second\": 24.5}}'), "
+        "('a', $t - INTERVAL 2 DAY, 'succeeded', '{\"submit\": {\"callback_rate_per_second\": 24.5, \"callback_limited\": true}}'), "
         "('b', $t - INTERVAL 1 DAY, 'failed', '{\"submit\": {\"callback_rate_per_second\": 3}}')",
         {"t": NOW},
     )
-    assert expected_callback_rate(conn, "now", settings) == (24.5, "measured by run a")
+    assert expected_callback_rate(conn, settings, run_id="now") == (24.5, "measured by run a")
 
 
 def test_a_late_answer_is_reused_with_its_own_time_and_counted_once(
