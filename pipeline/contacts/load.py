@@ -26,8 +26,16 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from pipeline.contacts.columnar import stage_literal_csv
 from pipeline.contacts.phones import normalise_phones
-from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources
+from pipeline.contacts.sources import (
+    LONG,
+    SCHEMA,
+    ColumnNames,
+    csv_shape,
+    read_file,
+    resolve_paths,
+)
 from pipeline.errors import InputFileError
 from pipeline.settings import ContactsSettings
 from pipeline.sinch.models import CHANNELS, PHONE_CHANNELS
@@ -111,20 +119,36 @@ def _stage(
         "form VARCHAR)"
     )
     seen: dict[str, int] = {}
-    for piece in read_sources(paths, names):
-        if piece.source not in seen:
-            seen[piece.source] = len(seen)
-            conn.execute(
-                "INSERT INTO staged_files VALUES (?, ?, ?)",
-                [seen[piece.source], piece.source, piece.form],
-            )
-        conn.register("batch", pa.Table.from_batches([piece.batch]))
-        conn.execute(f"INSERT INTO staged SELECT {seen[piece.source]}, * FROM batch")
-        conn.unregister("batch")
-        summary.rows += piece.batch.num_rows
+    for path in resolve_paths(paths):
+        source, file_index = str(path), len(seen)
+        if source in seen:
+            continue
+        seen[source] = file_index
+        shape = csv_shape(path, names)
+        rows = stage_literal_csv(conn, shape, file_index) if shape else None
+        if rows is not None and shape is not None:
+            _add_file(conn, file_index, source, shape.form)
+            summary.rows += rows
+            continue
+        for piece in read_file(path, names):
+            if piece.batch.num_rows == 0:
+                continue
+            _add_file(conn, file_index, source, piece.form)
+            conn.register("batch", pa.Table.from_batches([piece.batch]))
+            conn.execute(f"INSERT INTO staged SELECT {file_index}, * FROM batch")
+            conn.unregister("batch")
+            summary.rows += piece.batch.num_rows
     summary.sources = list(seen)
     if not summary.rows:
         raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
+
+
+def _add_file(conn: duckdb.DuckDBPyConnection, file_index: int, source: str, form: str) -> None:
+    conn.execute(
+        "INSERT INTO staged_files SELECT ?, ?, ? WHERE NOT EXISTS "
+        "(SELECT 1 FROM staged_files WHERE file_index = ?)",
+        [file_index, source, form, file_index],
+    )
 
 
 def _duck_type(arrow_type: pa.DataType) -> str:
