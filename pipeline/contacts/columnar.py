@@ -40,7 +40,7 @@ def _read_lines_sql(shape: CsvShape) -> str:
     return f"""
         SELECT line FROM read_csv($path, columns = {{'line': 'VARCHAR'}}, delim = '\x01',
             quote = '', escape = '', header = false, auto_detect = false,
-            compression = '{compression}', parallel = false)
+            compression = '{compression}')
     """
 
 
