@@ -75,13 +75,7 @@ def write_report(
         ).fetchall()
     ]
     for channel in channels:
-        query = (
-            f"SELECT {channel_columns(pseudonym_key)} FROM capability "
-            f"WHERE run_id = $run_id AND channel = '{channel}' ORDER BY 1"
-        )
-        for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
-            path = out / "channels" / f"{channel}.{fmt}"
-            conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
+        _export_channel(conn, run_id, channel, out / "channels", pseudonym_key)
     summary = report_summary(conn, run_id, trend_runs)
     summary["outputs"] = {"directory": str(out), "channels": channels}
     summary_path = out / "summary.json"
@@ -89,6 +83,32 @@ def write_report(
     index = out / "index.html"
     index.write_text(render_html(summary), encoding="utf-8")
     return ReportFiles(out, index, summary_path)
+
+
+def _export_channel(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    channel: str,
+    directory: Path,
+    pseudonym_key: bytes | None,
+) -> None:
+    """`<channel>.csv` and `.parquet`, sorted by contact: sorted once into a temporary table
+    that both files are then copied from in its order."""
+    order = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    conn.execute("SET preserve_insertion_order = true")
+    try:
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE report_channel AS "
+            f"SELECT {channel_columns(pseudonym_key)} FROM capability "
+            f"WHERE run_id = $run_id AND channel = $channel ORDER BY 1",
+            {"run_id": run_id, "channel": channel},
+        )
+        for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
+            path = directory / f"{channel}.{fmt}"
+            conn.execute(f"COPY report_channel TO '{_sql_path(path)}' ({options})")
+    finally:
+        conn.execute("DROP TABLE IF EXISTS report_channel")
+        conn.execute(f"SET preserve_insertion_order = {bool(order and order[0])}")
 
 
 def _sql_path(path: Path) -> str:
