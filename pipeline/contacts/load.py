@@ -90,17 +90,18 @@ def load_contacts(
     summary = LoadSummary()
     _stage(conn, paths or settings.paths, column_names(settings), summary)
     _validate(conn, settings)
-    conn.execute("BEGIN TRANSACTION")
     try:
-        _write(conn, run_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            summary.targets = _write(conn, run_id)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        _summarise(conn, run_id, settings, summary)
     finally:
         for table in (*TEMP_TABLES, "phones", "phones_normalised"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
-    _summarise(conn, run_id, summary)
     return summary
 
 
@@ -203,18 +204,19 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
         )
     """)
     # 3. Expand accepted rows to one candidate target per channel asked.
-    wide = _list_sql(settings.phone_channels)
-    by_id = _list_sql(settings.contact_id_channels)
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW candidates AS
         SELECT file_index, row_number, cid AS contact_id, contact_key,
-            unnest(CASE
-                WHEN norm_identity IS NULL THEN {by_id}
-                WHEN is_long THEN [chan]
-                ELSE {wide} END) AS channel,
-            norm_identity AS identity
+            unnest({_asked_sql(settings)}) AS channel, norm_identity AS identity
         FROM decided WHERE reason IS NULL
     """)
+
+
+def _asked_sql(settings: ContactsSettings) -> str:
+    """The channels an accepted row of `decided` asks on."""
+    wide = _list_sql(settings.phone_channels)
+    by_id = _list_sql(settings.contact_id_channels)
+    return f"CASE WHEN norm_identity IS NULL THEN {by_id} WHEN is_long THEN [chan] ELSE {wide} END"
 
 
 def _list_sql(values: Sequence[str]) -> str:
@@ -222,7 +224,8 @@ def _list_sql(values: Sequence[str]) -> str:
     return "[" + ", ".join(f"'{v}'" for v in distinct) + "]::VARCHAR[]"
 
 
-def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Replace the run's targets and rejects; the number of targets."""
     conn.execute("DELETE FROM targets WHERE run_id = $run_id", {"run_id": run_id})
     conn.execute("DELETE FROM rejects WHERE run_id = $run_id", {"run_id": run_id})
     # The first occurrence of a (contact, channel) wins; later ones are duplicates. Only the
@@ -239,7 +242,7 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
             PARTITION BY contact_key, channel ORDER BY file_index, row_number) AS occurrence
         FROM candidates SEMI JOIN repeated USING (contact_key)
     """)
-    conn.execute(
+    targets = conn.execute(
         """
         INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, row_number)
         SELECT $run_id, c.contact_key, c.contact_id, c.channel, c.identity, f.source,
@@ -251,7 +254,7 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
         ) c JOIN staged_files f USING (file_index)
         """,
         {"run_id": run_id},
-    )
+    ).fetchone()
     conn.execute(
         """
         INSERT INTO rejects
@@ -269,18 +272,22 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
         """,
         {"run_id": run_id},
     )
+    return int(targets[0]) if targets else 0
 
 
-def _summarise(conn: duckdb.DuckDBPyConnection, run_id: str, summary: LoadSummary) -> None:
-    params = {"run_id": run_id}
+def _summarise(
+    conn: duckdb.DuckDBPyConnection, run_id: str, settings: ContactsSettings, summary: LoadSummary
+) -> None:
+    # Counted on `decided` (a row per input row), not on the (channels times larger) targets.
     row = conn.execute(
-        "SELECT count(*), count(DISTINCT contact_key) FROM targets WHERE run_id = $run_id", params
+        f"SELECT count(DISTINCT contact_key) FROM decided "
+        f"WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0"
     ).fetchone()
-    summary.targets, summary.contacts = (int(row[0]), int(row[1])) if row else (0, 0)
+    summary.contacts = int(row[0]) if row else 0
     reasons = conn.execute(
         "SELECT reason, count(*) FROM rejects WHERE run_id = $run_id GROUP BY reason "
         "ORDER BY count(*) DESC",
-        params,
+        {"run_id": run_id},
     ).fetchall()
     summary.rejects_by_reason = {str(r): int(n) for r, n in reasons}
     summary.rejects = sum(summary.rejects_by_reason.values())
