@@ -100,8 +100,9 @@ def load_contacts(
             raise
         _summarise(conn, run_id, settings, summary)
     finally:
-        for table in (*TEMP_TABLES, "phones", "phones_normalised"):
+        for table in (*TEMP_TABLES, "phones_normalised"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute("DROP VIEW IF EXISTS phones")
     return summary
 
 
@@ -170,8 +171,9 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
             f.form = '{LONG}' AS is_long
         FROM staged s JOIN staged_files f USING (file_index)
     """)
+    # A view: normalise_phones reads it once, so the distinct numbers are never stored twice.
     conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE phones AS
+        CREATE OR REPLACE TEMP VIEW phones AS
         SELECT DISTINCT ident AS raw FROM tidy
         WHERE problem IS NULL AND ident IS NOT NULL AND (NOT is_long OR chan IN ({phone_channels}))
     """)
