@@ -1,6 +1,7 @@
 """Load contact files into `targets` and `rejects` for one run.
 
-Reading streams Arrow batches into a staging table; validation, phone normalisation and
+Plain CSV files are staged by DuckDB directly (columnar.py), any other file streams Arrow
+batches from sources.py into the same staging table; validation, phone normalisation and
 de-duplication then run as set operations in DuckDB. Every input row ends as at least one
 target or as exactly one reject (DESIGN §7 rule 1), and the whole load is one transaction: a
 file that cannot be read leaves nothing of the run half-loaded.
