@@ -213,6 +213,13 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
             unnest({_asked_sql(settings)}) AS channel, norm_identity AS identity
         FROM decided WHERE reason IS NULL
     """)
+    # 4. The contacts that more than one accepted row names (and how many rows).
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE repeated AS
+        SELECT contact_key, count(*) AS rows FROM decided
+        WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0
+        GROUP BY contact_key HAVING count(*) > 1
+    """)
 
 
 def _asked_sql(settings: ContactsSettings) -> str:
@@ -232,13 +239,8 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
     conn.execute("DELETE FROM targets WHERE run_id = $run_id", {"run_id": run_id})
     conn.execute("DELETE FROM rejects WHERE run_id = $run_id", {"run_id": run_id})
     # The first occurrence of a (contact, channel) wins; later ones are duplicates. Only the
-    # contacts that more than one accepted row names can have any: ranking just their
-    # candidates spares a sort of every target.
-    conn.execute("""
-        CREATE OR REPLACE TEMP TABLE repeated AS
-        SELECT contact_key FROM decided WHERE reason IS NULL
-        GROUP BY contact_key HAVING count(*) > 1
-    """)
+    # contacts in `repeated` can have any: ranking just their candidates spares a sort of
+    # every target.
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE ranked AS
         SELECT *, row_number() OVER (
@@ -281,10 +283,12 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
 def _summarise(
     conn: duckdb.DuckDBPyConnection, run_id: str, settings: ContactsSettings, summary: LoadSummary
 ) -> None:
-    # Counted on `decided` (a row per input row), not on the (channels times larger) targets.
+    # Rows asking something, less the extra rows of contacts named more than once: no
+    # count(DISTINCT) over every contact.
     row = conn.execute(
-        f"SELECT count(DISTINCT contact_key) FROM decided "
-        f"WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0"
+        f"SELECT (SELECT count(*) FROM decided "
+        f"WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0) "
+        f"- (SELECT coalesce(sum(rows - 1), 0) FROM repeated)"
     ).fetchone()
     summary.contacts = int(row[0]) if row else 0
     reasons = conn.execute(
