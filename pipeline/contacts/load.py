@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.contacts.columnar import stage_literal_csv
-from pipeline.contacts.phones import normalise_phones
+from pipeline.contacts.phones import country_codes, fast_path_sql, normalise_phones
 from pipeline.contacts.sources import (
     LONG,
     SCHEMA,
@@ -54,7 +54,8 @@ REJECT_REASONS = (
     "duplicate",
 )
 MAX_IDENTITY_LENGTH = 256
-TEMP_TABLES = ("staged", "staged_files", "decided", "repeated", "ranked")
+TEMP_TABLES = ("staged", "staged_files", "decided", "repeated", "ranked", "pending_phones")
+PENDING = "pending_phone"  # internal: a number the fast path left to phonenumbers
 
 
 @dataclass
@@ -101,9 +102,8 @@ def load_contacts(
             raise
         _summarise(conn, run_id, settings, summary)
     finally:
-        for table in (*TEMP_TABLES, "phones_normalised"):
+        for table in (*TEMP_TABLES, "pending_phones_normalised"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute("DROP VIEW IF EXISTS phones")
     return summary
 
 
@@ -172,21 +172,28 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
             f.form = '{LONG}' AS is_long
         FROM staged s JOIN staged_files f USING (file_index)
     """)
-    # A view: normalise_phones reads it once, so the distinct numbers are never stored twice.
+    # 2. Decide each row: a reject reason, or what it asks for. Phone numbers go through the
+    #    vectorised fast path row by row (no DISTINCT over millions of mostly unique numbers);
+    #    those it cannot decide are marked PENDING and settled below. Only what the targets
+    #    need is kept; rejects (few) take their raw values from `staged`.
+    is_phone = f"(NOT t.is_long OR t.chan IN ({phone_channels}))"
     conn.execute(f"""
-        CREATE OR REPLACE TEMP VIEW phones AS
-        SELECT DISTINCT ident AS raw FROM tidy
-        WHERE problem IS NULL AND ident IS NOT NULL AND (NOT is_long OR chan IN ({phone_channels}))
+        CREATE OR REPLACE TEMP VIEW phone_rows AS
+        SELECT ident AS raw FROM tidy t
+        WHERE problem IS NULL AND ident IS NOT NULL AND {is_phone}
     """)
-    normalised = normalise_phones(conn, "phones", settings.default_region)
-    # 2. Decide each row: a reject reason, or what it asks for. Only what the targets need
-    #    is kept; rejects (few) take their raw values from `staged`.
+    codes = country_codes(conn, "phone_rows", settings.default_region)
+    fast = fast_path_sql(
+        f"(SELECT * EXCLUDE (raw), CASE WHEN {is_phone} THEN ident END AS raw FROM tidy t)",
+        settings.default_region,
+        codes,
+    )
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE decided AS
-        SELECT file_index, row_number, cid, chan, is_long, reason, norm_identity,
+        SELECT file_index, row_number, cid, chan, is_long, reason, ident, norm_identity,
             coalesce(cid, norm_identity) AS contact_key
         FROM (
-            SELECT t.file_index, t.row_number, t.cid, t.chan, t.is_long,
+            SELECT t.file_index, t.row_number, t.cid, t.chan, t.is_long, t.ident,
                 CASE
                     WHEN t.problem IS NOT NULL THEN t.problem
                     WHEN t.ident IS NULL AND t.chan IS NULL THEN
@@ -194,18 +201,19 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
                     WHEN t.is_long AND t.chan IS NULL THEN 'missing_channel'
                     WHEN t.is_long AND t.chan NOT IN ({channels}) THEN 'unknown_channel'
                     WHEN t.is_long AND t.ident IS NULL THEN 'missing_identity'
-                    WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.reason
+                    WHEN {is_phone} THEN CASE WHEN t.e164 IS NULL THEN '{PENDING}' END
                     WHEN length(t.ident) > {MAX_IDENTITY_LENGTH}
                         OR regexp_matches(t.ident, '\\s') THEN 'invalid_identity'
                 END AS reason,
                 CASE
                     WHEN t.ident IS NULL THEN NULL
-                    WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.e164
+                    WHEN {is_phone} THEN t.e164
                     ELSE t.ident
                 END AS norm_identity
-            FROM tidy t LEFT JOIN {normalised} p ON p.raw = t.ident
+            FROM ({fast}) t
         )
     """)
+    _settle_pending_phones(conn, settings.default_region)
     # 3. Expand accepted rows to one candidate target per channel asked.
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW candidates AS
@@ -219,6 +227,20 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
         SELECT contact_key, count(*) AS rows FROM decided
         WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0
         GROUP BY contact_key HAVING count(*) > 1
+    """)
+
+
+def _settle_pending_phones(conn: duckdb.DuckDBPyConnection, default_region: str) -> None:
+    """The numbers the fast path left undecided (few): once each through normalise_phones."""
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE pending_phones AS "
+        f"SELECT DISTINCT ident AS raw FROM decided WHERE reason = '{PENDING}'"
+    )
+    normalised = normalise_phones(conn, "pending_phones", default_region)
+    conn.execute(f"""
+        UPDATE decided SET reason = p.reason, norm_identity = p.e164,
+            contact_key = coalesce(decided.cid, p.e164)
+        FROM {normalised} p WHERE decided.reason = '{PENDING}' AND p.raw = decided.ident
     """)
 
 

@@ -84,3 +84,28 @@ def test_text_that_is_not_utf8_is_left_to_the_csv_module(tmp_path: Path) -> None
     # past the first 64 KiB, which the header sniffing reads (and would refuse itself)
     path.write_bytes(b"contact_id,phone\n" + b"c0,+46701234567\n" * 5000 + b"c1,+46\xff70\n")
     assert staged_by_duckdb(path) is None
+
+
+def test_only_numbers_the_fast_path_leaves_reach_phonenumbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.contacts import phones
+    from pipeline.contacts.load import load_contacts
+    from pipeline.settings import ContactsSettings
+    from pipeline.warehouse import open_warehouse
+
+    parsed: list[str] = []
+    parse_one = phones.parse_one
+
+    def counting(raw: str, default_region: str) -> tuple[str | None, str | None]:
+        parsed.append(raw)
+        return parse_one(raw, default_region)
+
+    monkeypatch.setattr(phones, "parse_one", counting)
+    path = tmp_path / "c.csv"
+    path.write_text("contact_id,phone\na,+46 70 123 45 67\nb,0049 1512 3456789\nc,call me\n")
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        summary = load_contacts(conn, "r", ContactsSettings(), [str(path)])
+    assert parsed == ["call me"]
+    assert summary.targets == 6
+    assert summary.rejects_by_reason == {"invalid_phone": 1}
