@@ -1,14 +1,15 @@
-"""Phone numbers to E.164 digits, country-aware, once per distinct input string.
+"""Phone numbers to E.164 digits, country-aware.
 
 Two paths, one set of rules (Google's libphonenumber metadata, via the `phonenumbers` package):
 
-- the fast path runs inside DuckDB over all distinct numbers at once: strip separators, read an
-  international prefix (`+` or `00`) or, with a default region, a national number (dropping
-  the trunk prefix), split the country calling code and match the national number against
-  every number-type pattern of that country's regions, exactly what `is_valid_number` checks;
+- the fast path is SQL over a whole table of numbers at once (`fast_path_sql`): strip
+  separators, read an international prefix (`+` or `00`) or, with a default region, a national
+  number (dropping the trunk prefix), split the country calling code and match the national
+  number against every number-type pattern of that country's regions, exactly what
+  `is_valid_number` checks;
 - every number the fast path cannot decide (letters, extensions, `(0)` trunk digits inside an
   international number, regions with unusual trunk rules, or a number the patterns refuse) goes
-  through `phonenumbers.parse` itself, which then has the last word.
+  through `phonenumbers.parse` itself, once per distinct string, which then has the last word.
 
     normalise_phones(conn, "distinct_phones", default_region="SE")
     # adds columns e164 (digits, no '+') and reason (a reject reason code, or NULL)
