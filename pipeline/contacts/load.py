@@ -56,6 +56,7 @@ REJECT_REASONS = (
 MAX_IDENTITY_LENGTH = 256
 TEMP_TABLES = ("staged", "staged_files", "decided", "repeated", "ranked", "pending_phones")
 PENDING = "pending_phone"  # internal: a number the fast path left to phonenumbers
+CONTACT_KEY = "coalesce(cid, norm_identity)"  # of a `decided` row: computed, not stored
 
 
 @dataclass
@@ -174,8 +175,8 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
     """)
     # 2. Decide each row: a reject reason, or what it asks for. Phone numbers go through the
     #    vectorised fast path row by row (no DISTINCT over millions of mostly unique numbers);
-    #    those it cannot decide are marked PENDING and settled below. Only what the targets
-    #    need is kept; rejects (few) take their raw values from `staged`.
+    #    those it cannot decide are marked PENDING (keeping their text) and settled below.
+    #    Only what the targets need is kept; rejects (few) take their raw values from `staged`.
     is_phone = f"(NOT t.is_long OR t.chan IN ({phone_channels}))"
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW phone_rows AS
@@ -190,8 +191,8 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
     )
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE decided AS
-        SELECT file_index, row_number, cid, chan, is_long, reason, ident, norm_identity,
-            coalesce(cid, norm_identity) AS contact_key
+        SELECT file_index, row_number, cid, chan, is_long, reason, norm_identity,
+            CASE WHEN reason = '{PENDING}' THEN ident END AS ident
         FROM (
             SELECT t.file_index, t.row_number, t.cid, t.chan, t.is_long, t.ident,
                 CASE
@@ -217,14 +218,14 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
     # 3. Expand accepted rows to one candidate target per channel asked.
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW candidates AS
-        SELECT file_index, row_number, cid AS contact_id, contact_key,
+        SELECT file_index, row_number, cid AS contact_id, {CONTACT_KEY} AS contact_key,
             unnest({_asked_sql(settings)}) AS channel, norm_identity AS identity
         FROM decided WHERE reason IS NULL
     """)
     # 4. The contacts that more than one accepted row names (and how many rows).
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE repeated AS
-        SELECT contact_key, count(*) AS rows FROM decided
+        SELECT {CONTACT_KEY} AS contact_key, count(*) AS rows FROM decided
         WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0
         GROUP BY contact_key HAVING count(*) > 1
     """)
@@ -238,8 +239,7 @@ def _settle_pending_phones(conn: duckdb.DuckDBPyConnection, default_region: str)
     )
     normalised = normalise_phones(conn, "pending_phones", default_region)
     conn.execute(f"""
-        UPDATE decided SET reason = p.reason, norm_identity = p.e164,
-            contact_key = coalesce(decided.cid, p.e164)
+        UPDATE decided SET reason = p.reason, norm_identity = p.e164
         FROM {normalised} p WHERE decided.reason = '{PENDING}' AND p.raw = decided.ident
     """)
 
