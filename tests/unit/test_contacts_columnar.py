@@ -47,6 +47,8 @@ PLAIN = {
     "header order and extra columns": "name,phone,contact_id,note\nAnn,+4670,c1,x\nBo,,,\n",
     "unicode": "contact_id,phone\nÅsa,+46 70\u2009123\n\u3000,\n",
     "single column": "phone\n+4670\n\n   \n",
+    "comment-like and control characters": "contact_id,phone\n#c1,+4670\n# ,\n\x0c\nc2,+46\x0b70\n",
+    "null-like text": "contact_id,phone\nc1,\\N\nNULL,null\n",
 }
 
 
