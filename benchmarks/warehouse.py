@@ -277,8 +277,13 @@ def phase_deadline() -> dict[str, Any]:
             if statement.strip():
                 conn.execute(statement)
         bare_seconds = time.perf_counter() - started
-    return {**timings, "bare_seconds": bare_seconds, "peak_mb": memory.mb,
-            "lines_before": before.lines, "collecting_seconds": collecting_seconds}  # fmt: skip
+    return {
+        **timings,
+        "bare_seconds": bare_seconds,
+        "peak_mb": memory.mb,
+        "lines_before": before.lines,
+        "collecting_seconds": collecting_seconds,
+    }
 
 
 def collect_build_report(
@@ -295,27 +300,34 @@ def collect_build_report(
     accepted = conn.execute("SELECT epoch(max(accepted_at)) FROM requests").fetchone()
     seconds = deadline - float(accepted[0] if accepted else 0.0)
     collected = asyncio.run(
-        steps.collect(conn, "bench", settings, deadline_seconds=seconds,
-                      stop=asyncio.Event(), console=False)
-    )  # fmt: skip
+        steps.collect(
+            conn, "bench", settings, deadline_seconds=seconds, stop=asyncio.Event(), console=False
+        )
+    )
     collect_done = time.time()
     steps.build(conn, "bench")
     build_done = time.time()
     write_report(conn, "bench", WORK / "reports")
     done = time.time()
-    return {"seconds": done - deadline, "collect_seconds": collect_done - deadline,
-            "build_seconds": build_done - collect_done, "report_seconds": done - build_done,
-            "tail_lines": collected.ingested.lines,
-            "deadline_passed": collected.deadline_passed}  # fmt: skip
+    return {
+        "seconds": done - deadline,
+        "collect_seconds": collect_done - deadline,
+        "build_seconds": build_done - collect_done,
+        "report_seconds": done - build_done,
+        "tail_lines": collected.ingested.lines,
+        "deadline_passed": collected.deadline_passed,
+    }
 
 
 def print_deadline_ratio(deadline: dict[str, Any]) -> None:
-    print(f"# after the deadline: tail of {deadline['tail_lines']:,} callback lines "
-          f"({deadline['lines_before']:,} ingested while collecting, in "
-          f"{deadline['collecting_seconds']:.1f}s); collect {deadline['collect_seconds']:.1f}s, "
-          f"build {deadline['build_seconds']:.1f}s, report {deadline['report_seconds']:.1f}s = "
-          f"{deadline['seconds']:.1f}s; bare reference build {deadline['bare_seconds']:.1f}s; "
-          f"peak {deadline['peak_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"# after the deadline: tail of {deadline['tail_lines']:,} callback lines "
+        f"({deadline['lines_before']:,} ingested while collecting, in "
+        f"{deadline['collecting_seconds']:.1f}s); collect {deadline['collect_seconds']:.1f}s, "
+        f"build {deadline['build_seconds']:.1f}s, report {deadline['report_seconds']:.1f}s = "
+        f"{deadline['seconds']:.1f}s; bare reference build {deadline['bare_seconds']:.1f}s; "
+        f"peak {deadline['peak_mb']:.0f} MB"
+    )
     ratio = deadline["seconds"] / deadline["bare_seconds"]
     print(f"post_deadline_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
 
@@ -332,8 +344,10 @@ def run_phase(name: str) -> dict[str, Any]:
 
 
 def print_load_ratio(load: dict[str, Any]) -> None:
-    print(f"# bare DuckDB load (read_csv -> digits -> x 3 channels -> table): "
-          f"{load['bare_seconds']:.1f}s, peak {load['bare_peak_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"# bare DuckDB load (read_csv -> digits -> x 3 channels -> table): "
+        f"{load['bare_seconds']:.1f}s, peak {load['bare_peak_mb']:.0f} MB"
+    )
     ratio = load["seconds"] / load["bare_seconds"]
     print(f"contacts_load_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
 

@@ -25,17 +25,22 @@ CHANNELS = ("SMS", "RCS")
 def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     with open_warehouse(tmp_path / "w.duckdb") as connection:
         now = datetime.now(UTC)
-        connection.execute("INSERT INTO runs (run_id, started_at, status) VALUES ('r', ?, 'running')",
-                           [now])  # fmt: skip
+        connection.execute(
+            "INSERT INTO runs (run_id, started_at, status) VALUES ('r', ?, 'running')", [now]
+        )
         for row, key in enumerate(CONTACTS):
             for channel in CHANNELS:
-                connection.execute("INSERT INTO targets (run_id, contact_key, channel, identity, "
-                                   "source, row_number) VALUES ('r', ?, ?, ?, 'in.csv', ?)",
-                                   [key, channel, f"4670000000{row}", row + 2])  # fmt: skip
-            connection.execute("INSERT INTO requests (run_id, request_id, contact_key, body, "
-                               "channels, state, planned_at, accepted_at) "
-                               "VALUES ('r', ?, ?, '{}', ?, 'accepted', ?, ?)",
-                               [f"q{key}", key, list(CHANNELS), now, now])  # fmt: skip
+                connection.execute(
+                    "INSERT INTO targets (run_id, contact_key, channel, identity, "
+                    "source, row_number) VALUES ('r', ?, ?, ?, 'in.csv', ?)",
+                    [key, channel, f"4670000000{row}", row + 2],
+                )
+            connection.execute(
+                "INSERT INTO requests (run_id, request_id, contact_key, body, "
+                "channels, state, planned_at, accepted_at) "
+                "VALUES ('r', ?, ?, '{}', ?, 'accepted', ?, ?)",
+                [f"q{key}", key, list(CHANNELS), now, now],
+            )
         yield connection
 
 
@@ -43,18 +48,28 @@ def land(landing: Path, name: str, answers: list[tuple[str, str]]) -> None:
     """A closed segment holding one callback per (request, channel); '' = the whole request."""
     lines = b""
     for request, channel in answers:
-        body = {"capability_notification": {"request_id": request, "channel": channel,
-                "identity": "46700000000", "capability_status": "NO_CAPABILITY"}}  # fmt: skip
-        lines += encode_line(orjson.dumps(body), f"{request}-{channel}", "w", KIND_CAPABILITY,
-                             datetime.now(UTC))  # fmt: skip
+        body = {
+            "capability_notification": {
+                "request_id": request,
+                "channel": channel,
+                "identity": "46700000000",
+                "capability_status": "NO_CAPABILITY",
+            }
+        }
+        lines += encode_line(
+            orjson.dumps(body), f"{request}-{channel}", "w", KIND_CAPABILITY, datetime.now(UTC)
+        )
     landing.mkdir(exist_ok=True)
     (landing / f"w-{name}{CLOSED_SUFFIX}").write_bytes(lines)
 
 
 def notify(conn: duckdb.DuckDBPyConnection, *answers: tuple[str, str]) -> None:
     for request, channel in answers:
-        conn.execute("INSERT INTO notifications (request_id, channel, identity, received_at, "
-                     "deliveries) VALUES (?, ?, '', now(), 1)", [request, channel])  # fmt: skip
+        conn.execute(
+            "INSERT INTO notifications (request_id, channel, identity, received_at, "
+            "deliveries) VALUES (?, ?, '', now(), 1)",
+            [request, channel],
+        )
 
 
 def test_struck_off_count_equals_the_full_count(conn: duckdb.DuckDBPyConnection) -> None:
@@ -66,9 +81,11 @@ def test_struck_off_count_equals_the_full_count(conn: duckdb.DuckDBPyConnection)
     assert steps.outstanding_targets(conn, "r") == 3
     # A re-query of C's SMS: C's SMS now waits for the new request, so the count starts over.
     notify(conn, ("qC", "SMS"))
-    conn.execute("INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
-                 "planned_at, accepted_at) VALUES ('r', 'qC2', 'C', '{}', ['SMS'], 'accepted', "
-                 "now(), now())")  # fmt: skip
+    conn.execute(
+        "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
+        "planned_at, accepted_at) VALUES ('r', 'qC2', 'C', '{}', ['SMS'], 'accepted', "
+        "now(), now())"
+    )
     assert tracker.count(answers_landed=True, requests_changed=True) == 3
     assert steps.outstanding_targets(conn, "r") == 3
     tracker.close()
@@ -88,8 +105,9 @@ def test_collect_ingests_callbacks_as_they_land_until_all_answered(
             land(landing, "000002", [("qC", "SMS"), ("qC", "RCS")])
 
         arrival = asyncio.create_task(later())
-        summary = await steps.collect(conn, "r", settings, deadline_seconds=30,
-                                      stop=asyncio.Event(), console=False)  # fmt: skip
+        summary = await steps.collect(
+            conn, "r", settings, deadline_seconds=30, stop=asyncio.Event(), console=False
+        )
         await arrival
         return summary
 
@@ -108,8 +126,9 @@ def test_collect_stops_at_the_deadline_with_what_landed(
     land(landing, "000001", [("qA", "SMS")])
     settings = Settings().replace("receiver", landing_dir=str(landing))
     summary = asyncio.run(
-        steps.collect(conn, "r", settings, deadline_seconds=0.5, stop=asyncio.Event(),
-                      console=False)
-    )  # fmt: skip
+        steps.collect(
+            conn, "r", settings, deadline_seconds=0.5, stop=asyncio.Event(), console=False
+        )
+    )
     assert summary.deadline_passed
     assert summary.outstanding == steps.outstanding_targets(conn, "r") == 5
