@@ -36,6 +36,7 @@ ROWS = int(os.environ.get("BENCH_ROWS", "10000000"))
 TARGETS = int(os.environ.get("BENCH_TARGETS", "10000000"))
 WORK = Path(os.environ.get("BENCH_DIR", ".bench/warehouse"))
 SEGMENTS = 10
+DEADLINE_SEGMENTS = 40  # the tail at the deadline: one segment of 40 (2.5% of the callbacks)
 
 
 class PeakMemory:
@@ -75,21 +76,53 @@ def phase_load() -> dict[str, Any]:
     if not csv.exists():
         write_wide(csv, ROWS)
     database = WORK / "load.duckdb"
+    for stale in WORK.glob("load.duckdb*"):
+        stale.unlink()
     with PeakMemory() as memory:
         started = time.perf_counter()
         with open_warehouse(database) as conn:
             summary = load_contacts(conn, "bench", ContactsSettings(), [str(csv)])
         seconds = time.perf_counter() - started
+    bare = bare_load(csv)
     return {
         "rows": summary.rows,
         "targets": summary.targets,
         "rejects": summary.rejects,
         "seconds": seconds,
         "peak_mb": memory.mb,
+        **bare,
     }
 
 
-def generate_warehouse(conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
+# The plainest load of the same file: DuckDB reads it, keeps the phone's digits and asks every
+# row on the three channels, stored as a table (no validation, no line numbers, no dedup).
+BARE_LOAD = """
+CREATE OR REPLACE TABLE bare_targets AS
+SELECT 'bench' AS run_id, contact_id, regexp_replace(phone, '[^0-9]', '', 'g') AS identity,
+    channel
+FROM read_csv($path, all_varchar = true, header = true),
+    (VALUES ('WHATSAPP'), ('RCS'), ('SMS')) c(channel)
+"""
+
+
+def bare_load(csv: Path) -> dict[str, Any]:
+    """The bare reference load, same warehouse settings, its own database file."""
+    from pipeline.warehouse import open_warehouse
+
+    database = WORK / "bare-load.duckdb"
+    for stale in WORK.glob("bare-load.duckdb*"):
+        stale.unlink()
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        with open_warehouse(database) as conn:
+            conn.execute(BARE_LOAD, {"path": str(csv)})
+        seconds = time.perf_counter() - started
+    return {"bare_seconds": seconds, "bare_peak_mb": memory.mb}
+
+
+def generate_warehouse(
+    conn: duckdb.DuckDBPyConnection, landing: Path, segments: int = SEGMENTS
+) -> None:
     """Last night's answers, tonight's targets and requests, tonight's callbacks on disk."""
     contacts = TARGETS // 3
     now = datetime.now(UTC)
@@ -138,8 +171,8 @@ def generate_warehouse(conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
         params,
     )
     landing.mkdir(parents=True, exist_ok=True)
-    step = -(-contacts // SEGMENTS)
-    for segment in range(SEGMENTS):
+    step = -(-contacts // segments)
+    for segment in range(segments):
         path = landing / f"bench-{segment:06d}.ndjson"
         conn.execute(
             f"""
@@ -230,6 +263,99 @@ def phase_build() -> dict[str, Any]:
     }
 
 
+def phase_deadline() -> dict[str, Any]:
+    """From the collect deadline to a written report, callbacks ingested while collecting.
+
+    The callbacks land in DEADLINE_SEGMENTS segments; all but the last are ingested before
+    `collect` starts (as it does while requests go out), the last one (the tail) lands just
+    before the deadline. Timed: from the deadline to the report on disk (the rest of collect,
+    build, report). Reference, same process: the bare build (BARE_REFERENCE).
+    """
+    from pipeline import steps
+    from pipeline.landing.ingest import ingest_landing
+    from pipeline.warehouse import open_warehouse
+
+    database, landing = WORK / "deadline.duckdb", WORK / "deadline-landing"
+    for stale in WORK.glob("deadline.duckdb*"):
+        stale.unlink()
+    shutil.rmtree(landing, ignore_errors=True)
+    shutil.rmtree(WORK / "reports", ignore_errors=True)
+    with open_warehouse(database) as conn:
+        generate_warehouse(conn, landing, DEADLINE_SEGMENTS)
+    tail = sorted(landing.glob("*.ndjson"))[-1]
+    held = tail.rename(tail.with_suffix(".held"))  # not landed yet
+    with PeakMemory() as memory, open_warehouse(database) as conn:
+        started = time.perf_counter()
+        before = ingest_landing(conn, landing)
+        collecting_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        steps.outstanding_targets(conn, "bench")
+        # collect's own first look at the outstanding targets must end before the deadline
+        deadline = time.time() + 3 * (time.perf_counter() - started) + 2.0
+        timer = threading.Timer(deadline - 0.05 - time.time(), held.rename, [tail])
+        timer.start()
+        timings = collect_build_report(conn, landing, deadline)
+        timer.join()
+        started = time.perf_counter()
+        for statement in BARE_REFERENCE.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        bare_seconds = time.perf_counter() - started
+    return {
+        **timings,
+        "bare_seconds": bare_seconds,
+        "peak_mb": memory.mb,
+        "lines_before": before.lines,
+        "collecting_seconds": collecting_seconds,
+    }
+
+
+def collect_build_report(
+    conn: duckdb.DuckDBPyConnection, landing: Path, deadline: float
+) -> dict[str, Any]:
+    """`capaudit run`'s collect (deadline at epoch `deadline`), build and report steps."""
+    import asyncio
+
+    from pipeline import steps
+    from pipeline.report import write_report
+    from pipeline.settings import Settings
+
+    settings = Settings().replace("receiver", landing_dir=str(landing))
+    accepted = conn.execute("SELECT epoch(max(accepted_at)) FROM requests").fetchone()
+    seconds = deadline - float(accepted[0] if accepted else 0.0)
+    collected = asyncio.run(
+        steps.collect(
+            conn, "bench", settings, deadline_seconds=seconds, stop=asyncio.Event(), console=False
+        )
+    )
+    collect_done = time.time()
+    steps.build(conn, "bench")
+    build_done = time.time()
+    write_report(conn, "bench", WORK / "reports")
+    done = time.time()
+    return {
+        "seconds": done - deadline,
+        "collect_seconds": collect_done - deadline,
+        "build_seconds": build_done - collect_done,
+        "report_seconds": done - build_done,
+        "tail_lines": collected.ingested.lines,
+        "deadline_passed": collected.deadline_passed,
+    }
+
+
+def print_deadline_ratio(deadline: dict[str, Any]) -> None:
+    print(
+        f"# after the deadline: tail of {deadline['tail_lines']:,} callback lines "
+        f"({deadline['lines_before']:,} ingested while collecting, in "
+        f"{deadline['collecting_seconds']:.1f}s); collect {deadline['collect_seconds']:.1f}s, "
+        f"build {deadline['build_seconds']:.1f}s, report {deadline['report_seconds']:.1f}s = "
+        f"{deadline['seconds']:.1f}s; bare reference build {deadline['bare_seconds']:.1f}s; "
+        f"peak {deadline['peak_mb']:.0f} MB"
+    )
+    ratio = deadline["seconds"] / deadline["bare_seconds"]
+    print(f"post_deadline_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
+
+
 def run_phase(name: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.warehouse", "--phase", name],
@@ -243,10 +369,20 @@ def run_phase(name: str) -> dict[str, Any]:
     return result
 
 
+def print_load_ratio(load: dict[str, Any]) -> None:
+    print(
+        f"# bare DuckDB load (read_csv -> digits -> x 3 channels -> table): "
+        f"{load['bare_seconds']:.1f}s, peak {load['bare_peak_mb']:.0f} MB"
+    )
+    ratio = load["seconds"] / load["bare_seconds"]
+    print(f"contacts_load_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
+
+
 def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     load = run_phase("load")
     build = run_phase("build")
+    deadline = run_phase("deadline")
     targets = sum(build["statuses"].values())
     print(
         f"# load: {load['rows']:,} rows, {load['targets']:,} targets, {load['rejects']:,} "
@@ -259,16 +395,18 @@ def main() -> None:
     )
     print(f"contacts_load_rows_per_s: {load['rows'] / load['seconds']:.0f} rows/s")
     print(f"contacts_load_peak_rss_mb: {load['peak_mb']:.0f} MB")
+    print_load_ratio(load)
     print(f"warehouse_ingest_s: {build['ingest_seconds']:.1f} s")
     print(f"warehouse_build_s: {build['ingest_seconds'] + build['build_seconds']:.1f} s")
     print(f"warehouse_peak_rss_mb: {build['peak_mb']:.0f} MB")
     ratio = build["build_seconds"] / build["bare_seconds"]
     print(f"warehouse_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
+    print_deadline_ratio(deadline)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--phase"]:
-        phase = {"load": phase_load, "build": phase_build}[sys.argv[2]]
-        print(json.dumps(phase(), default=str))
+        phases = {"load": phase_load, "build": phase_build, "deadline": phase_deadline}
+        print(json.dumps(phases[sys.argv[2]](), default=str))
     else:
         main()

@@ -99,16 +99,7 @@ def write_report(
     )  # reachability.csv, CSV + Parquet per channel and routing, JSON, HTML
     written(out / "reachability.csv", files)
     for channel in channels:
-        query = (
-            f"SELECT {channel_columns(pseudonym_key)} FROM capability "
-            "WHERE run_id = $run_id AND channel = $channel ORDER BY 1"
-        )
-        for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
-            path = out / "channels" / f"{channel}.{fmt}"
-            conn.execute(
-                f"COPY ({query}) TO {sql_literal(str(path))} ({options})",
-                params | {"channel": channel},
-            )
+        for path in _export_channel(conn, run_id, channel, out / "channels", pseudonym_key):
             written(path, files)
     for path in write_routing(conn, run_id, out, pseudonym_key):
         written(path, files)
@@ -134,27 +125,59 @@ def write_routing(
         c if pseudonym_key is None else f"{hmac_sql(c, pseudonym_key)} AS {c}"
         for c in ("contact_key", "contact_id")
     )
-    # Ranked once into a temporary table, then written twice.
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE routing_export AS SELECT {ids}, "
-        "first_choice AS first_channel, channels FROM channel_order WHERE run_id = $run_id",
-        {"run_id": run_id},
+    query = (
+        f"SELECT {ids}, first_choice AS first_channel, channels FROM channel_order "
+        "WHERE run_id = $run_id ORDER BY 1"
     )
-    paths = []
+    return _export_sorted(
+        conn,
+        query,
+        {"run_id": run_id},
+        [
+            (out / "routing.csv", "* REPLACE (array_to_string(channels, ' ') AS channels)"),
+            (out / "routing.parquet", "*"),
+        ],
+    )
+
+
+def _export_channel(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    channel: str,
+    directory: Path,
+    pseudonym_key: bytes | None,
+) -> list[Path]:
+    """`<channel>.csv` and `.parquet`, sorted by contact (the paths returned)."""
+    query = (
+        f"SELECT {channel_columns(pseudonym_key)} FROM capability "
+        "WHERE run_id = $run_id AND channel = $channel ORDER BY 1"
+    )
+    files = [(directory / f"{channel}.{fmt}", "*") for fmt in ("csv", "parquet")]
+    return _export_sorted(conn, query, {"run_id": run_id, "channel": channel}, files)
+
+
+def _export_sorted(
+    conn: duckdb.DuckDBPyConnection,
+    query: str,
+    params: dict[str, Any],
+    files: list[tuple[Path, str]],
+) -> list[Path]:
+    """Write `query`'s rows to each (path, columns) of `files` (CSV or Parquet by the suffix):
+    sorted once into a temporary table, then copied from it in its order."""
+    order = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    conn.execute("SET preserve_insertion_order = true")
     try:
-        for columns, name, options in (
-            ("* REPLACE (array_to_string(channels, ' ') AS channels)", "csv", "HEADER"),
-            ("*", "parquet", "FORMAT parquet"),
-        ):
-            path = out / f"routing.{name}"
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE report_export AS {query}", params)
+        for path, columns in files:
+            options = "FORMAT parquet" if path.suffix == ".parquet" else "HEADER"
             conn.execute(
-                f"COPY (SELECT {columns} FROM routing_export ORDER BY 1) "
+                f"COPY (SELECT {columns} FROM report_export) "
                 f"TO {sql_literal(str(path))} ({options})"
             )
-            paths.append(path)
     finally:
-        conn.execute("DROP TABLE IF EXISTS routing_export")
-    return paths
+        conn.execute("DROP TABLE IF EXISTS report_export")
+        conn.execute(f"SET preserve_insertion_order = {bool(order and order[0])}")
+    return [path for path, _ in files]
 
 
 def _rows(
@@ -312,17 +335,17 @@ def render_html(summary: dict[str, Any]) -> str:
         f"<title>capaudit report {escape(summary['run_id'])}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Capability audit {escape(summary['run_id'])}</h1>"
-        f"{_incomplete_banner(summary['completeness'])}"
+        f"{_incomplete_banner(summary.get('completeness'))}"
         f"<p class=muted>{totals['contacts']:,} contacts, {totals['targets']:,} targets "
         f"({totals['reused']:,} answers reused from earlier runs). "
         f"Generated {escape(summary['generated_at'][:19])} UTC.</p>{body}</body></html>\n"
     )
 
 
-def _incomplete_banner(gate: dict[str, Any]) -> str:
+def _incomplete_banner(gate: dict[str, Any] | None) -> str:
     """An incomplete run says so above everything else: its shares of all targets are low by
     the missing answers."""
-    if gate["status"] != "incomplete":
+    if gate is None or gate["status"] != "incomplete":
         return ""
     return (
         f"<p class=incomplete><strong>INCOMPLETE RUN:</strong> {gate['no_response']:,} of "

@@ -317,9 +317,14 @@ class CollectSummary:
     unmatched: dict[str, int] = field(default_factory=dict)
 
 
+# Whether the callback of outstanding target `l` has landed (one predicate, used both to find
+# the outstanding targets and to strike them off as their callbacks land).
+ANSWERED = """EXISTS (
+    SELECT 1 FROM notifications n
+    WHERE n.request_id = l.request_id AND n.channel IN (l.channel, ''))"""
 # A target waits for the newest request that asked for its channel (a re-query replaces the
 # first ask); it is outstanding while that request is accepted and its callback has not landed.
-OUTSTANDING_SQL = """
+OUTSTANDING_ROWS_SQL = f"""
 WITH latest AS (
     SELECT t.contact_key, t.channel, max(r.request_id) AS request_id,
         arg_max(r.state, r.request_id) AS state
@@ -329,16 +334,43 @@ WITH latest AS (
     WHERE t.run_id = $run_id AND t.action = 'query'
     GROUP BY t.contact_key, t.channel
 )
-SELECT count(*) FROM latest l
-WHERE l.state = 'accepted' AND NOT EXISTS (
-    SELECT 1 FROM notifications n
-    WHERE n.request_id = l.request_id AND n.channel IN (l.channel, ''))
+SELECT l.contact_key, l.channel, l.request_id FROM latest l
+WHERE l.state = 'accepted' AND NOT {ANSWERED}
 """
+OUTSTANDING_SQL = f"SELECT count(*) FROM ({OUTSTANDING_ROWS_SQL})"
 
 
 def outstanding_targets(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
     row = conn.execute(OUTSTANDING_SQL, {"run_id": run_id}).fetchone()
     return int(row[0]) if row else 0
+
+
+class OutstandingTargets:
+    """The outstanding targets while collect waits, kept as a temporary table: the first count
+    reads every target, later ones only strike off those whose callback has landed since, so
+    the check after the deadline costs a probe of `notifications`, not the whole join."""
+
+    TABLE = "collect_outstanding"
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        self._conn = conn
+        self._run_id = run_id
+        self._known = False
+
+    def count(self, *, answers_landed: bool, requests_changed: bool) -> int:
+        if requests_changed or not self._known:
+            self._conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE {self.TABLE} AS {OUTSTANDING_ROWS_SQL}",
+                {"run_id": self._run_id},
+            )
+            self._known = True
+        elif answers_landed:
+            self._conn.execute(f"DELETE FROM {self.TABLE} l WHERE {ANSWERED}")
+        row = self._conn.execute(f"SELECT count(*) FROM {self.TABLE}").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._conn.execute(f"DROP TABLE IF EXISTS {self.TABLE}")
 
 
 def _last_acceptance(conn: duckdb.DuckDBPyConnection, run_id: str) -> float:
@@ -371,21 +403,30 @@ async def collect(
     summary = CollectSummary()
     started = time.monotonic()
     expected = None
+    tracker = OutstandingTargets(conn, run_id)
     with StepProgress("collect", None, console=console) as progress:
         while True:
-            _add(summary.ingested, ingest_landing(conn, landing))
+            ingested = ingest_landing(conn, landing)
+            _add(summary.ingested, ingested)
+            requeried = 0
             if requery and settings.dispatch.requery_transient:
-                summary.requeried += await _requery_transient(conn, run_id, settings, stop)
-            summary.outstanding = outstanding_targets(conn, run_id)
+                requeried = await _requery_transient(conn, run_id, settings, stop)
+                summary.requeried += requeried
+            summary.outstanding = tracker.count(
+                answers_landed=ingested.notifications_new > 0, requests_changed=requeried > 0
+            )
             expected = max(expected or 0, summary.outstanding)
             progress.total = expected
             progress.update(expected - summary.outstanding, outstanding=summary.outstanding)
             if summary.outstanding == 0 or stop.is_set():
                 break
-            if time.time() >= max(_last_acceptance(conn, run_id), wait_from) + deadline:
+            remaining = max(_last_acceptance(conn, run_id), wait_from) + deadline - time.time()
+            if remaining <= 0:
                 summary.deadline_passed = True
                 break
-            await asyncio.sleep(settings.collect.poll_interval_seconds)
+            # Wake at the deadline itself, not up to a poll interval after it.
+            await asyncio.sleep(min(settings.collect.poll_interval_seconds, remaining))
+    tracker.close()
     summary.waited_seconds = time.monotonic() - started
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)

@@ -1,6 +1,7 @@
 """Load contact files into `targets` and `rejects` for one run.
 
-Reading streams Arrow batches into a staging table; validation, phone normalisation and
+Plain CSV files are staged by DuckDB directly (columnar.py), any other file streams Arrow
+batches from sources.py into the same staging table; validation, phone normalisation and
 de-duplication then run as set operations in DuckDB. Every input row ends as at least one
 target or as exactly one reject (DESIGN §7 rule 1), and the whole load is one transaction: a
 file that cannot be read leaves nothing of the run half-loaded.
@@ -26,8 +27,16 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from pipeline.contacts.phones import normalise_phones
-from pipeline.contacts.sources import LONG, SCHEMA, ColumnNames, read_sources, resolve_paths
+from pipeline.contacts.columnar import stage_literal_csv
+from pipeline.contacts.phones import country_codes, fast_path_sql, normalise_phones
+from pipeline.contacts.sources import (
+    LONG,
+    SCHEMA,
+    ColumnNames,
+    csv_shape,
+    read_file,
+    resolve_paths,
+)
 from pipeline.db import sql_literal, transaction
 from pipeline.errors import InputFileError
 from pipeline.settings import ContactsSettings
@@ -46,6 +55,9 @@ REJECT_REASONS = (
     "duplicate",
 )
 MAX_IDENTITY_LENGTH = 256
+TEMP_TABLES = ("staged", "staged_files", "decided", "repeated", "ranked", "pending_phones")
+PENDING = "pending_phone"  # internal: a number the fast path left to phonenumbers
+CONTACT_KEY = "coalesce(cid, norm_identity)"  # of a `decided` row: computed, not stored
 UNKNOWN_COUNTRY = "unknown"  # targets.country of a contact asked by contact id or app identity
 
 
@@ -86,11 +98,11 @@ def load_contacts(
     _validate(conn, settings)
     try:
         with transaction(conn):
-            _write(conn, run_id)
+            summary.targets = _write(conn, run_id)
+        _summarise(conn, run_id, settings, summary)
     finally:
-        for table in ("staged", "staged_files", "phones", "phones_normalised", "decided"):
+        for table in (*TEMP_TABLES, "pending_phones_normalised"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
-    _summarise(conn, run_id, summary)
     return summary
 
 
@@ -121,31 +133,46 @@ def _stage(
         "form VARCHAR)"
     )
     seen: dict[str, int] = {}
-    sizes = {str(p): p.stat().st_size for p in resolve_paths(paths)}
-    state = LoadProgress(bytes_total=sum(sizes.values()))
-    for piece in read_sources(paths, names):
-        if piece.source not in seen:
-            seen[piece.source] = len(seen)
-            conn.execute(
-                "INSERT INTO staged_files VALUES (?, ?, ?)",
-                [seen[piece.source], piece.source, piece.form],
-            )
-        conn.register("batch", pa.Table.from_batches([piece.batch]))
-        conn.execute(f"INSERT INTO staged SELECT {seen[piece.source]}, * FROM batch")
-        conn.unregister("batch")
-        summary.rows += piece.batch.num_rows
-        if progress is not None:
+    files = resolve_paths(paths)
+    state = LoadProgress(bytes_total=sum(p.stat().st_size for p in files))
+    report = progress or (lambda state: None)
+    for path in files:
+        source, file_index = str(path), len(seen)
+        if source in seen:
+            continue
+        seen[source] = file_index
+        read_before = state.bytes_read
+        shape = csv_shape(path, names)
+        rows = stage_literal_csv(conn, shape, file_index) if shape else None
+        if rows is not None and shape is not None:
+            _add_file(conn, file_index, source, shape.form)
+            summary.rows += rows
+            state.rows, state.bytes_read = summary.rows, read_before + path.stat().st_size
+            report(state)
+            continue
+        for piece in read_file(path, names):
+            if piece.batch.num_rows == 0:
+                continue
+            _add_file(conn, file_index, source, piece.form)
+            conn.register("batch", pa.Table.from_batches([piece.batch]))
+            conn.execute(f"INSERT INTO staged SELECT {file_index}, * FROM batch")
+            conn.unregister("batch")
+            summary.rows += piece.batch.num_rows
             problems = piece.batch.column("problem")
-            state.rows, state.rejects = (
-                summary.rows,
-                state.rejects + len(problems) - problems.null_count,
-            )
-            done = sum(sizes.get(s, 0) for s in seen if s != piece.source)  # files read whole
-            state.bytes_read = done + piece.bytes_read
-            progress(state)
+            state.rejects += len(problems) - problems.null_count
+            state.rows, state.bytes_read = summary.rows, read_before + piece.bytes_read
+            report(state)
     summary.sources = list(seen)
     if not summary.rows:
         raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
+
+
+def _add_file(conn: duckdb.DuckDBPyConnection, file_index: int, source: str, form: str) -> None:
+    conn.execute(
+        "INSERT INTO staged_files SELECT ?, ?, ? WHERE NOT EXISTS "
+        "(SELECT 1 FROM staged_files WHERE file_index = ?)",
+        [file_index, source, form, file_index],
+    )
 
 
 def _duck_type(arrow_type: pa.DataType) -> str:
@@ -165,105 +192,154 @@ def _validate(conn: duckdb.DuckDBPyConnection, settings: ContactsSettings) -> No
             f.form = '{LONG}' AS is_long
         FROM staged s JOIN staged_files f USING (file_index)
     """)
+    # 2. Decide each row: a reject reason, or what it asks for. Phone numbers go through the
+    #    vectorised fast path row by row (no DISTINCT over millions of mostly unique numbers);
+    #    those it cannot decide are marked PENDING (keeping their text) and settled below.
+    #    Only what the targets need is kept; rejects (few) take their raw values from `staged`.
+    is_phone = f"(NOT t.is_long OR t.chan IN ({phone_channels}))"
     conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE phones AS
-        SELECT DISTINCT ident AS raw FROM tidy
-        WHERE problem IS NULL AND ident IS NOT NULL AND (NOT is_long OR chan IN ({phone_channels}))
+        CREATE OR REPLACE TEMP VIEW phone_rows AS
+        SELECT ident AS raw FROM tidy t
+        WHERE problem IS NULL AND ident IS NOT NULL AND {is_phone}
     """)
-    normalised = normalise_phones(conn, "phones", settings.default_region)
-    # 2. Decide each row: a reject reason, or what it asks for.
+    codes = country_codes(conn, "phone_rows", settings.default_region)
+    fast = fast_path_sql(
+        f"(SELECT * EXCLUDE (raw), CASE WHEN {is_phone} THEN ident END AS raw FROM tidy t)",
+        settings.default_region,
+        codes,
+    )
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE decided AS
-        SELECT t.*, p.e164,
-            CASE
-                WHEN t.problem IS NOT NULL THEN t.problem
-                WHEN t.ident IS NULL AND t.chan IS NULL THEN
-                    CASE WHEN t.cid IS NULL THEN 'empty_row' END
-                WHEN t.is_long AND t.chan IS NULL THEN 'missing_channel'
-                WHEN t.is_long AND t.chan NOT IN ({channels}) THEN 'unknown_channel'
-                WHEN t.is_long AND t.ident IS NULL THEN 'missing_identity'
-                WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.reason
-                WHEN length(t.ident) > {MAX_IDENTITY_LENGTH}
-                    OR regexp_matches(t.ident, '\\s') THEN 'invalid_identity'
-            END AS reason,
-            CASE
-                WHEN t.ident IS NULL THEN NULL
-                WHEN (NOT t.is_long OR t.chan IN ({phone_channels})) THEN p.e164
-                ELSE t.ident
-            END AS norm_identity,
-            CASE WHEN t.ident IS NOT NULL AND (NOT t.is_long OR t.chan IN ({phone_channels}))
-                THEN p.country END AS country
-        FROM tidy t LEFT JOIN {normalised} p ON p.raw = t.ident
+        SELECT file_index, row_number, cid, chan, is_long, reason, norm_identity,
+            CASE WHEN reason = '{PENDING}' THEN ident END AS ident,
+            country  -- NULL but for phone numbers (only their rows have a `raw` to decide)
+        FROM (
+            SELECT t.file_index, t.row_number, t.cid, t.chan, t.is_long, t.ident,
+                CASE
+                    WHEN t.problem IS NOT NULL THEN t.problem
+                    WHEN t.ident IS NULL AND t.chan IS NULL THEN
+                        CASE WHEN t.cid IS NULL THEN 'empty_row' END
+                    WHEN t.is_long AND t.chan IS NULL THEN 'missing_channel'
+                    WHEN t.is_long AND t.chan NOT IN ({channels}) THEN 'unknown_channel'
+                    WHEN t.is_long AND t.ident IS NULL THEN 'missing_identity'
+                    WHEN {is_phone} THEN CASE WHEN t.e164 IS NULL THEN '{PENDING}' END
+                    WHEN length(t.ident) > {MAX_IDENTITY_LENGTH}
+                        OR regexp_matches(t.ident, '\\s') THEN 'invalid_identity'
+                END AS reason,
+                CASE
+                    WHEN t.ident IS NULL THEN NULL
+                    WHEN {is_phone} THEN t.e164
+                    ELSE t.ident
+                END AS norm_identity,
+                t.country
+            FROM ({fast}) t
+        )
     """)
+    _settle_pending_phones(conn, settings.default_region)
     # 3. Expand accepted rows to one candidate target per channel asked.
-    wide = sql_literal([c.upper() for c in settings.phone_channels])
-    by_id = sql_literal([c.upper() for c in settings.contact_id_channels])
     conn.execute(f"""
         CREATE OR REPLACE TEMP VIEW candidates AS
-        SELECT file_index, source, row_number, cid AS contact_id,
-            coalesce(cid, norm_identity) AS contact_key,
-            unnest(CASE
-                WHEN norm_identity IS NULL THEN {by_id}
-                WHEN is_long THEN [chan]
-                ELSE {wide} END) AS channel,
-            norm_identity AS identity,
+        SELECT file_index, row_number, cid AS contact_id, {CONTACT_KEY} AS contact_key,
+            unnest({_asked_sql(settings)}) AS channel, norm_identity AS identity,
             coalesce(country, '{UNKNOWN_COUNTRY}') AS country
         FROM decided WHERE reason IS NULL
     """)
+    # 4. The contacts that more than one accepted row names (and how many rows).
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE repeated AS
+        SELECT {CONTACT_KEY} AS contact_key, count(*) AS rows FROM decided
+        WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0
+        GROUP BY contact_key HAVING count(*) > 1
+    """)
 
 
-def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+def _settle_pending_phones(conn: duckdb.DuckDBPyConnection, default_region: str) -> None:
+    """The numbers the fast path left undecided (few): once each through normalise_phones."""
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE pending_phones AS "
+        f"SELECT DISTINCT ident AS raw FROM decided WHERE reason = '{PENDING}'"
+    )
+    normalised = normalise_phones(conn, "pending_phones", default_region)
+    conn.execute(f"""
+        UPDATE decided SET reason = p.reason, norm_identity = p.e164, country = p.country
+        FROM {normalised} p WHERE decided.reason = '{PENDING}' AND p.raw = decided.ident
+    """)
+
+
+def _asked_sql(settings: ContactsSettings) -> str:
+    """The channels an accepted row of `decided` asks on."""
+    wide = _channel_list(settings.phone_channels)
+    by_id = _channel_list(settings.contact_id_channels)
+    return f"CASE WHEN norm_identity IS NULL THEN {by_id} WHEN is_long THEN [chan] ELSE {wide} END"
+
+
+def _channel_list(values: Sequence[str]) -> str:
+    # a channel listed twice is asked once
+    return sql_literal(list(dict.fromkeys(v.upper() for v in values)))
+
+
+def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Replace the run's targets and rejects; the number of targets."""
     conn.execute("DELETE FROM targets WHERE run_id = $run_id", {"run_id": run_id})
     conn.execute("DELETE FROM rejects WHERE run_id = $run_id", {"run_id": run_id})
-    # The first occurrence of a (contact, channel) wins; later ones are duplicates.
+    # The first occurrence of a (contact, channel) wins; later ones are duplicates. Only the
+    # contacts in `repeated` can have any: ranking just their candidates spares a sort of
+    # every target.
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE ranked AS
         SELECT *, row_number() OVER (
             PARTITION BY contact_key, channel ORDER BY file_index, row_number) AS occurrence
-        FROM candidates
+        FROM candidates SEMI JOIN repeated USING (contact_key)
     """)
-    conn.execute(
+    targets = conn.execute(
         """
         INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, row_number,
             country)
-        SELECT $run_id, contact_key, contact_id, channel, identity, source, row_number, country
-        FROM ranked WHERE occurrence = 1
+        SELECT $run_id, c.contact_key, c.contact_id, c.channel, c.identity, f.source,
+            c.row_number, c.country
+        FROM (
+            SELECT * FROM candidates ANTI JOIN repeated USING (contact_key)
+            UNION ALL
+            SELECT * EXCLUDE (occurrence) FROM ranked WHERE occurrence = 1
+        ) c JOIN staged_files f USING (file_index)
         """,
         {"run_id": run_id},
-    )
+    ).fetchone()
     conn.execute(
         """
         INSERT INTO rejects
-        SELECT $run_id, source, row_number, reason, NULL, contact_id, phone, channel, identity,
-            raw_line
+        SELECT $run_id, f.source, s.row_number, r.reason, NULL, s.contact_id, s.phone,
+            s.channel, s.identity, CASE WHEN r.raw_line THEN s.raw END
         FROM (
-            SELECT source, row_number, reason, contact_id, phone, channel, identity,
-                raw AS raw_line
+            SELECT file_index, row_number, reason, true AS raw_line
             FROM decided WHERE reason IS NOT NULL
             UNION ALL
-            SELECT d.source, d.row_number, 'duplicate', d.contact_id, d.phone, d.channel,
-                d.identity, NULL
-            FROM decided d
-            JOIN (
-                SELECT source, row_number FROM ranked GROUP BY source, row_number
-                HAVING min(occurrence) > 1
-            ) dup USING (source, row_number)
-        )
+            SELECT file_index, row_number, 'duplicate', false FROM ranked
+            GROUP BY file_index, row_number HAVING min(occurrence) > 1
+        ) r
+        JOIN staged s USING (file_index, row_number)
+        JOIN staged_files f USING (file_index)
         """,
         {"run_id": run_id},
     )
+    return int(targets[0]) if targets else 0
 
 
-def _summarise(conn: duckdb.DuckDBPyConnection, run_id: str, summary: LoadSummary) -> None:
-    params = {"run_id": run_id}
+def _summarise(
+    conn: duckdb.DuckDBPyConnection, run_id: str, settings: ContactsSettings, summary: LoadSummary
+) -> None:
+    # Rows asking something, less the extra rows of contacts named more than once: no
+    # count(DISTINCT) over every contact.
     row = conn.execute(
-        "SELECT count(*), count(DISTINCT contact_key) FROM targets WHERE run_id = $run_id", params
+        f"SELECT (SELECT count(*) FROM decided "
+        f"WHERE reason IS NULL AND len({_asked_sql(settings)}) > 0) "
+        f"- (SELECT coalesce(sum(rows - 1), 0) FROM repeated)"
     ).fetchone()
-    summary.targets, summary.contacts = (int(row[0]), int(row[1])) if row else (0, 0)
+    summary.contacts = int(row[0]) if row else 0
     reasons = conn.execute(
         "SELECT reason, count(*) FROM rejects WHERE run_id = $run_id GROUP BY reason "
         "ORDER BY count(*) DESC",
-        params,
+        {"run_id": run_id},
     ).fetchall()
     summary.rejects_by_reason = {str(r): int(n) for r, n in reasons}
     summary.rejects = sum(summary.rejects_by_reason.values())

@@ -12,6 +12,7 @@ reject reason instead of being dropped. Nothing is held whole in memory.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import gzip
@@ -19,12 +20,15 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputFileError
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
 
 BATCH_ROWS = 100_000
 SNIFF_BYTES = 64 * 1024
@@ -107,20 +111,25 @@ def read_sources(patterns: Iterable[str], names: ColumnNames) -> Iterator[Source
 
 
 def read_file(path: Path, names: ColumnNames) -> Iterator[SourceBatch]:
+    magic = _magic(path)
+    if magic == PARQUET_MAGIC:
+        yield from _read_parquet(path, names)
+    else:
+        yield from _read_csv(path, names, compressed=magic.startswith(GZIP_MAGIC))
+
+
+def _magic(path: Path) -> bytes:
+    """The first bytes of the file, which tell Parquet, gzip and plain text apart."""
     source = str(path)
     try:
         with path.open("rb") as handle:
-            magic = handle.read(4)
+            return handle.read(4)
     except FileNotFoundError as exc:
         raise InputFileError(source, "file not found") from exc
     except IsADirectoryError as exc:
         raise InputFileError(source, "is a directory, not a contact file") from exc
     except OSError as exc:
         raise InputFileError(source, f"cannot read ({exc.strerror})") from exc
-    if magic == PARQUET_MAGIC:
-        yield from _read_parquet(path, names)
-    else:
-        yield from _read_csv(path, names, compressed=magic.startswith(GZIP_MAGIC))
 
 
 # -- Parquet ------------------------------------------------------------------------------------
@@ -198,28 +207,53 @@ def _sniff(sample: str, source: str) -> type[csv.Dialect] | csv.Dialect:
         return Sniffed
 
 
-def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[SourceBatch]:
-    source = str(path)
+@dataclass(frozen=True)
+class CsvShape:
+    """What the header of a CSV file says: enough to read the rest by another reader."""
+
+    source: str
+    form: str
+    columns: dict[str, int]
+    width: int
+    delimiter: str
+    compressed: bool
+    literal: bool  # the sniffed dialect reads text without quote characters as it stands
+
+
+def csv_shape(path: Path, names: ColumnNames) -> CsvShape | None:
+    """The shape of a CSV file (None for Parquet); header problems raise InputFileError."""
+    magic = _magic(path)
+    if magic == PARQUET_MAGIC:
+        return None
+    compressed = magic.startswith(GZIP_MAGIC)
+    with _csv_errors(str(path)), _open_text(path, compressed) as text:
+        dialect, header, _ = _csv_header(text, str(path))
+    form, columns = names.locate(header, str(path))
+    literal = dialect.quotechar == '"' and not dialect.skipinitialspace
+    literal = literal and dialect.escapechar is None
+    return CsvShape(
+        str(path), form, columns, len(header), str(dialect.delimiter), compressed, literal
+    )
+
+
+def _csv_header(
+    text: IO[str], source: str
+) -> tuple[type[csv.Dialect] | csv.Dialect, list[str], CsvReader]:
+    """The dialect, the header and a reader positioned on the first row after it."""
+    dialect = _sniff(text.read(SNIFF_BYTES), source)
+    text.seek(0)
+    reader = csv.reader(text, dialect)
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise InputFileError(source, "empty file: no header line")
+    return dialect, header, reader
+
+
+@contextlib.contextmanager
+def _csv_errors(source: str) -> Iterator[None]:
+    """Reading errors as InputFileError naming the file."""
     try:
-        with _open_text(path, compressed) as text:
-            dialect = _sniff(text.read(SNIFF_BYTES), source)
-            text.seek(0)
-            reader = csv.reader(text, dialect)
-            header = next(reader, None)
-            if not header or not any(h.strip() for h in header):
-                raise InputFileError(source, "empty file: no header line")
-            form, columns = names.locate(header, source)
-            delimiter = str(dialect.delimiter)
-            batches = _csv_batches(
-                reader,
-                line_num=lambda: reader.line_num,
-                columns=columns,
-                width=len(header),
-                delimiter=delimiter,
-            )
-            position = _stored_position(text)
-            for batch in batches:
-                yield SourceBatch(source, form, batch, position())
+        yield
     except UnicodeDecodeError as exc:
         raise InputFileError(source, f"not UTF-8 text (byte {exc.start} of a block)") from exc
     except (gzip.BadGzipFile, EOFError) as exc:
@@ -228,6 +262,24 @@ def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[S
         raise InputFileError(source, f"not parseable as CSV ({exc})") from exc
     except OSError as exc:
         raise InputFileError(source, f"cannot read ({exc.strerror or exc})") from exc
+
+
+def _read_csv(path: Path, names: ColumnNames, *, compressed: bool) -> Iterator[SourceBatch]:
+    source = str(path)
+    with _csv_errors(source), _open_text(path, compressed) as text:
+        dialect, header, reader = _csv_header(text, source)
+        form, columns = names.locate(header, source)
+        delimiter = str(dialect.delimiter)
+        batches = _csv_batches(
+            reader,
+            line_num=lambda: reader.line_num,
+            columns=columns,
+            width=len(header),
+            delimiter=delimiter,
+        )
+        position = _stored_position(text)
+        for batch in batches:
+            yield SourceBatch(source, form, batch, position())
 
 
 class _BatchBuilder:

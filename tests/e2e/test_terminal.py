@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.warehouse import model_count
 from tests.conftest import REPO, service_env, write_config
 from tests.e2e.test_audit import capaudit, small_sample
 
@@ -124,9 +125,12 @@ def test_run_states_each_step_s_time_and_build_report_speak_on_a_terminal(
     assert re.search(r"submit\S* .*━+.* 31/31 .* accepted 31", shown), shown  # where it ended
     code, shown, _ = on_terminal("build", "--config", str(cfg), "--run-id", "r1")
     assert code == 0, shown
-    assert re.search(r"build\S* .*━+.* 6/6", shown), shown  # models done of total
+    models = model_count()
+    assert re.search(rf"build\S* .*━+.* {models}/{models}", shown), shown  # models done of all
     assert "Run r1: reachability per channel" in shown
     code, shown, _ = on_terminal("report", "--config", str(cfg), "--run-id", "r1")
     assert code == 0, shown
-    assert re.search(r"report\S* .*━+.* 9/9", shown), shown  # files written of total
+    # files written of all: reachability.csv, CSV + Parquet per channel (3) and for routing,
+    # summary.json, index.html
+    assert re.search(r"report\S* .*━+.* 11/11", shown), shown
     assert f"Report:    {tmp_path / 'reports' / 'r1' / 'index.html'}" in shown

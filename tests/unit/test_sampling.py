@@ -194,16 +194,24 @@ def test_allocation_is_proportional_and_every_stratum_gets_one() -> None:
 
 
 def test_the_default_strata_are_the_phones_countries(conn: duckdb.DuckDBPyConnection) -> None:
-    phones = ["46701234567", "4915123456789", "5511961301661", "12025550143", "user@x", None]
-    for number, identity in enumerate(phones):
+    # targets.country as the load decides it (`unknown` for a contact id or app identity)
+    phones = [
+        ("46701234567", "SE"),
+        ("4915123456789", "DE"),
+        ("5511961301661", "BR"),
+        ("12025550143", "US"),
+        ("user@x", "unknown"),
+        (None, None),  # a warehouse from before targets had a country
+    ]
+    for number, (identity, country) in enumerate(phones):
         conn.execute(
-            "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number) "
-            "VALUES ('c', ?, 'SMS', ?, 'in.csv', ?)",
-            [f"k{number}", identity, number],
+            "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number, "
+            "country) VALUES ('c', ?, 'SMS', ?, 'in.csv', ?, ?)",
+            [f"k{number}", identity, number, country],
         )
     select_sample(conn, "c", SampleSpec(size=6))
     strata = conn.execute("SELECT contact_key, stratum FROM sample_members ORDER BY 1").fetchall()
-    assert [s for _, s in strata] == ["SE", "DE", "BR", "US", "ZZ", "ZZ"]
+    assert [s for _, s in strata] == ["SE", "DE", "BR", "US", "unknown", "ZZ"]
 
 
 def test_sample_by_an_unknown_column_is_a_usage_error(conn: duckdb.DuckDBPyConnection) -> None:
