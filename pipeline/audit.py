@@ -1,4 +1,5 @@
-"""`capaudit run`: load -> plan -> submit -> collect -> build -> report, resumable by run id.
+"""`capaudit run`: load -> plan -> submit -> collect -> build -> report -> publish, resumable
+by run id.
 
 With `[sinch] base_url = "embedded"` the simulator and a receiver are started as child
 processes on free loopback ports for the submit and collect steps, and the webhook is
@@ -28,11 +29,12 @@ from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
 from pipeline.errors import CapauditError, Interrupted, UsageError
 from pipeline.ids import new_run_id
+from pipeline.lake.publish import PublishSummary, publish_runs
 from pipeline.report import ReportFiles, write_report
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
-from pipeline.warehouse import open_warehouse
+from pipeline.state import open_state
 from pipeline.webhooks import ensure_webhook
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class RunResult:
     collect: steps.CollectSummary | None = None
     statuses: dict[str, int] = field(default_factory=dict)
     report: ReportFiles | None = None
+    publish: PublishSummary | None = None
     channels: list[dict[str, Any]] = field(default_factory=list)
     estimate: dict[str, float] = field(default_factory=dict)
     warehouse: str = ""
@@ -87,9 +90,7 @@ def config_digest(settings: Settings) -> str:
 
 def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunResult:
     result = RunResult(run_id=options.run_id or new_run_id(), warehouse=settings.warehouse.path)
-    with open_warehouse(
-        Path(settings.warehouse.path), preference=settings.reports.channel_preference
-    ) as conn:
+    with open_state(settings) as conn:
         if options.dry_run:
             return _dry_run(conn, settings, options, result)
         _check_resume(conn, result.run_id, options)
@@ -105,6 +106,10 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
         try:
             with _signals_interrupt(result.run_id):
                 _run_steps(conn, settings, options, result, console)
+                # The published `runs` row says how the run ended; publication is recorded
+                # last, so a run killed before or during it is published by `--resume`.
+                ledger.finish_run(conn, result.run_id, "succeeded", 0)
+                result.publish = publish(conn, settings, result.run_id)
         except CapauditError as exc:
             result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
             ledger.finish_run(conn, result.run_id, result.status, exc.exit_code, str(exc))
@@ -113,7 +118,6 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
             ledger.finish_run(conn, result.run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
             raise
         result.status = "succeeded"
-        ledger.finish_run(conn, result.run_id, result.status, 0)
     return result
 
 
@@ -160,6 +164,11 @@ def _timed(conn: duckdb.DuckDBPyConnection, run_id: str, step: str, work: Callab
     outcome = work()
     ledger.record_step(conn, run_id, step, time.monotonic() - started, as_dict(outcome))
     return outcome
+
+
+def publish(conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PublishSummary:
+    """Publish the run to the lake and swap in the catalog; recorded as the step `publish`."""
+    return _timed(conn, run_id, "publish", lambda: publish_runs(conn, settings, [run_id]))
 
 
 def _run_steps(

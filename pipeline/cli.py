@@ -130,11 +130,10 @@ def run(
 
 
 def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
-    from pipeline.warehouse import open_warehouse
+    """The job's working state (not the analysts' catalog at `[warehouse] path`)."""
+    from pipeline.state import open_state
 
-    return open_warehouse(
-        Path(settings.warehouse.path), lock=lock, preference=settings.reports.channel_preference
-    )
+    return open_state(settings, lock=lock)
 
 
 @main.command()
@@ -361,6 +360,22 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
     click.echo(str(files.index))
 
 
+@main.command()
+@config_option
+@run_id_option()
+@handle_errors
+def publish(config_path: Path, run_id: str) -> None:
+    """Publish the run to the lake and swap in a new catalog (again, if it was published).
+
+    \b
+    Example:
+      capaudit publish --run-id r1
+    """
+    settings = settings_for(config_path)
+    with _warehouse(settings) as conn:
+        _print_json(audit.publish(conn, settings, run_id))
+
+
 # -- operations ---------------------------------------------------------------------------------
 
 
@@ -473,7 +488,7 @@ def check(config_path: Path) -> None:
 @main.command()
 @config_option
 @click.option("--older-than", "days", type=click.FloatRange(min=0), required=True,
-              help="Remove runs and landing segments older than this many days.")  # fmt: skip
+              help="Remove runs, lake partitions, segments older than this (days).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @handle_errors
 def purge(config_path: Path, days: float, dry_run: bool) -> None:
@@ -491,7 +506,7 @@ def purge(config_path: Path, days: float, dry_run: bool) -> None:
     with _warehouse(settings) as conn:
         summary = purge_old(conn, older_than_days=days, dry_run=dry_run,
                             landing_dir=Path(settings.receiver.landing_dir),
-                            reports_dir=Path(settings.reports.dir))  # fmt: skip
+                            reports_dir=Path(settings.reports.dir), lake=settings)  # fmt: skip
     _print_json(summary)
 
 

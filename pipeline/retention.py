@@ -1,11 +1,14 @@
-"""Retention: `capaudit purge --older-than DAYS` removes old runs and landing segments.
+"""Retention: `capaudit purge --older-than DAYS` removes old runs, lake partitions and landing
+segments.
 
 A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
 capability, reachability, reasons, changes) and its report directory; notifications that no
 remaining request refers to go too. A landing segment goes only when it is closed, fully
 ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
 newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
-any run whose answers a kept run reuses.
+any run whose answers a kept run reuses. Their lake partitions leave the catalog now and the
+disk at the next purge (`pipeline.lake.publish.retire_runs`), so an analyst holding the previous
+catalog never loses a file it reads.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.lake.publish import retire_runs
 from pipeline.landing.segments import list_segments
+from pipeline.settings import Settings
 
 RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
               "reasons", "capability_changes")  # fmt: skip
@@ -28,6 +33,8 @@ class PurgeSummary:
     runs: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     segments: list[str] = field(default_factory=list)
+    lake_partitions_retired: int = 0
+    lake_files_deleted: int = 0
     dry_run: bool = False
 
 
@@ -39,7 +46,9 @@ def purge(
     reports_dir: Path,
     dry_run: bool = False,
     now: datetime | None = None,
+    lake: Settings | None = None,
 ) -> PurgeSummary:
+    """With `lake` (the settings), the runs' lake partitions are retired too."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     summary = PurgeSummary(dry_run=dry_run)
     summary.runs = [str(r[0]) for r in conn.execute(
@@ -59,6 +68,9 @@ def purge(
     if dry_run:
         return summary
     _delete_runs(conn, summary)
+    if lake is not None:
+        retired = retire_runs(conn, lake, summary.runs)
+        summary.lake_partitions_retired, summary.lake_files_deleted = retired
     for run_id in summary.runs:
         shutil.rmtree(reports_dir / run_id, ignore_errors=True)
     for name in summary.segments:
