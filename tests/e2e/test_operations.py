@@ -98,7 +98,7 @@ def test_a_second_concurrent_run_exits_without_touching_the_warehouse(tmp_path: 
         cwd=REPO, env={**service_env(), "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    lock = tmp_path / "warehouse.duckdb.lock"
+    lock = tmp_path / "state.duckdb.lock"
     deadline = time.monotonic() + 30
     while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -163,7 +163,7 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
                           contacts={"paths": [str(small_sample(tmp_path, 20))]})  # fmt: skip
     assert capaudit("run", "--config", str(config), "--run-id", "old").returncode == 0
     assert capaudit("run", "--config", str(config), "--run-id", "new").returncode == 0
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as conn:
         conn.execute(
             "UPDATE runs SET started_at = started_at - INTERVAL 100 DAY WHERE run_id = 'old'"
         )
@@ -173,7 +173,7 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
     assert (
         capaudit("run", "--config", str(config), "--run-id", "newest", "--refresh").returncode == 0
     )
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as conn:
         conn.execute(
             "UPDATE runs SET started_at = started_at - INTERVAL 99 DAY WHERE run_id = 'new'"
         )

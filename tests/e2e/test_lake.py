@@ -1,0 +1,146 @@
+"""The analysts' side while the job runs: a catalog held open never blocks a run and never shows
+part of one; a run killed mid-publication leaves the catalog and the lake as they were.
+
+Real `capaudit run` processes on the embedded simulator, a real analyst process holding the
+catalog, real files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO, service_env, wait_for, write_config
+from tests.e2e.test_audit import capaudit, small_sample
+
+# The analyst: holds the catalog for as long as it runs, queries it every half second and
+# prints what it sees (or the error) as one JSON line.
+ANALYST = """
+import json, sys, time, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read_only")
+print(json.dumps({"ready": True}), flush=True)
+while True:
+    try:
+        seen = dict(conn.execute(
+            "SELECT run_id, count(*) FROM capability GROUP BY run_id").fetchall())
+        runs = sorted(r[0] for r in conn.execute("SELECT run_id FROM runs").fetchall())
+        print(json.dumps({"capability": seen, "runs": runs}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+    time.sleep(0.5)
+"""
+
+
+def lake_config(tmp_path: Path, rows: int = 150) -> Path:
+    return write_config(tmp_path / "c.toml", tmp_path,
+                        contacts={"paths": [str(small_sample(tmp_path, rows))]})  # fmt: skip
+
+
+def start_run(config: Path, run_id: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--run-id", run_id,
+         *args],
+        cwd=REPO, env={**service_env(), "PATH": "/usr/bin:/bin", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def per_run(catalog: Path) -> dict[str, int]:
+    """Capability rows per run, through a fresh connection to the catalog."""
+    with duckdb.connect(str(catalog), read_only=True) as conn:
+        return dict(
+            conn.execute("SELECT run_id, count(*) FROM capability GROUP BY run_id").fetchall()
+        )
+
+
+def targets_of(tmp_path: Path, run_id: str) -> int:
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
+        row = conn.execute("SELECT count(*) FROM targets WHERE run_id = $r", {"r": run_id})
+        return int((row.fetchone() or (0,))[0])
+
+
+@pytest.mark.parametrize("mode", ["read_only", "read_write"])
+def test_an_analyst_holding_the_catalog_never_blocks_a_run(tmp_path: Path, mode: str) -> None:
+    config = lake_config(tmp_path)
+    catalog = tmp_path / "warehouse.duckdb"
+    assert capaudit("run", "--config", str(config), "--run-id", "first").returncode == 0
+    first = targets_of(tmp_path, "first")
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(catalog), mode],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert analyst.stdout is not None
+    assert json.loads(analyst.stdout.readline()) == {"ready": True}
+    try:
+        run = start_run(config, "second", "--refresh")
+        mid_run = []
+        while run.poll() is None:
+            # DuckDB refuses any second process while one holds a file read-write: fresh
+            # connections mid-run are only possible beside a read-only analyst.
+            if mode == "read_only":
+                mid_run.append(per_run(catalog))
+            time.sleep(0.3)
+        stdout, stderr = run.communicate()
+        assert run.returncode == 0, stderr
+        time.sleep(1.2)  # the analyst asks twice more, after the run
+    finally:
+        analyst.terminate()
+        held, analyst_errors = analyst.communicate(timeout=10)
+    seen = [json.loads(line) for line in held.splitlines()]
+    assert len(seen) >= 4, analyst_errors  # it kept answering through the whole run
+    assert all(s == {"capability": {"first": first}, "runs": ["first"]} for s in seen), seen[-3:]
+    if mode == "read_only":
+        # Each fresh connection saw whole runs only: the previous one, or both once published.
+        second = targets_of(tmp_path, "second")
+        assert mid_run.count({"first": first}) >= 3
+        assert all(s in ({"first": first}, {"first": first, "second": second}) for s in mid_run)
+    assert per_run(catalog) == {"first": first, "second": targets_of(tmp_path, "second")}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lake_files(lake: Path) -> set[str]:
+    return {str(p.relative_to(lake)) for p in lake.rglob("*.parquet")}
+
+
+def test_kill_9_during_publication_then_resume(tmp_path: Path) -> None:
+    config = lake_config(tmp_path)
+    catalog, lake = tmp_path / "warehouse.duckdb", tmp_path / "lake"
+    assert capaudit("run", "--config", str(config), "--run-id", "first").returncode == 0
+    before, files_before = digest(catalog), lake_files(lake)
+    run = start_run(config, "second", CAPAUDIT_PUBLISH_PAUSE_SECONDS="60")
+    # The snapshot is staged last; then publication pauses with nothing visible changed.
+    staged = lake / "_staging/second/capability_latest/as_of_run=second/data_0.parquet"
+    wait_for(staged.exists, timeout=120)
+    time.sleep(0.5)
+    run.send_signal(signal.SIGKILL)
+    run.communicate()
+    assert digest(catalog) == before  # the catalog is the old one
+    assert lake_files(lake) == files_before  # and the lake holds what it held
+    assert per_run(catalog) == {"first": targets_of(tmp_path, "first")}
+    done = capaudit("run", "--config", str(config), "--resume", "--run-id", "second")
+    assert done.returncode == 0, done.stderr
+    assert digest(catalog) != before
+    with duckdb.connect(str(catalog), read_only=True) as conn:
+        once = conn.execute(
+            "SELECT count(*), count(DISTINCT (contact_key, channel)) FROM capability "
+            "WHERE run_id = 'second'"
+        ).fetchone()
+        runs = conn.execute("SELECT run_id, status FROM runs ORDER BY run_id").fetchall()
+    second = targets_of(tmp_path, "second")
+    assert once == (second, second)  # every target exactly once
+    assert runs == [("first", "succeeded"), ("second", "succeeded")]
+    assert not (lake / "_staging").exists()
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
+        counts = conn.execute("SELECT counts FROM runs WHERE run_id = 'second'").fetchone()
+    assert "publish" in json.loads(counts[0])  # publication is recorded as the last step
