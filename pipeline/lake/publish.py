@@ -56,8 +56,13 @@ def publish_runs(
         summary.runs.append(run_id)
     refresh_catalog(conn, settings)
     summary.seconds = time.monotonic() - started
-    log_fields(log, "published", runs=len(summary.runs), catalog=summary.catalog,
-               seconds=f"{summary.seconds:.1f}")  # fmt: skip
+    log_fields(
+        log,
+        "published",
+        runs=len(summary.runs),
+        catalog=summary.catalog,
+        seconds=f"{summary.seconds:.1f}",
+    )
     return summary
 
 

@@ -40,17 +40,30 @@ while True:
 
 
 def lake_config(tmp_path: Path, rows: int = 150) -> Path:
-    return write_config(tmp_path / "c.toml", tmp_path,
-                        contacts={"paths": [str(small_sample(tmp_path, rows))]})  # fmt: skip
+    return write_config(
+        tmp_path / "c.toml", tmp_path, contacts={"paths": [str(small_sample(tmp_path, rows))]}
+    )
 
 
 def start_run(config: Path, run_id: str, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--run-id", run_id,
-         *args],
-        cwd=REPO, env={**service_env(), "PATH": "/usr/bin:/bin", **env},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--config",
+            str(config),
+            "--run-id",
+            run_id,
+            *args,
+        ],
+        cwd=REPO,
+        env={**service_env(), "PATH": "/usr/bin:/bin", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def per_run(catalog: Path) -> dict[str, int]:
@@ -75,8 +88,10 @@ def test_an_analyst_holding_the_catalog_never_blocks_a_run(tmp_path: Path, mode:
     first = targets_of(tmp_path, "first")
     analyst = subprocess.Popen(
         [sys.executable, "-c", ANALYST, str(catalog), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert analyst.stdout is not None
     assert json.loads(analyst.stdout.readline()) == {"ready": True}
     try:
@@ -88,7 +103,7 @@ def test_an_analyst_holding_the_catalog_never_blocks_a_run(tmp_path: Path, mode:
             if mode == "read_only":
                 mid_run.append(per_run(catalog))
             time.sleep(0.3)
-        stdout, stderr = run.communicate()
+        _, stderr = run.communicate()
         assert run.returncode == 0, stderr
         time.sleep(1.2)  # the analyst asks twice more, after the run
     finally:

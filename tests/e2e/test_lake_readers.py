@@ -20,8 +20,16 @@ from tests.conftest import write_config
 from tests.e2e.test_audit import capaudit, small_sample
 
 RUNS = ("monday", "tuesday", "wednesday")
-PER_RUN = ("runs", "targets", "rejects", "requests", "capability", "reachability", "reasons",
-           "capability_changes")  # fmt: skip
+PER_RUN = (
+    "runs",
+    "targets",
+    "rejects",
+    "requests",
+    "capability",
+    "reachability",
+    "reasons",
+    "capability_changes",
+)
 REAL = ["CAPABILITY_FULL", "CAPABILITY_PARTIAL", "NO_CAPABILITY", "CAPABILITY_UNKNOWN"]
 
 
@@ -30,11 +38,19 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three published runs; the second reuses answers, the third asks again with another seed
     (so answers change and the latest snapshot has to merge)."""
     tmp_path = tmp_path_factory.mktemp("lake")
-    config = write_config(tmp_path / "c.toml", tmp_path,
-                          contacts={"paths": [str(small_sample(tmp_path, 120))]})  # fmt: skip
+    config = write_config(
+        tmp_path / "c.toml", tmp_path, contacts={"paths": [str(small_sample(tmp_path, 120))]}
+    )
     for run_id, extra, seed in zip(RUNS, ([], [], ["--refresh"]), ("1", "1", "7"), strict=True):
-        done = capaudit("run", "--config", str(config), "--run-id", run_id, *extra,
-                        env={"CAPAUDIT_SIMULATOR__SEED": seed})  # fmt: skip
+        done = capaudit(
+            "run",
+            "--config",
+            str(config),
+            "--run-id",
+            run_id,
+            *extra,
+            env={"CAPAUDIT_SIMULATOR__SEED": seed},
+        )
         assert done.returncode == 0, done.stderr
     return tmp_path
 
@@ -77,8 +93,10 @@ def test_polars_scan_prunes_by_run(home: Path) -> None:
     assert "tuesday" in plan
     rows = one.collect()
     assert set(rows["run_id"]) == {"tuesday"}
-    assert rows.height == frame(home / "state.duckdb", "SELECT * FROM capability "
-                                "WHERE run_id = 'tuesday'").height  # fmt: skip
+    assert (
+        rows.height
+        == frame(home / "state.duckdb", "SELECT * FROM capability WHERE run_id = 'tuesday'").height
+    )
 
 
 def test_latest_is_the_newest_answer_over_the_whole_history(home: Path) -> None:
@@ -93,8 +111,17 @@ def test_latest_is_the_newest_answer_over_the_whole_history(home: Path) -> None:
         .collect()
     )
     latest = frame(home / "warehouse.duckdb", f"SELECT * FROM {LATEST}")
-    assert latest.columns == ["contact_key", "channel", "identity", "contact_id", "status",
-                              "reason_code", "channel_capabilities", "checked_at", "run_id"]  # fmt: skip
+    assert latest.columns == [
+        "contact_key",
+        "channel",
+        "identity",
+        "contact_id",
+        "status",
+        "reason_code",
+        "channel_capabilities",
+        "checked_at",
+        "run_id",
+    ]
     assert set(latest["run_id"]) <= set(RUNS)
     assert "wednesday" in set(latest["run_id"])  # the newest run's answers won
     polars_latest = scan(LATEST, root=home / "lake").collect()
@@ -105,10 +132,17 @@ def test_latest_is_the_newest_answer_over_the_whole_history(home: Path) -> None:
 
 def test_the_catalog_reads_from_any_directory_and_by_duckdb_1_4(home: Path) -> None:
     catalog = home / "warehouse.duckdb"
-    query = ("import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
-             "print(c.execute('SELECT count(*) FROM capability').fetchone()[0])")  # fmt: skip
-    elsewhere = subprocess.run([sys.executable, "-c", query, str(catalog)], cwd="/",
-                               capture_output=True, text=True, check=True)  # fmt: skip
+    query = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('SELECT count(*) FROM capability').fetchone()[0])"
+    )
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", query, str(catalog)],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert int(elsewhere.stdout) == frame(catalog, "SELECT * FROM capability").height
     with duckdb.connect(str(catalog), read_only=True) as conn:
         tags = conn.execute(
@@ -130,8 +164,12 @@ def spark_counts(lake: Path) -> list[tuple[str, str, str, int]]:
         .getOrCreate()
     )
     try:
-        rows = spark.read.parquet(str(lake / "capability")).groupBy(
-            "run_id", "channel", "status").count().collect()  # fmt: skip
+        rows = (
+            spark.read.parquet(str(lake / "capability"))
+            .groupBy("run_id", "channel", "status")
+            .count()
+            .collect()
+        )
         return sorted((r["run_id"], r["channel"], r["status"], int(r["count"])) for r in rows)
     finally:
         spark.stop()
@@ -142,10 +180,21 @@ def test_spark_reads_the_same_counts_as_duckdb_and_polars(home: Path) -> None:
     if shutil.which("java") is None:
         pytest.skip("Spark needs a Java runtime (java on PATH)")
     spark = spark_counts(home / "lake")
-    duck = [tuple(r) for r in duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-            .execute("SELECT run_id, channel, status, count(*) FROM capability GROUP BY ALL "
-                     "ORDER BY ALL").fetchall()]  # fmt: skip
-    polars = (scan("capability", root=home / "lake").group_by("run_id", "channel", "status")
-              .len().sort("run_id", "channel", "status").collect().rows())  # fmt: skip
+    duck = [
+        tuple(r)
+        for r in duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+        .execute(
+            "SELECT run_id, channel, status, count(*) FROM capability GROUP BY ALL ORDER BY ALL"
+        )
+        .fetchall()
+    ]
+    polars = (
+        scan("capability", root=home / "lake")
+        .group_by("run_id", "channel", "status")
+        .len()
+        .sort("run_id", "channel", "status")
+        .collect()
+        .rows()
+    )
     assert spark == duck == polars
     assert {r[0] for r in spark} == set(RUNS)
