@@ -162,3 +162,47 @@ def test_kill_9_during_publication_then_resume(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         counts = conn.execute("SELECT counts FROM runs WHERE run_id = 'second'").fetchone()
     assert "publish" in json.loads(counts[0])  # publication is recorded as the last step
+
+
+def single_file_warehouse(tmp_path: Path) -> Path:
+    """A warehouse as the single-file version left it: one run's state and results in one
+    file, without the lake's bookkeeping tables (which that version did not have)."""
+    before = tmp_path / "before"
+    before.mkdir()
+    config = lake_config(before)
+    assert capaudit("run", "--config", str(config), "--run-id", "legacy").returncode == 0
+    old = tmp_path / "warehouse.duckdb"
+    old.write_bytes((before / "state.duckdb").read_bytes())
+    with duckdb.connect(str(old)) as conn:
+        conn.execute("DROP TABLE lake_partitions")
+        conn.execute("DROP TABLE migrations")
+    return old
+
+
+def test_a_single_file_warehouse_is_migrated_on_the_first_run(tmp_path: Path) -> None:
+    old = single_file_warehouse(tmp_path)
+    kept = tmp_path / "kept.duckdb"
+    kept.write_bytes(old.read_bytes())
+    tables = ("runs", "targets", "rejects", "requests", "capability", "reachability", "reasons")
+    with duckdb.connect(str(kept), read_only=True) as conn:
+        had = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables}
+    config = lake_config(tmp_path)
+    done = capaudit("run", "--config", str(config), "--run-id", "after")
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(old), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM capaudit_catalog").fetchone() == (1,)
+        runs = conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()
+        published = {
+            t: conn.execute(f"SELECT count(*) FROM {t} WHERE run_id = 'legacy'").fetchone()
+            for t in tables
+        }
+        reused = conn.execute(
+            "SELECT count(*) FROM capability WHERE run_id = 'after' AND reused"
+        ).fetchone()
+    assert runs == [("after",), ("legacy",)]
+    assert published == had  # the whole history is in the lake, nothing lost
+    assert reused is not None
+    assert reused[0] > 0  # the new run reused the adopted answers: the state was carried over
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
+        migrated = conn.execute("SELECT done_at IS NOT NULL FROM migrations").fetchall()
+    assert migrated == [(True,)]
