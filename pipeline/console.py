@@ -73,7 +73,7 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     if result.report is not None:
         console.print(f"Report:    {result.report.index}")
         console.print(f"Summary:   {result.report.summary}")
-    console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
+    console.print(f"Warehouse: {result.warehouse}  (duckdb -readonly {result.warehouse})")
 
 
 def print_plan(result: RunResult) -> None:

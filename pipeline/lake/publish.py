@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.errors import WarehouseError
+from pipeline.errors import UsageError
 from pipeline.lake.catalog import build_catalog, published
 from pipeline.lake.files import fsync_dir
 from pipeline.lake.partitions import Partition, commit_run, stage_run
@@ -82,7 +82,7 @@ def _ordered(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[tu
     ).fetchall()
     missing = set(run_ids) - {str(r[0]) for r in rows}
     if missing:
-        raise WarehouseError(f"cannot publish: no run {sorted(missing)[0]} in the state database")
+        raise UsageError(f"cannot publish: there is no run {sorted(missing)[0]}")
     return [(str(run_id), started) for run_id, started in rows]
 
 
