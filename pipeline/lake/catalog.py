@@ -13,6 +13,7 @@ The file is written with storage compatibility v1.4.0, so DuckDB 1.4 and newer c
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from pipeline.errors import WarehouseError
 from pipeline.lake.files import fsync_file, replace_durably, write_text_durably
 from pipeline.lake.tables import LATEST, TABLES
 
+log = logging.getLogger(__name__)
 STORAGE_VERSION = "v1.4.0"
 MANIFEST = "_published.json"
 
@@ -66,6 +68,13 @@ def build_catalog(catalog: Path, lake: Path, current: Published, channel_order_s
     fsync_file(staged)
     write_text_durably(lake / MANIFEST, json.dumps(_manifest(current), indent=1))
     replace_durably(staged, catalog)
+    wal = catalog.with_name(catalog.name + ".wal")
+    if wal.exists():  # an analyst wrote to the old catalog: new connections fail until they stop
+        log.warning(
+            "%s: someone wrote to the catalog and is still connected; nobody can open "
+            "the new catalog until they disconnect",
+            wal,
+        )
 
 
 def _write_catalog(staged: Path, lake: Path, current: Published, channel_order_sql: str) -> None:
