@@ -24,10 +24,10 @@ from pipeline.lake.tables import LATEST, TABLES, LakeTable
 
 FILE_NAME = "data_0.parquet"
 STAGING = "_staging"
-# zstd at level 1 (a third faster to write than the default level 3, files a little larger),
-# row groups of about a million rows: few enough for fast scans, small enough that the writer's
-# buffer stays well under the memory limit.
-PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576"
+# zstd at level 1 (a third faster to write than the default level 3, files a little larger);
+# row groups of 122,880 rows, DuckDB's own: written in parallel, a third faster than groups of a
+# million, and small enough for readers to skip by their statistics.
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 122880"
 # A run id becomes a directory name: keep it to characters every filesystem and reader accept.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
 REAL_STATUSES = "('CAPABILITY_FULL', 'CAPABILITY_PARTIAL', 'NO_CAPABILITY', 'CAPABILITY_UNKNOWN')"
