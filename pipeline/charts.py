@@ -157,3 +157,32 @@ def line_chart(
 
 def empty_chart(label: str) -> str:
     return _svg(40, _text(10, 24, f"{label}: no data yet"), label)
+
+
+def intervals(
+    rows: Sequence[tuple[str, float, float, float, str]], *, label: str, colour: str = "#1f77b4"
+) -> str:
+    """One confidence interval per row on a 0-100% axis: (label, share, low, high, text);
+    a line from low to high with a dot at the share."""
+    if not rows:
+        return empty_chart(label)
+    left = _label_width(name for name, *_ in rows)
+    span = WIDTH - left - 2 * VALUE_WIDTH
+    parts = []
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + span * tick
+        bottom = 8 + len(rows) * ROW
+        parts.append(f'<line x1="{x:.1f}" y1="4" x2="{x:.1f}" y2="{bottom}" stroke="#eee"/>')
+        parts.append(_text(x, 20 + len(rows) * ROW, f"{tick:.0%}", "middle", 10))
+    for index, (name, share, low, high, shown) in enumerate(rows):
+        y = 8 + index * ROW + 9
+        x_low, x_high = left + span * low, left + span * high
+        parts.append(_text(left - 8, y + 5, name, "end"))
+        parts.append(
+            f'<line class="interval" x1="{x_low:.1f}" y1="{y}" x2="{x_high:.1f}" y2="{y}" '
+            f'stroke="{colour}" stroke-width="3"><title>{escape(name)}: {escape(shown)}</title>'
+            "</line>"
+        )
+        parts.append(f'<circle cx="{left + span * share:.1f}" cy="{y}" r="4" fill="{colour}"/>')
+        parts.append(_text(left + span + 8, y + 5, shown, size=11))
+    return _svg(28 + len(rows) * ROW, "".join(parts), label)

@@ -90,6 +90,23 @@ def main() -> None:
     type=click.FloatRange(min=0),
     help="Seconds to wait for callbacks after the last accepted request.",
 )
+@click.option(
+    "--window",
+    help="Fit the run (collecting included) into this time, e.g. 6h: stalest targets first; "
+    "the rest keep their last answer [config: plan.window].",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Query only a stratified random sample of N contacts and estimate the list's shares.",
+)
+@click.option(
+    "--sample-by",
+    default="country",
+    show_default=True,
+    help="Strata of the sample: the phone's country, or a column of targets (e.g. source).",
+)
+@click.option("--sample-seed", type=int, default=1, show_default=True, help="Seed of the draw.")
 @handle_errors
 def run(
     config_path: Path,
@@ -100,8 +117,15 @@ def run(
     limit: int | None,
     dry_run: bool,
     deadline: float | None,
+    window: str | None,
+    sample: int | None,
+    sample_by: str,
+    sample_seed: int,
 ) -> None:
     """The nightly job: load, plan, submit, collect, build, report.
+
+    Exits 3 when interrupted, or when more than [collect] max_no_response_share of the queried
+    targets have no answer (the report is written and marked incomplete): --resume continues.
 
     \b
     Examples:
@@ -109,11 +133,31 @@ def run(
       capaudit run --contacts 'lists/*.csv.gz' --run-id nightly-2026-11-25
       capaudit run --resume --run-id nightly-2026-11-25
       capaudit run --dry-run --limit 1000
+      capaudit run --window 6h                   # what one night answers, stalest first
+      capaudit run --sample 20000 --dry-run      # the interval width a sample buys
     """
     if resume and not run_id:
         raise UsageError("--resume needs --run-id: the run to continue")
+    if sample is not None and window is not None:
+        raise UsageError("--sample and --window: choose one (a sample is small by itself)")
+    if window is not None:
+        from pipeline.window import parse_duration
+
+        parse_duration(window)  # a bad duration fails before anything is loaded
     settings = settings_for(config_path)
-    options = audit.RunOptions(run_id, contacts, resume, refresh, limit, dry_run, deadline)
+    options = audit.RunOptions(
+        run_id,
+        contacts,
+        resume,
+        refresh,
+        limit,
+        dry_run,
+        deadline,
+        sample=sample,
+        sample_by=sample_by,
+        sample_seed=sample_seed,
+        window=window,
+    )
     from pipeline import console
 
     result = audit.run_audit(settings, options, console=use_console(settings.logging.format))
@@ -127,6 +171,9 @@ def run(
         names = [d[0] for d in rows.description or []]
         by_channel = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
     console.print_run(result, by_channel)
+    if result.exit_code:  # incomplete: reported, but the scheduler must not see a success
+        click.echo(f"capaudit: {result.message}", err=True)
+        sys.exit(result.exit_code)
 
 
 def _warehouse(settings: Settings, *, lock: bool = True) -> Any:
@@ -180,6 +227,11 @@ def serve(
 @click.option("--rate-limit", type=int, help="Requests per second per project (429 above).")
 @click.option("--webhook-rate", type=float, help="Callbacks per second per app.")
 @click.option("--seed", type=int, help="Seed of the outcome model.")
+@click.option(
+    "--omit-request-id-share",
+    type=click.FloatRange(0, 1),
+    help="Share of callbacks sent without request_id (0 to 1), the same ones for a seed.",
+)
 @click.option("--fd", type=int, hidden=True)
 @handle_errors
 def simulate(
@@ -190,6 +242,7 @@ def simulate(
     rate_limit: int | None,
     webhook_rate: float | None,
     seed: int | None,
+    omit_request_id_share: float | None,
     fd: int | None,
 ) -> None:
     """The Sinch simulator as a server (API paths, OAuth2, callbacks, /_sim/stats).
@@ -208,6 +261,7 @@ def simulate(
         "rate_limit": rate_limit,
         "webhook_rate": webhook_rate,
         "seed": seed,
+        "omit_request_id_share": omit_request_id_share,
     }
     settings = settings.replace("simulator", **{k: v for k, v in flags.items() if v is not None})
     serve_asgi(create_app(settings.simulator), host=host, port=port, fd=fd)
@@ -355,8 +409,15 @@ def report(config_path: Path, run_id: str, pseudonymise: bool) -> None:
     settings = settings_for(config_path)
     key = pseudonym_key(settings.secrets.pseudonym_key) if pseudonymise else None
     with _warehouse(settings) as conn:
-        files = write_report(conn, run_id, Path(settings.reports.dir),
-                             trend_runs=settings.reports.trend_runs, pseudonym_key=key)  # fmt: skip
+        files = write_report(
+            conn,
+            run_id,
+            Path(settings.reports.dir),
+            trend_runs=settings.reports.trend_runs,
+            pseudonym_key=key,
+            max_no_response_share=settings.collect.max_no_response_share,
+            settings=settings,
+        )
     click.echo(str(files.index))
 
 

@@ -69,10 +69,24 @@ class PlanSummary:
     requests: int = 0
     new_requests: int = 0
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    late_answers: int = 0  # answers that landed after their run's deadline, kept for reuse
+    window: dict[str, Any] = field(default_factory=dict)  # what a nightly window fitted
 
 
 def _quoted(values: Sequence[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def ttl_sql(freshness: FreshnessSettings, channel: str) -> str:
+    """SQL for the freshness TTL (an INTERVAL) of the channel named by the `channel` column."""
+    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
+    if freshness.channels:
+        overrides = " ".join(
+            f"WHEN '{name}' THEN INTERVAL ({float(days) * 86400}) SECOND"
+            for name, days in freshness.channels.items()
+        )
+        ttl = f"CASE {channel} {overrides} ELSE {ttl} END"
+    return ttl
 
 
 def mark_reuse(
@@ -94,21 +108,21 @@ def mark_reuse(
     )
     if refresh:
         return
-    ttl = f"INTERVAL ({freshness.ttl_days * 86400}) SECOND"
-    if freshness.channels:
-        overrides = " ".join(
-            f"WHEN '{channel}' THEN INTERVAL ({float(days) * 86400}) SECOND"
-            for channel, days in freshness.channels.items()
-        )
-        ttl = f"CASE c.channel {overrides} ELSE {ttl} END"
+    ttl = ttl_sql(freshness, "c.channel")
     conn.execute(
         f"""
         UPDATE targets t SET action = 'reuse', reuse_run_id = fresh.run_id
         FROM (
             SELECT c.contact_key, c.channel, c.identity, arg_max(c.run_id, c.checked_at) AS run_id
-            FROM capability c
-            WHERE c.run_id <> $run_id
-              AND c.status IN ({_quoted(SINCH_STATUSES)})
+            FROM (
+                SELECT run_id, contact_key, channel, identity, status, reason_code, checked_at
+                FROM capability WHERE run_id <> $run_id
+                UNION ALL  -- answers that landed after their run's deadline (pipeline/late.py)
+                SELECT origin_run_id, contact_key, channel, identity, status, reason_code,
+                    checked_at
+                FROM late_answers WHERE run_id = $run_id
+            ) c
+            WHERE c.status IN ({_quoted(SINCH_STATUSES)})
               AND coalesce(c.reason_code, '') NOT IN ({_quoted(sorted(TRANSIENT_REASONS))})
               AND c.checked_at >= $now - {ttl}
             GROUP BY ALL
@@ -160,6 +174,27 @@ WHERE t.run_id = $run_id AND t.action = 'query'
 """
 
 
+# Targets whose first ask was accepted but never answered (the run waited out its deadline),
+# and that were not asked again yet: a target's latest request covering its channel is a first
+# ask (`requery_of IS NULL`) only until it has been re-asked, so each is re-asked at most once.
+UNANSWERED_ASKS = """
+SELECT t.contact_key, t.contact_id, t.channel, t.identity, l.request_id AS requery_of
+FROM targets t
+JOIN (
+    SELECT t.contact_key, t.channel, max(r.request_id) AS request_id,
+        arg_max(r.state, r.request_id) AS state, arg_max(r.requery_of, r.request_id) AS requery_of
+    FROM targets t
+    JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key
+        AND list_contains(r.channels, t.channel)
+    WHERE t.run_id = $run_id AND t.action = 'query'
+    GROUP BY t.contact_key, t.channel
+) l ON l.contact_key = t.contact_key AND l.channel = t.channel
+WHERE t.run_id = $run_id AND l.state = 'accepted' AND l.requery_of IS NULL
+  AND NOT EXISTS (SELECT 1 FROM notifications n
+                  WHERE n.request_id = l.request_id AND n.channel IN (t.channel, ''))
+"""
+
+
 def _insert_requests(
     conn: duckdb.DuckDBPyConnection, asked: str, run_id: str, app_id: str, now: datetime
 ) -> int:
@@ -185,6 +220,13 @@ def plan_requeries(
     """Ask once more, within the run, for channels whose answer reported a transient failure
     (RATE_LIMITED, INTERNAL_ERROR, CHANNEL_FAILURE); a re-query is never re-queried."""
     return _insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now)
+
+
+def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime) -> int:
+    """Ask once more for targets whose accepted request was never answered (on `--resume`
+    after the run waited out its deadline: Sinch, or a restarted simulator, may have given up
+    on the callback); returns how many requests were planned."""
+    return _insert_requests(conn, UNANSWERED_ASKS, run_id, app_id, now)
 
 
 def accept_answered(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
@@ -409,6 +451,29 @@ def finish_run(
         "error = nullif($error, '') WHERE run_id = $run_id",
         {"run_id": run_id, "status": status, "code": exit_code, "error": error[:2000]},
     )
+
+
+def record_restarts(conn: duckdb.DuckDBPyConnection, run_id: str, restarts: dict[str, int]) -> None:
+    """Add the embedded services' restarts to the run's record (summed over resumes)."""
+    for service, count in restarts.items():
+        conn.execute(
+            """
+            UPDATE runs SET restarts = json_merge_patch(coalesce(restarts, '{}'), json_object(
+                $service, coalesce(json_extract(restarts, '$.' || $service)::INTEGER, 0) + $n))
+            WHERE run_id = $run_id
+            """,
+            {"run_id": run_id, "service": service, "n": count},
+        )
+
+
+def collect_gave_up(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether the run's last collect waited out its whole deadline."""
+    row = conn.execute(
+        "SELECT json_extract(counts, '$.collect.deadline_passed')::BOOLEAN FROM runs "
+        "WHERE run_id = $run_id",
+        {"run_id": run_id},
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def step_done(conn: duckdb.DuckDBPyConnection, run_id: str, step: str) -> bool:

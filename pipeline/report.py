@@ -1,7 +1,7 @@
 """Per-run report files in `<reports.dir>/<run_id>/` (DESIGN §5):
 
 index.html                 self-contained (inline CSS and SVG), opens offline
-summary.json               run, per-channel counts, rejects, changes, outputs
+summary.json               run, completeness, per-channel counts, rejects, changes, outputs
 reachability.csv           one row per channel
 channels/<CHANNEL>.csv     one row per contact asked on that channel
 channels/<CHANNEL>.parquet the same, typed
@@ -19,7 +19,10 @@ from typing import Any
 import duckdb
 
 from pipeline import charts
+from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
 from pipeline.pseudonyms import hmac_sql
+from pipeline.report_rolling import rolling_sections, rolling_summary
+from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
 
 IDENTIFYING = ("contact_key", "contact_id", "identity")
@@ -29,6 +32,11 @@ OTHER_COLUMNS = (
 )
 # reachability has one count column per status, named after it
 STATUS_COLUMNS = tuple(status.lower() for status in ALL_STATUSES)
+# What each kind of share in `channels` is a share of (summary.json `share_bases`).
+SHARE_BASES = {
+    "*_share": "share of all targets of the channel (NO_RESPONSE and REQUEST_FAILED included)",
+    "*_share_of_answered": "share of the answered targets (one of Sinch's four statuses)",
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ def write_report(
     *,
     trend_runs: int = 14,
     pseudonym_key: bytes | None = None,
+    max_no_response_share: float = DEFAULT_MAX_NO_RESPONSE_SHARE,
+    settings: Settings | None = None,
 ) -> ReportFiles:
     """Write the run's report; with `pseudonym_key`, into `<run_id>-pseudonymised/` with every
     contact key, contact id and identity replaced by its HMAC-SHA256 under that key."""
@@ -82,7 +92,8 @@ def write_report(
         for fmt, options in (("csv", "HEADER"), ("parquet", "FORMAT parquet")):
             path = out / "channels" / f"{channel}.{fmt}"
             conn.execute(f"COPY ({query}) TO '{_sql_path(path)}' ({options})", params)
-    summary = report_summary(conn, run_id, trend_runs)
+    summary = report_summary(conn, run_id, trend_runs, max_no_response_share)
+    summary.update(rolling_summary(conn, run_id, settings or Settings()))
     summary["outputs"] = {"directory": str(out), "channels": channels}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
@@ -103,14 +114,23 @@ def _rows(
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def report_summary(conn: duckdb.DuckDBPyConnection, run_id: str, trend_runs: int) -> dict[str, Any]:
+def report_summary(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    trend_runs: int,
+    max_no_response_share: float = DEFAULT_MAX_NO_RESPONSE_SHARE,
+) -> dict[str, Any]:
     """Everything the report shows, as plain data (also written as summary.json)."""
     params = {"run_id": run_id}
     run = _rows(conn, "SELECT * FROM runs WHERE run_id = $run_id", params)
+    gate = completeness(conn, run_id, max_no_response_share)
     return {
         "run_id": run_id,
+        "complete": gate.complete,
+        "completeness": gate.as_dict(),
         "generated_at": datetime.now(UTC).isoformat(),
         "run": run[0] if run else {},
+        "share_bases": SHARE_BASES,
         "channels": _rows(
             conn,
             "SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id ORDER BY channel",
@@ -166,19 +186,21 @@ body{font-family:sans-serif;margin:2rem auto;max-width:1000px;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.8rem}td,th{padding:.25rem .6rem;text-align:right;
 border-bottom:1px solid #eee}th:first-child,td:first-child{text-align:left}.muted{color:#777}
+.incomplete{background:#fde2e1;border:2px solid #c23b22;padding:.75rem 1rem;font-size:1.05rem}
 """
 
 
 def render_html(summary: dict[str, Any]) -> str:
     channels = summary["channels"]
     sections = [
-        ("Reachable share per channel", _reachable_chart(channels)),
+        ("Reachable share per channel (of all targets)", _reachable_chart(channels)),
         ("Status breakdown per channel", _status_chart(channels)),
         ("Numbers per channel", _channel_table(channels)),
         ("Trend over recent runs", _trend_chart(summary["trend"])),
         ("Top reasons", _reasons_chart(summary["reasons"])),
         ("Changes since the previous answer", _changes_chart(summary["changes"])),
         ("Rejected input rows", _rejects_table(summary["rejects"])),
+        *rolling_sections(summary),
     ]
     body = "".join(f"<section><h2>{escape(t)}</h2>{html}</section>" for t, html in sections)
     totals = summary["totals"]
@@ -187,9 +209,24 @@ def render_html(summary: dict[str, Any]) -> str:
         f"<title>capaudit report {escape(summary['run_id'])}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Capability audit {escape(summary['run_id'])}</h1>"
+        f"{_incomplete_banner(summary['completeness'])}"
         f"<p class=muted>{totals['contacts']:,} contacts, {totals['targets']:,} targets "
         f"({totals['reused']:,} answers reused from earlier runs). "
         f"Generated {escape(summary['generated_at'][:19])} UTC.</p>{body}</body></html>\n"
+    )
+
+
+def _incomplete_banner(gate: dict[str, Any]) -> str:
+    """An incomplete run says so above everything else: its shares of all targets are low by
+    the missing answers."""
+    if gate["status"] != "incomplete":
+        return ""
+    return (
+        f"<p class=incomplete><strong>INCOMPLETE RUN:</strong> {gate['no_response']:,} of "
+        f"{gate['queried']:,} queried targets ({gate['no_response_share']:.1%}) have no answer "
+        f"(the bound is {gate['max_no_response_share']:.1%}). Shares of all targets count them "
+        "as unreachable; read the shares of answered targets, or continue the run with "
+        f"<code>{escape(gate['resume'])}</code>.</p>"
     )
 
 
@@ -259,19 +296,26 @@ def _fmt(value: Any) -> str:
 
 
 def _channel_table(channels: list[dict[str, Any]]) -> str:
-    headers = ["channel", "targets", *STATUS_COLUMNS, "reachable", "p50 s", "p95 s"]
+    shares = ["reachable of all targets", "answered", "reachable of answered"]
+    headers = ["channel", "targets", *STATUS_COLUMNS, *shares, "p50 s", "p95 s"]
     rows = [
         [
             c["channel"],
             c["targets"],
             *[c[s] for s in STATUS_COLUMNS],
             f"{float(c['reachable_share'] or 0):.1%}",
+            c["answered"],
+            _percent(c["reachable_share_of_answered"]),
             c["latency_p50_seconds"],
             c["latency_p95_seconds"],
         ]
         for c in channels
     ]
     return _table(headers, rows)
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.1%}"
 
 
 def _rejects_table(rejects: list[dict[str, Any]]) -> str:

@@ -3,7 +3,8 @@ segments.
 
 A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
 capability, reachability, reasons, changes) and its report directory; notifications that no
-remaining request refers to go too. A landing segment goes only when it is closed, fully
+remaining request refers to go too, and so do callbacks without request_id kept unmatched
+since before the cutoff. A landing segment goes only when it is closed, fully
 ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
 newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
 any run whose answers a kept run reuses. Their lake partitions leave the catalog now and the
@@ -25,7 +26,8 @@ from pipeline.landing.segments import list_segments
 from pipeline.settings import Settings
 
 RUN_TABLES = ("targets", "rejects", "requests", "request_events", "capability", "reachability",
-              "reasons", "capability_changes")  # fmt: skip
+              "reasons", "capability_changes", "estimates", "sample_frame", "sample_members",
+              "late_answers")  # fmt: skip
 
 
 @dataclass
@@ -67,7 +69,7 @@ def purge(
     summary.segments = _old_segments(conn, landing_dir, cutoff)
     if dry_run:
         return summary
-    _delete_runs(conn, summary)
+    _delete_runs(conn, summary, cutoff)
     if lake is not None:
         retired = retire_runs(conn, lake, summary.runs)
         summary.lake_partitions_retired, summary.lake_files_deleted = retired
@@ -78,7 +80,7 @@ def purge(
     return summary
 
 
-def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None:
+def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary, cutoff: datetime) -> None:
     runs = {"runs": summary.runs}
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -92,6 +94,10 @@ def _delete_runs(conn: duckdb.DuckDBPyConnection, summary: PurgeSummary) -> None
             "(SELECT 1 FROM requests r WHERE r.request_id = n.request_id)"
         ).fetchone()
         summary.rows["notifications"] = int(row[0]) if row else 0
+        row = conn.execute(
+            "DELETE FROM unmatched_notifications WHERE received_at < $cutoff", {"cutoff": cutoff}
+        ).fetchone()
+        summary.rows["unmatched_notifications"] = int(row[0]) if row else 0
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

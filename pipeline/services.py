@@ -4,6 +4,11 @@ A child gets a socket the parent has already bound to a free loopback port, so t
 race for the port and the URL is known before the child starts. Children die with their
 parent (PR_SET_PDEATHSIG) so a killed run leaves no orphan servers behind.
 
+A supervised child (`restarts=` given) is watched: when it dies, the same command is started
+again on the same socket, which the parent keeps open. Connections that arrive in between
+wait in the socket's backlog instead of being refused, so a callback sender retrying after a
+reset reaches the new process.
+
     with child_service(["simulate", "--seed", "3"], "simulator") as url:
         ...   # url == "http://127.0.0.1:<port>"
 """
@@ -19,7 +24,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -30,6 +37,10 @@ from pipeline.errors import ServiceError
 log = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
+WATCH_INTERVAL_SECONDS = 0.1
+MAX_RESTARTS = 10  # a child that keeps dying is broken, not unlucky: stop restarting it
+# Exit codes of a graceful stop (uvicorn re-raises the signal once it has shut down).
+STOPPED_ON_PURPOSE = (0, -signal.SIGTERM, -signal.SIGINT)
 PR_SET_PDEATHSIG = 1
 
 
@@ -87,24 +98,100 @@ def die_with_parent() -> None:
 
 @contextlib.contextmanager
 def child_service(
-    args: list[str], name: str, *, env: Mapping[str, str] | None = None
+    args: list[str],
+    name: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    restarts: Counter[str] | None = None,
 ) -> Iterator[str]:
-    """Start `python -m pipeline <args> --fd N` on a fresh loopback port; yield its base URL."""
+    """Start `python -m pipeline <args> --fd N` on a fresh loopback port; yield its base URL.
+
+    With `restarts`, the child is supervised: restarted on the same socket when it dies, each
+    restart counted in `restarts[name]`."""
     sock = bind_loopback()
-    port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     command = [sys.executable, "-m", "pipeline", *args, "--fd", str(sock.fileno())]
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("CAPAUDIT_LOGGING__LEVEL", "WARNING")
     child_env["CAPAUDIT_PARENT_PID"] = str(os.getpid())
-    process = subprocess.Popen(command, pass_fds=[sock.fileno()], env=child_env)  # noqa: S603
-    sock.close()
+    supervisor = Supervisor(name, command, sock, child_env, restarts)
     try:
-        wait_until_healthy(f"{url}/healthz", name, process)
-        log.debug("%s listening on %s (pid %d)", name, url, process.pid)
+        wait_until_healthy(f"{url}/healthz", name, supervisor.process)
+        log.debug("%s listening on %s (pid %d)", name, url, supervisor.process.pid)
+        if restarts is None:
+            sock.close()  # unsupervised: a dead child's port refuses at once
+        else:
+            supervisor.start()
         yield url
     finally:
-        stop_process(process)
+        supervisor.stop()
+        sock.close()
+
+
+class Supervisor:
+    """Keeps one child service running on its socket: restarts it within
+    WATCH_INTERVAL_SECONDS of dying (killed, or exiting with an error, but not stopped on purpose;
+    at most MAX_RESTARTS times), logging a warning."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        sock: socket.socket,
+        env: Mapping[str, str],
+        restarts: Counter[str] | None,
+    ) -> None:
+        self.name, self._command, self._sock, self._env = name, command, sock, env
+        self.restarts = restarts if restarts is not None else Counter()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name=f"{name}-supervisor", daemon=True)
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        fd = self._sock.fileno()
+        return subprocess.Popen(self._command, pass_fds=[fd], env=self._env)  # noqa: S603
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL_SECONDS):
+            with self._lock:
+                if self._stopping.is_set() or self.process.poll() is None:
+                    continue
+                if self.process.returncode in STOPPED_ON_PURPOSE:
+                    # Someone asked for a graceful stop (SIGTERM, or Ctrl-C reaching the whole
+                    # process group): the run is stopping too, so do not fight it.
+                    log.info(
+                        "%s stopped (code %d); not restarted", self.name, self.process.returncode
+                    )
+                    return
+                if self.restarts[self.name] >= MAX_RESTARTS:
+                    log.error(
+                        "%s died again; not restarted after %d restarts", self.name, MAX_RESTARTS
+                    )
+                    return
+                self._restart()
+
+    def _restart(self) -> None:
+        dead = self.process
+        self.process = self._spawn()
+        self.restarts[self.name] += 1
+        log.warning(
+            "%s (pid %d) died with exit code %s; restarted on the same socket as pid %d",
+            self.name,
+            dead.pid,
+            dead.returncode,
+            self.process.pid,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            stop_process(self.process)
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def wait_until_healthy(url: str, name: str, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -124,6 +211,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
     process.terminate()
+    process.send_signal(signal.SIGCONT)  # a stopped (SIGSTOP) child acts on SIGTERM only then
     try:
         process.wait(STOP_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:

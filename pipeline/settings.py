@@ -129,6 +129,31 @@ class CollectSettings:
     poll_interval_seconds: float = 0.5
     # Sinch delivers 25 callbacks/s per app by default: used for estimates and lag warnings.
     callback_rate_per_second: float = 25.0
+    # The completeness gate: a run with more NO_RESPONSE among its queried targets ends as
+    # incomplete (exit 3) instead of reporting shares skewed by the missing answers.
+    max_no_response_share: float = 0.02
+    # The receiver's health, polled while collecting; "" means /healthz on [receiver] host and
+    # port (the job usually runs beside the receiver; the proxy keeps /healthz private).
+    receiver_health_url: str = ""
+    health_interval_seconds: float = 5.0
+
+    def health_url(self, receiver: ReceiverSettings) -> str:
+        """The URL whose 200 says the receiver is up."""
+        if self.receiver_health_url:
+            return self.receiver_health_url
+        host = "127.0.0.1" if receiver.host in ("", "0.0.0.0") else receiver.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{receiver.port}/healthz"
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    # A nightly window ("6h", "90m", seconds): ask only what it can answer, stalest first
+    # (pipeline/window.py). Empty: no window, ask everything that is not fresh.
+    window: str = ""
+    # The window's end not counted for answering: the first half for starting the embedded
+    # services and the last callbacks' delay, the second for building and writing the report.
+    window_reserve_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,7 @@ class SimulatorSettings:
     callback_delay_ms: float = 200.0
     callback_duplicate_rate: float = 0.0
     callback_drop_rate: float = 0.0
+    omit_request_id_share: float = 0.0  # share of callbacks sent without request_id
     delivery_max_attempts: int = 8
     token_ttl_seconds: int = 3600
     seed: int = 1
@@ -208,6 +234,7 @@ class Settings:
     contacts: ContactsSettings = field(default_factory=ContactsSettings)
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)
     collect: CollectSettings = field(default_factory=CollectSettings)
+    plan: PlanSettings = field(default_factory=PlanSettings)
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     reports: ReportsSettings = field(default_factory=ReportsSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
@@ -403,8 +430,21 @@ def _validate(settings: Settings) -> None:
         (settings.dispatch.max_in_flight >= 1, "[dispatch] max_in_flight must be >= 1"),
         (settings.dispatch.max_attempts >= 1, "[dispatch] max_attempts must be >= 1"),
         (settings.collect.deadline_seconds >= 0, "[collect] deadline_seconds must be >= 0"),
+        (
+            0 <= settings.collect.max_no_response_share <= 1,
+            "[collect] max_no_response_share must be between 0 and 1",
+        ),
+        (
+            settings.collect.health_interval_seconds > 0,
+            "[collect] health_interval_seconds must be > 0",
+        ),
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
+        (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
+        (
+            0 <= settings.simulator.omit_request_id_share <= 1,
+            "[simulator] omit_request_id_share must be between 0 and 1",
+        ),
         (
             settings.logging.format in ("auto", "json", "console"),
             "[logging] format must be 'auto', 'json' or 'console'",
@@ -414,6 +454,14 @@ def _validate(settings: Settings) -> None:
         if not ok:
             raise ConfigError(f"{where}: {message}")
     _validate_channels(settings)
+    if settings.plan.window:
+        from pipeline.errors import UsageError
+        from pipeline.window import parse_duration
+
+        try:
+            parse_duration(settings.plan.window, "[plan] window")
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _validate_channels(settings: Settings) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -21,12 +22,15 @@ from pipeline import ledger
 from pipeline.contacts.load import LoadSummary, load_contacts
 from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
+from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
+from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.warehouse import run_models
+from pipeline.window import WindowSpec, fit_window_to_rate
 
 log = logging.getLogger(__name__)
 LEDGER_FLUSH_SECONDS = 0.25
@@ -73,17 +77,28 @@ def limit_contacts(conn: duckdb.DuckDBPyConnection, run_id: str, limit: int) -> 
 
 
 def plan(
-    conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, *, refresh: bool = False
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    settings: Settings,
+    *,
+    refresh: bool = False,
+    window: WindowSpec | None = None,
 ) -> ledger.PlanSummary:
     now = datetime.now(UTC)
     has_requests = conn.execute(
         "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
+    fitted = None
     if not (has_requests and has_requests[0]):  # on resume the plan stands as it was
+        keep_late_answers(conn, run_id, settings, now=now)
         ledger.mark_reuse(conn, run_id, settings.freshness, refresh=refresh, now=now)
+        if window is not None:
+            fitted = fit_window_to_rate(conn, run_id, settings, window, now=now)
     created = ledger.plan_requests(conn, run_id, settings.sinch.app_id, now=now)
     summary = ledger.plan_summary(conn, run_id)
     summary.new_requests = created
+    summary.late_answers = late_answers_kept(conn, run_id)
+    summary.window = dataclasses.asdict(fitted) if fitted is not None else {}
     log_fields(
         log,
         "plan ready",
@@ -243,6 +258,10 @@ class CollectSummary:
     waited_seconds: float = 0.0
     deadline_passed: bool = False
     lag: dict[str, float | None] = field(default_factory=dict)
+    # The run's notifications per way they were matched, and the callbacks without request_id
+    # kept unmatched (all runs') per problem: see landing/correlate.py.
+    matched_by: dict[str, int] = field(default_factory=dict)
+    unmatched: dict[str, int] = field(default_factory=dict)
 
 
 # A target waits for the newest request that asked for its channel (a re-query replaces the
@@ -285,11 +304,14 @@ async def collect(
     stop: asyncio.Event,
     console: bool,
     requery: bool = False,
+    wait_from: float = 0.0,
 ) -> CollectSummary:
     """Ingest landed callbacks until every accepted target is answered or the deadline passes.
 
-    With `requery` (a live Sinch session), channels whose answer reported a transient failure
-    are asked once more and waited for.
+    The deadline counts from the last accepted request, or from `wait_from` (epoch seconds)
+    when later: a resumed run keeps collecting for a whole deadline. With `requery` (a live
+    Sinch session), channels whose answer reported a transient failure are asked once more and
+    waited for.
     """
     deadline = settings.collect.deadline_seconds if deadline_seconds is None else deadline_seconds
     landing = Path(settings.receiver.landing_dir)
@@ -307,17 +329,20 @@ async def collect(
             progress.update(expected - summary.outstanding, outstanding=summary.outstanding)
             if summary.outstanding == 0 or stop.is_set():
                 break
-            if time.time() >= _last_acceptance(conn, run_id) + deadline:
+            if time.time() >= max(_last_acceptance(conn, run_id), wait_from) + deadline:
                 summary.deadline_passed = True
                 break
             await asyncio.sleep(settings.collect.poll_interval_seconds)
     summary.waited_seconds = time.monotonic() - started
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)
+    summary.matched_by = correlate.matched_by_counts(conn, run_id)
+    summary.unmatched = correlate.warn_if_unmatched(conn)
     log_fields(log, "collect finished", outstanding=summary.outstanding,
                notifications=summary.ingested.notifications_new, requeried=summary.requeried,
                lag_p50=summary.lag.get("p50_seconds"), lag_p95=summary.lag.get("p95_seconds"),
-               deadline_passed=summary.deadline_passed)  # fmt: skip
+               deadline_passed=summary.deadline_passed,
+               **{f"matched_by_{way}": n for way, n in summary.matched_by.items()})  # fmt: skip
     return summary
 
 
@@ -328,6 +353,18 @@ async def _requery_transient(
     if planned:
         log_fields(log, "re-querying transient failures once", requests=planned)
         await submit(conn, run_id, settings, stop=stop, console=False)
+    return planned
+
+
+def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings) -> int:
+    """On resume of a run that waited out its deadline: use what landed meanwhile, then plan
+    one more ask for each target still without an answer (submit sends them)."""
+    if not ledger.collect_gave_up(conn, run_id):
+        return 0  # the run never waited out its deadline: the answers may still come
+    ingest_landing(conn, Path(settings.receiver.landing_dir))
+    planned = ledger.plan_reasks(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
+    if planned:
+        log_fields(log, "asking again for targets still without an answer", requests=planned)
     return planned
 
 
@@ -367,6 +404,7 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
         "SELECT count(*) > 0 FROM requests WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
     nothing_sent = not (sent and sent[0])
+    correlate.warn_if_unmatched(conn)
     run_models(conn, run_id, constants={"reuse_runs": reuse_runs, "nothing_sent": nothing_sent})
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     durations JSON,                       -- seconds per step
     error VARCHAR
 );
+-- Embedded services restarted after dying during the run: {"receiver": 1}.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS restarts JSON;
 
 CREATE TABLE IF NOT EXISTS targets (
     run_id VARCHAR NOT NULL,
@@ -112,8 +114,40 @@ CREATE TABLE IF NOT EXISTS notifications (
     received_at TIMESTAMPTZ NOT NULL,
     deliveries INTEGER NOT NULL,
     app_id VARCHAR,
-    segment_id VARCHAR
+    segment_id VARCHAR,
+    -- how it was tied to its request: request_id / identity / contact_id (landing/correlate.py)
+    matched_by VARCHAR NOT NULL DEFAULT 'request_id',
+    fingerprint VARCHAR                   -- callbacks without request_id: recognises a repeat
 );
+-- Columns added since the first version (CREATE TABLE above has them last, in this order).
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS matched_by VARCHAR DEFAULT 'request_id';
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+
+-- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
+-- of several runs waiting for the same identity. Retried on every ingest; never guessed.
+CREATE TABLE IF NOT EXISTS unmatched_notifications (
+    fingerprint VARCHAR NOT NULL,         -- one row per fingerprint (no index: cheap updates)
+    channel VARCHAR NOT NULL,
+    identity VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    capability_status VARCHAR,
+    reason_code VARCHAR,
+    reason_description VARCHAR,
+    channel_capabilities VARCHAR[],
+    event_time TIMESTAMPTZ,
+    received_at TIMESTAMPTZ NOT NULL,
+    deliveries INTEGER NOT NULL,
+    app_id VARCHAR,
+    segment_id VARCHAR,
+    problem VARCHAR NOT NULL,             -- no_outstanding_query / ambiguous
+    candidate_runs VARCHAR[],             -- ambiguous: the runs whose queries wait for it
+    attempts INTEGER NOT NULL,            -- ingests that tried to match it
+    checked_at TIMESTAMPTZ NOT NULL       -- the last try
+);
+
+-- What the ledger, runs and notifications looked like after the last matching (one row): an
+-- ingest that finds them unchanged does not try the unmatched notifications again.
+CREATE TABLE IF NOT EXISTS correlation_state (signature VARCHAR NOT NULL);
 
 CREATE TABLE IF NOT EXISTS other_events (
     received_at TIMESTAMPTZ NOT NULL,
@@ -168,6 +202,14 @@ CREATE TABLE IF NOT EXISTS reachability (
     latency_p50_seconds DOUBLE,
     latency_p95_seconds DOUBLE
 );
+-- Shares over answered targets (one of Sinch's four statuses), beside the `*_share` columns
+-- above, which are over all targets: a run with answers missing can still be read correctly.
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS answered BIGINT;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS reachable_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS capability_full_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS capability_partial_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS no_capability_share_of_answered DOUBLE;
+ALTER TABLE reachability ADD COLUMN IF NOT EXISTS capability_unknown_share_of_answered DOUBLE;
 
 CREATE TABLE IF NOT EXISTS reasons (
     run_id VARCHAR NOT NULL,
@@ -274,6 +316,8 @@ def ensure_schema(
 ) -> None:
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
+    for tables in _model_files("tables"):  # feature tables, one file each (sampling, ...)
+        conn.execute(tables.read_text(encoding="utf-8"))
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     for view in _model_files("views"):
@@ -289,6 +333,7 @@ def render_view(name: str, preference: Sequence[str] = DEFAULT_PREFERENCE) -> st
     return view.read_text(encoding="utf-8").replace("$preference", ranked)
 
 
+# Columns added to a table after warehouses with the table existed: (table, column, definition).
 def _model_files(layer: str) -> list[Any]:
     folder = resources.files("pipeline") / "sql" / layer
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
@@ -301,6 +346,13 @@ def sql_constant(value: Sequence[str] | bool) -> str:
         return "true" if value else "false"
     quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in value)
     return f"({quoted})" if value else "(NULL)"
+
+
+def run_model(conn: duckdb.DuckDBPyConnection, layer: str, name: str, run_id: str) -> None:
+    """Run one model file (`sql/<layer>/<name>`) for the run, e.g. to test it alone."""
+    (model,) = (f for f in _model_files(layer) if f.name == name)
+    for statement in _statements(model.read_text(encoding="utf-8")):
+        conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
 
 
 def run_models(

@@ -45,6 +45,9 @@ TABLES: tuple[LakeTable, ...] = (
     LakeTable("reachability_by_country"),
     LakeTable("routing"),
     LakeTable("estimates"),
+    LakeTable("sample_frame"),
+    LakeTable("sample_members"),
+    LakeTable("late_answers"),
     # The latest answer per contact and channel as of the run: the previous snapshot merged with
     # the run's answers (see snapshot.py). Its rows keep the `run_id` each answer came from, so
     # the partition is named `as_of_run`.

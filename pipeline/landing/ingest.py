@@ -5,7 +5,9 @@ that offset moves in the same transaction as the rows, so ingesting twice change
 a crash mid-ingest loses nothing. Only complete lines are read from a segment still being
 written (or left open by a crashed receiver: its torn last line was never acknowledged).
 A notification delivered again (Sinch retries, duplicates, a re-sent request, two receivers)
-is merged on (request_id, channel, identity) and counted in `deliveries`.
+is merged on (request_id, channel, identity) and counted in `deliveries`. A notification
+without request_id is recognised by a fingerprint instead and matched to its query by
+`correlate.py`, in the same transaction.
 
     stats = ingest_landing(conn, Path("data/landing"))
 """
@@ -22,6 +24,7 @@ from typing import BinaryIO
 import duckdb
 
 from pipeline.errors import WarehouseError
+from pipeline.landing import correlate
 from pipeline.landing.segments import CLOSED_SUFFIX, Segment, complete_end, list_segments
 from pipeline.sinch.models import PHONE_CHANNELS
 
@@ -30,11 +33,21 @@ LINE_COLUMNS = (
     "{received_at: 'TIMESTAMPTZ', writer: 'VARCHAR', nonce: 'VARCHAR', kind: 'VARCHAR', "
     "body: 'VARCHAR'}"
 )
-CALLBACK_SHAPE = """'{"app_id": "VARCHAR", "event_time": "VARCHAR",
+# `reason` is read as JSON: Sinch documents an object, but a plain string is seen too.
+CALLBACK_SHAPE = """'{"app_id": "VARCHAR", "event_time": "VARCHAR", "accepted_time": "VARCHAR",
     "capability_notification": {"request_id": "VARCHAR", "contact_id": "VARCHAR",
         "channel": "VARCHAR", "identity": "VARCHAR", "capability_status": "VARCHAR",
-        "channel_capabilities": ["VARCHAR"],
-        "reason": {"code": "VARCHAR", "description": "VARCHAR"}}}'"""
+        "channel_capabilities": ["VARCHAR"], "reason": "JSON"}}'"""
+IDENTIFIERS_SHAPE = """'{"capability_notification": {"request_id": "VARCHAR",
+    "contact_id": "VARCHAR", "channel": "VARCHAR", "identity": "VARCHAR"}}'"""
+# A capability event is a notification when it names at least a request, channel, identity or
+# contact; anything else (no capability_notification object, or an empty one) is kept in
+# `other_events`. `{n}` prefixes the fields: the parsed notification (`n.`), or none for the
+# columns of `incoming` (filtering there, after the group-by, costs far less than per line).
+IS_NOTIFICATION = (
+    "coalesce(nullif({n}request_id, ''), nullif({n}channel, ''), nullif({n}identity, ''), "
+    "nullif({n}contact_id, '')) IS NOT NULL"
+)
 
 
 @dataclass
@@ -44,6 +57,11 @@ class IngestStats:
     notifications_new: int = 0
     notifications_repeated: int = 0
     other_events: int = 0
+    # Callbacks without request_id (landing/correlate.py): new distinct ones put aside, and
+    # those matched to their query in this ingest (also counted in notifications_new).
+    without_request_id: int = 0
+    matched_by_identity: int = 0
+    matched_by_contact_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,7 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
     slices = _new_slices(conn, landing_dir)
     stats = IngestStats(segments=len(slices))
     if not slices:
+        _retry_unmatched(conn, stats, landing_dir)
         return stats
     with tempfile.TemporaryDirectory(prefix="capaudit-ingest-") as scratch:
         files = {_readable_copy(s, Path(scratch)): s for s in slices if s.end > s.start}
@@ -73,6 +92,7 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
             try:
                 if files:
                     _merge(conn, stats)
+                _match_without_request_id(conn, stats)
                 _advance_offsets(conn, slices, lines)
                 conn.execute("COMMIT")
             except duckdb.Error:
@@ -81,6 +101,32 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
         except duckdb.Error as exc:
             raise WarehouseError(f"ingesting landing segments from {landing_dir}: {exc}") from exc
     return stats
+
+
+def _retry_unmatched(
+    conn: duckdb.DuckDBPyConnection, stats: IngestStats, landing_dir: Path
+) -> None:
+    """Nothing new landed, but a notification put aside may match now (its query's acceptance
+    reached the ledger since)."""
+    try:
+        if not correlate.has_unmatched(conn):
+            return
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            _match_without_request_id(conn, stats)
+            conn.execute("COMMIT")
+        except duckdb.Error:
+            conn.execute("ROLLBACK")
+            raise
+    except duckdb.Error as exc:
+        raise WarehouseError(f"matching notifications from {landing_dir}: {exc}") from exc
+
+
+def _match_without_request_id(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
+    matched = correlate.match_unmatched(conn)
+    stats.matched_by_identity += matched[correlate.BY_IDENTITY]
+    stats.matched_by_contact_id += matched[correlate.BY_CONTACT_ID]
+    stats.notifications_new += sum(matched.values())
 
 
 def _new_slices(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[_Slice]:
@@ -171,36 +217,7 @@ def _read_lines(conn: duckdb.DuckDBPyConnection, files: list[str], *, tolerant: 
 
 
 def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
-    phone_channels = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
-    conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE incoming AS
-        WITH parsed AS (
-            SELECT received_at, nonce, segment_id, from_json(body, {CALLBACK_SHAPE}) AS cb
-            FROM landed WHERE kind = 'capability'
-        )
-        SELECT
-            cb.capability_notification.request_id AS request_id,
-            coalesce(cb.capability_notification.channel, '') AS channel,
-            coalesce(CASE WHEN cb.capability_notification.channel IN ({phone_channels})
-                THEN regexp_replace(cb.capability_notification.identity, '[^0-9]', '', 'g')
-                ELSE cb.capability_notification.identity END, '') AS identity,
-            arg_min(cb.capability_notification.contact_id, received_at) AS contact_id,
-            arg_min(cb.capability_notification.capability_status, received_at)
-                AS capability_status,
-            arg_min(cb.capability_notification.reason.code, received_at) AS reason_code,
-            arg_min(cb.capability_notification.reason.description, received_at)
-                AS reason_description,
-            arg_min(cb.capability_notification.channel_capabilities, received_at)
-                AS channel_capabilities,
-            arg_min(try_cast(cb.event_time AS TIMESTAMPTZ), received_at) AS event_time,
-            min(received_at) AS received_at,
-            count(*)::INTEGER AS deliveries,
-            arg_min(cb.app_id, received_at) AS app_id,
-            arg_min(segment_id, received_at) AS segment_id
-        FROM parsed
-        WHERE cb.capability_notification.request_id IS NOT NULL
-        GROUP BY ALL
-    """)
+    _stage_incoming(conn)
     repeated = conn.execute("""
         UPDATE notifications n SET deliveries = n.deliveries + i.deliveries
         FROM incoming i
@@ -211,17 +228,79 @@ def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
         INSERT INTO notifications
         SELECT i.* FROM incoming i ANTI JOIN notifications n
             ON n.request_id = i.request_id AND n.channel = i.channel AND n.identity = i.identity
+        WHERE i.request_id IS NOT NULL
     """).fetchone()
     stats.notifications_new = int(new[0]) if new else 0
-    other = conn.execute("""
-        INSERT INTO other_events
-        SELECT received_at, nonce, body, segment_id FROM landed
-        WHERE kind <> 'capability' OR from_json(body, '{"capability_notification":
-            {"request_id": "VARCHAR"}}').capability_notification.request_id IS NULL
-    """).fetchone()
-    stats.other_events = int(other[0]) if other else 0
+    repeats, stats.without_request_id = correlate.stage_without_request_id(conn)
+    stats.notifications_repeated += repeats
+    stats.other_events = _keep_other_events(conn)
     row = conn.execute("SELECT count(*) FROM landed").fetchone()
     stats.lines = int(row[0]) if row else 0
+
+
+def _keep_other_events(conn: duckdb.DuckDBPyConnection) -> int:
+    """Lines that are no notification go to `other_events`; returns how many."""
+    source, keep = "landed", "kind <> 'capability'"
+    if _unusable_capability_lines(conn):
+        source = f"""(SELECT *, from_json(body, {IDENTIFIERS_SHAPE}).capability_notification AS n
+            FROM landed)"""
+        keep += f" OR NOT {IS_NOTIFICATION.format(n='n.')}"
+    row = conn.execute(
+        f"INSERT INTO other_events SELECT received_at, nonce, body, segment_id FROM {source} "
+        f"WHERE {keep}"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _unusable_capability_lines(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether some capability lines are not notifications: only then are the lines parsed
+    again to find them (every line is in `incoming` in the usual case)."""
+    row = conn.execute("""
+        SELECT (SELECT count(*) FROM landed WHERE kind = 'capability')
+            <> (SELECT coalesce(sum(deliveries), 0) FROM incoming)
+    """).fetchone()
+    return bool(row and row[0])
+
+
+def _stage_incoming(conn: duckdb.DuckDBPyConnection) -> None:
+    """The landed notifications, one row per distinct notification, in `notifications`' columns.
+
+    With a request_id a notification is (request_id, channel, identity); without one it is
+    recognised by a fingerprint of the callback (its times and the whole notification), so a
+    repeated delivery merges while two real answers for one identity stay apart."""
+    phone_channels = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE incoming AS
+        WITH parsed AS (
+            SELECT received_at, nonce, segment_id, cb, cb.capability_notification AS n,
+                nullif(cb.capability_notification.request_id, '') AS request_id
+            FROM (SELECT *, from_json(body, {CALLBACK_SHAPE}) AS cb
+                  FROM landed WHERE kind = 'capability')
+        )
+        SELECT
+            request_id,
+            coalesce(n.channel, '') AS channel,
+            coalesce(CASE WHEN n.channel IN ({phone_channels})
+                THEN regexp_replace(n.identity, '[^0-9]', '', 'g')
+                ELSE n.identity END, '') AS identity,
+            arg_min(n.contact_id, received_at) AS contact_id,
+            arg_min(n.capability_status, received_at) AS capability_status,
+            arg_min(CASE WHEN starts_with(n.reason, '"') THEN n.reason->>'$'
+                ELSE n.reason->>'code' END, received_at) AS reason_code,
+            arg_min(n.reason->>'description', received_at) AS reason_description,
+            arg_min(n.channel_capabilities, received_at) AS channel_capabilities,
+            arg_min(try_cast(cb.event_time AS TIMESTAMPTZ), received_at) AS event_time,
+            min(received_at) AS received_at,
+            count(*)::INTEGER AS deliveries,
+            arg_min(cb.app_id, received_at) AS app_id,
+            arg_min(segment_id, received_at) AS segment_id,
+            CASE WHEN request_id IS NOT NULL THEN 'request_id' END AS matched_by,
+            CASE WHEN request_id IS NULL THEN md5(concat_ws('|', cb.app_id, cb.accepted_time,
+                cb.event_time, to_json(n))) END AS fingerprint
+        FROM parsed
+        GROUP BY ALL
+    """)
+    conn.execute(f"DELETE FROM incoming WHERE NOT {IS_NOTIFICATION.format(n='')}")
 
 
 def _advance_offsets(

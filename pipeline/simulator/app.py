@@ -212,7 +212,7 @@ class Simulator:
                     _callback(
                         project_id=project_id,
                         app_id=app_id,
-                        request_id=request_id,
+                        request_id=self._echoed(request_id, "", contact_id, 1),
                         contact_id=contact_id,
                         channel="",
                         identity="",
@@ -226,9 +226,8 @@ class Simulator:
         for item in identities:
             channel, identity = item["channel"], item["identity"]
             self.state.stats.checks += 1
-            outcome = self.state.model.check(
-                channel, identity, self.state.nth_check(channel, identity)
-            )
+            nth = self.state.nth_check(channel, identity)
+            outcome = self.state.model.check(channel, identity, nth)
             note: dict[str, Any] = {
                 "capability_status": outcome.status,
                 "channel_capabilities": list(outcome.capabilities),
@@ -239,7 +238,7 @@ class Simulator:
                 _callback(
                     project_id=project_id,
                     app_id=app_id,
-                    request_id=request_id,
+                    request_id=self._echoed(request_id, channel, identity, nth),
                     contact_id=contact_id,
                     channel=channel,
                     identity=identity,
@@ -247,6 +246,14 @@ class Simulator:
                 )
             )
         return bodies
+
+    def _echoed(self, request_id: str, channel: str, identity: str, nth_check: int) -> str:
+        """The request_id the callback carries; '' (left out) for `omit_request_id_share`."""
+        share = self.state.settings.omit_request_id_share
+        omit = self.state.model.omits_request_id(channel, identity, nth_check, share)
+        if omit:
+            self.state.stats.callbacks_without_request_id += 1
+        return "" if omit else request_id
 
     # -- webhooks (reference §6) ------------------------------------------------------------
 
@@ -402,7 +409,7 @@ def _callback(
 ) -> bytes:
     stamp = now_iso()
     notification = {
-        "request_id": request_id,
+        **({"request_id": request_id} if request_id else {}),
         "contact_id": contact_id,
         "channel": channel,
         "identity": identity,

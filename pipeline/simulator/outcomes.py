@@ -77,6 +77,11 @@ class OutcomeModel:
             return Outcome(status, capabilities=self._subset(channel, identity))
         return Outcome(status)
 
+    def omits_request_id(self, channel: str, identity: str, nth_check: int, share: float) -> bool:
+        """Whether the callback of this check leaves `request_id` out, as the notification on
+        Sinch's Capability Query page does: `share` of them, the same ones for the same seed."""
+        return share > 0 and self._draw(channel, identity, f"omit-request-id-{nth_check}") < share
+
     def _status(self, channel: str, identity: str) -> str:
         draw = self._draw(channel, identity, "status")
         for status, share in STATUS_MIX.get(channel, DEFAULT_MIX):

@@ -41,6 +41,7 @@ class Stats:
     answers_dropped: int = 0
     checks: int = 0
     callbacks_generated: int = 0
+    callbacks_without_request_id: int = 0
     callbacks_dropped: int = 0
     callbacks_duplicated: int = 0
     callbacks_delivered: int = 0

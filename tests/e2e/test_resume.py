@@ -19,6 +19,7 @@ def live_env(sim_url: str, receiver_url: str) -> dict[str, str]:
         "CAPAUDIT_SINCH__BASE_URL": sim_url,
         "CAPAUDIT_SINCH__TOKEN_URL": f"{sim_url}/oauth2/token",
         "CAPAUDIT_RECEIVER__PUBLIC_URL": f"{receiver_url}/callbacks/sinch",
+        "CAPAUDIT_COLLECT__RECEIVER_HEALTH_URL": f"{receiver_url}/healthz",
     }
 
 

@@ -42,3 +42,24 @@ def test_missing_contact_file_exits_2_naming_it(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--config", str(config), "--contacts", "nope.csv"])
     assert result.exit_code == 2
     assert "nope.csv: file not found" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "2x"], "--window '2x': not a duration"),
+        (["--window", "6h", "--sample", "10"], "--sample and --window: choose one"),
+    ],
+)
+def test_bad_window_or_sample_options_exit_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["run", "--dry-run", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bad_window_in_config_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[plan]\nwindow = "tonight"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "[plan] window 'tonight': not a duration" in result.output

@@ -106,6 +106,15 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
         ("RCS", 3, 0, 1, 1, 1, 0, 1, 0),
         ("SMS", 5, 2, 0, 1, 1, 1, 2, 1),
     ]  # fmt: skip
+    # Beside each share of all targets, the share of the answered ones (no NO_RESPONSE and
+    # REQUEST_FAILED): SMS has 2 reachable of 5 targets, of 3 answered.
+    shares = rows(
+        conn,
+        "SELECT channel, answered, reachable_share, reachable_share_of_answered, "
+        "capability_full_share_of_answered, no_capability_share_of_answered "
+        "FROM reachability WHERE run_id = 'now' ORDER BY 1",
+    )
+    assert shares == [("RCS", 2, 1 / 3, 1 / 2, 0.0, 1 / 2), ("SMS", 3, 2 / 5, 2 / 3, 2 / 3, 1 / 3)]
     assert rows(conn, "SELECT contact_key, channel, previous_run_id, previous_status, new_status, "
                       "change FROM capability_changes ORDER BY 1, 2") == [
         ("A", "RCS", "older", "NO_CAPABILITY", "CAPABILITY_PARTIAL", "gained"),  # further back
@@ -168,6 +177,14 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection) -> None:
                          bool_and(reachable = capability_full + capability_partial)
                          FROM reachability""")  # fmt: skip
     assert sums == [(True, True, True)]
+    answered = rows(
+        conn,
+        "SELECT bool_and(answered = targets - no_response - request_failed), "
+        "bool_and(answered = 0 OR abs(capability_full_share_of_answered "
+        "+ capability_partial_share_of_answered + no_capability_share_of_answered "
+        "+ capability_unknown_share_of_answered - 1) < 1e-9) FROM reachability",
+    )
+    assert answered in ([(True, True)], [(None, None)])
 
 
 def test_contracts_hold_on_the_given_rows(conn: duckdb.DuckDBPyConnection) -> None:

@@ -110,3 +110,39 @@ def test_a_contact_with_identities_and_an_id_only_row_asks_every_channel(
     assert orjson.loads(requests[1][1])["recipient"]["identified_by"]["channel_identities"] == [
         {"channel": "WHATSAPP", "identity": "46701234567"}
     ]
+
+
+def test_unanswered_targets_are_asked_again_once_on_resume(
+    tmp_path: Path, settings: Settings
+) -> None:
+    settings = settings.replace("contacts", phone_channels=("SMS", "RCS"))
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        from pipeline.warehouse import ensure_schema
+
+        ensure_schema(conn)
+        steps.load(conn, "new", settings, [str(contacts(tmp_path))])
+        ledger.plan_requests(conn, "new", "app", now=NOW)
+        conn.execute("UPDATE requests SET state = 'accepted', accepted_at = $now", {"now": NOW})
+        first = dict(conn.execute("SELECT contact_key, request_id FROM requests").fetchall())
+        # a: both channels answered; b: SMS only (RCS landed nothing); c: nothing at all.
+        for key, channel in (("a", "SMS"), ("a", "RCS"), ("b", "SMS")):
+            conn.execute(
+                "INSERT INTO notifications (request_id, channel, identity, capability_status, "
+                "received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, 1)",
+                [first[key], channel, NOW],
+            )
+        assert steps.plan_reasks(conn, "new", settings) == 0  # no collect yet: too early
+        ledger.start_run(conn, "new", config_digest="", inputs=[])
+        ledger.record_step(conn, "new", "collect", 1.0, {"deadline_passed": False})
+        assert steps.plan_reasks(conn, "new", settings) == 0  # interrupted while waiting
+        ledger.record_step(conn, "new", "collect", 1.0, {"deadline_passed": True})
+        assert steps.plan_reasks(conn, "new", settings) == 2
+        assert steps.plan_reasks(conn, "new", settings) == 0  # once: a re-ask is not re-asked
+        reasks = conn.execute(
+            "SELECT contact_key, channels, requery_of, state FROM requests "
+            "WHERE requery_of IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    assert reasks == [
+        ("b", ["RCS"], first["b"], "planned"),
+        ("c", ["RCS", "SMS"], first["c"], "planned"),
+    ]

@@ -57,6 +57,7 @@ def test_secrets_come_from_the_environment_or_a_file_and_never_show(tmp_path: Pa
         ("[nightly]\nx = 1\n", {}, "unknown section [nightly]"),
         ("[dispatch]\nmax_in_flight = 'many'\n", {}, "expected an integer"),
         ("[sinch]\nregion = 'mars'\n", {}, "region must be one of us, eu, br"),
+        ("[simulator]\nomit_request_id_share = 1.5\n", {}, "omit_request_id_share must be"),
         ("[dispatch\n", {}, "not valid TOML"),
         ("", {"CAPAUDIT_DISPATCH__MAX_ATTEMPTS": "x"}, "CAPAUDIT_DISPATCH__MAX_ATTEMPTS"),
     ],

@@ -150,3 +150,25 @@ def test_queries_by_contact_id_check_the_contact_s_identities() -> None:
         assert note["channel"] == ""
 
     with_simulator(scenario)
+
+
+def test_a_share_of_callbacks_leaves_request_id_out_the_same_ones_for_a_seed() -> None:
+    def notes(share: float, seed: int = 1) -> list[dict[str, Any]]:
+        async def scenario(client: SinchClient, sim: Any) -> None:
+            for n in range(200):
+                identity = {"channel": "SMS", "identity": f"467012{n:05d}"}
+                recipient = {"identified_by": {"channel_identities": [identity]}}
+                for body in sim._check("p", "app", f"r{n}", recipient):
+                    found.append(orjson.loads(body)["capability_notification"])
+
+        found: list[dict[str, Any]] = []
+        with_simulator(scenario, omit_request_id_share=share, seed=seed)
+        return found
+
+    none, some, every = notes(0.0), notes(0.3), notes(1.0)
+    assert all("request_id" in n for n in none)
+    assert not any("request_id" in n for n in every)
+    omitted = ["request_id" not in n for n in some]
+    assert 30 < sum(omitted) < 90
+    assert omitted == ["request_id" not in n for n in notes(0.3)]  # same seed, same callbacks
+    assert omitted != ["request_id" not in n for n in notes(0.3, seed=2)]

@@ -19,12 +19,18 @@ failed AS (
 ),
 
 -- $reuse_runs: the runs whose answers this run reuses, as constants, so that only their row
--- groups of `capability` are read.
+-- groups of `capability` are read. Only answers are ever reused (never NO_RESPONSE).
 reused AS (
     SELECT run_id, contact_key, channel, identity, status, reason_code, channel_capabilities,
         request_id, checked_at
     FROM capability
-    WHERE run_id IN $reuse_runs
+    WHERE run_id IN $reuse_runs AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+    UNION ALL
+    -- answers that landed after their own run's deadline, kept by `plan` (pipeline/late.py)
+    SELECT origin_run_id, contact_key, channel, identity, status, reason_code,
+        channel_capabilities, request_id, checked_at
+    FROM late_answers
+    WHERE run_id = $run_id
 ),
 
 decided AS (

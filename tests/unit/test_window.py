@@ -1,0 +1,199 @@
+"""Nightly windows and late answers as library functions on a real DuckDB warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline import ledger, steps
+from pipeline.errors import UsageError
+from pipeline.settings import Settings
+from pipeline.warehouse import open_warehouse
+from pipeline.window import (
+    WindowSpec,
+    budget,
+    collect_deadline,
+    expected_callback_rate,
+    fit_window,
+    parse_duration,
+)
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with open_warehouse(tmp_path / "w.duckdb") as connection:
+        yield connection
+
+
+def targets(conn: duckdb.DuckDBPyConnection, run: str, keys: list[str]) -> None:
+    for number, key in enumerate(keys):
+        conn.execute(
+            "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number) "
+            "VALUES (?, ?, 'SMS', ?, 'in.csv', ?)",
+            [run, key, f"4670000{number:04d}", number],
+        )
+
+
+def answer(conn: duckdb.DuckDBPyConnection, run: str, key: str, age_days: float,
+           status: str = "CAPABILITY_FULL", reason: str | None = None) -> None:  # fmt: skip
+    number = int(key[1:])
+    conn.execute(
+        "INSERT INTO capability (run_id, contact_key, channel, identity, status, reason_code, "
+        "checked_at, reused) VALUES (?, ?, 'SMS', ?, ?, ?, ?, false)",
+        [run, key, f"4670000{number:04d}", status, reason, NOW - timedelta(days=age_days)],
+    )
+
+
+def actions(conn: duckdb.DuckDBPyConnection, run: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT contact_key, action FROM targets WHERE run_id = ? ORDER BY 1", [run]
+    ).fetchall()
+    return dict(rows)
+
+
+def test_the_window_asks_never_answered_then_oldest_stale_then_transient(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    keys = [f"c{i}" for i in range(8)]
+    targets(conn, "night", keys)
+    answer(conn, "old", "c0", age_days=9)  # stale
+    answer(conn, "old", "c1", age_days=30)  # stalest
+    answer(conn, "old", "c2", age_days=1)  # fresh: reused
+    answer(conn, "old", "c3", age_days=2, status="CAPABILITY_UNKNOWN", reason="RATE_LIMITED")
+    answer(conn, "old", "c4", age_days=1, status="NO_RESPONSE")  # not an answer: never answered
+    # c5, c6, c7: never answered
+    ledger.mark_reuse(conn, "night", settings.freshness, refresh=False, now=NOW)
+    spec = WindowSpec(seconds=60, ends_at=NOW.timestamp() + 60, reserve_seconds=10)
+    plan = fit_window(conn, "night", spec, rate=0.1, query_rate=100, now=NOW)  # 5 callbacks
+    assert plan.budget_targets == 5
+    assert plan.by_priority == {"never_answered": 4, "past_ttl": 1}
+    assert actions(conn, "night") == {
+        "c0": "reuse",  # stale, but c1 is older: keeps its last answer tonight
+        "c1": "query", "c2": "reuse", "c3": "reuse", "c4": "query", "c5": "query",
+        "c6": "query", "c7": "query",
+    }  # fmt: skip
+    assert (plan.reused_stale, plan.deferred) == (2, 0)
+
+
+def test_what_does_not_fit_and_was_never_answered_waits(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    targets(conn, "night", [f"c{i}" for i in range(10)])
+    ledger.mark_reuse(conn, "night", settings.freshness, refresh=False, now=NOW)
+    spec = WindowSpec(seconds=100, ends_at=NOW.timestamp() + 100, reserve_seconds=0)
+    plan = fit_window(conn, "night", spec, rate=0.03, query_rate=100, now=NOW)
+    assert plan.budget_targets == 3
+    assert actions(conn, "night") == {"c0": "query", "c1": "query", "c2": "query"}  # input order
+    assert plan.deferred == 7
+
+
+def test_transient_answers_come_last(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    targets(conn, "night", ["c0", "c1"])
+    answer(conn, "old", "c0", age_days=1, status="CAPABILITY_UNKNOWN", reason="INTERNAL_ERROR")
+    answer(conn, "old", "c1", age_days=8)
+    ledger.mark_reuse(conn, "night", settings.freshness, refresh=False, now=NOW)
+    spec = WindowSpec(seconds=10, ends_at=NOW.timestamp() + 10, reserve_seconds=0)
+    fit_window(conn, "night", spec, rate=0.1, query_rate=100, now=NOW)
+    assert actions(conn, "night") == {"c0": "reuse", "c1": "query"}
+
+
+def test_durations_budget_and_deadline() -> None:
+    assert parse_duration("6h") == 21600
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("45") == 45
+    for bad in ("6 parsecs", "0", "h"):
+        with pytest.raises(UsageError, match="--window"):
+            parse_duration(bad)
+    spec = WindowSpec(seconds=100, ends_at=1000.0, reserve_seconds=10)
+    assert budget(spec, rate=2.0, now=900.0) == 180
+    assert budget(spec, rate=2.0, now=995.0) == 0
+    assert collect_deadline(spec, last_acceptance=950.0, configured=900) == 45
+    assert collect_deadline(spec, last_acceptance=950.0, configured=20) == 20
+    assert collect_deadline(spec, last_acceptance=999.0, configured=20) == 0
+
+
+def test_the_expected_rate_is_the_newest_earlier_runs_measurement(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    assert expected_callback_rate(conn, "now", settings) == (600.0, "configuration")
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, status, counts) VALUES "
+        "('a', $t - INTERVAL 2 DAY, 'succeeded', '{\"submit\": {\"callback_rate_per_second\": 24.5}}'), "
+        "('b', $t - INTERVAL 1 DAY, 'failed', '{\"submit\": {\"callback_rate_per_second\": 3}}')",
+        {"t": NOW},
+    )
+    assert expected_callback_rate(conn, "now", settings) == (24.5, "measured by run a")
+
+
+def test_a_late_answer_is_reused_with_its_own_time_and_counted_once(
+    tmp_path: Path, conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    settings = settings.replace("receiver", landing_dir=str(tmp_path / "landing"))
+    now = datetime.now(UTC)
+    late_at = now - timedelta(hours=1)
+    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES "
+                 "('r1', $t - INTERVAL 1 DAY, 'succeeded'), ('r2', $t, 'running')",
+                 {"t": now})  # fmt: skip
+    targets(conn, "r1", ["c0", "c1"])
+    targets(conn, "r2", ["c0", "c1"])
+    for key in ("c0", "c1"):
+        conn.execute("INSERT INTO requests (run_id, request_id, contact_key, body, channels, "
+                     "state, planned_at, accepted_at) VALUES ('r1', ?, ?, '{}', ['SMS'], "
+                     "'accepted', ?, ?)", [f"q{key}", key, now, now])  # fmt: skip
+        answer(conn, "r1", key, age_days=1, status="NO_RESPONSE")  # the deadline passed
+    conn.execute("UPDATE capability SET checked_at = NULL")
+    # c0's callback landed after r1 ended; c1's never came
+    conn.execute("INSERT INTO notifications (request_id, channel, identity, capability_status, "
+                 "event_time, received_at, deliveries) VALUES ('qc0', 'SMS', '46700000000', "
+                 "'NO_CAPABILITY', ?, ?, 1)", [late_at, late_at])  # fmt: skip
+    summary = steps.plan(conn, "r2", settings)
+    assert summary.late_answers == 1
+    assert actions(conn, "r2") == {"c0": "reuse", "c1": "query"}
+    steps.build(conn, "r2")
+    row = conn.execute("SELECT status, reused, request_id, checked_at FROM capability "
+                       "WHERE run_id = 'r2' AND contact_key = 'c0'").fetchone()  # fmt: skip
+    assert row == ("NO_CAPABILITY", True, "qc0", late_at)
+    # r1 is not rewritten; a third run reuses r2's row and does not count it as late again
+    assert conn.execute("SELECT status FROM capability WHERE run_id = 'r1' AND "
+                        "contact_key = 'c0'").fetchone() == ("NO_RESPONSE",)  # fmt: skip
+    conn.execute("UPDATE runs SET status = 'succeeded' WHERE run_id = 'r2'")
+    targets(conn, "r3", ["c0"])
+    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES ('r3', ?, 'running')",
+                 [now + timedelta(seconds=1)])  # fmt: skip
+    assert steps.plan(conn, "r3", settings).late_answers == 0
+    assert actions(conn, "r3") == {"c0": "reuse"}
+
+
+def test_coverage_counts_fresh_answers_ages_and_nights_to_a_full_refresh(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    from pipeline.coverage import coverage_summary
+
+    window = '{"plan": {"window": {"deferred": 10, "window_seconds": 3600, "callback_rate_per_second": 0.001}}}'
+    conn.execute("INSERT INTO runs (run_id, started_at, status, counts) VALUES ('n', ?, "
+                 "'succeeded', ?)", [NOW, window])  # fmt: skip
+    keys = [f"c{i}" for i in range(10)]
+    for key, age in zip(keys, [1.5] * 5 + [10] * 3 + [40], strict=False):
+        answer(conn, "n", key, age_days=age)
+    answer(conn, "n", "c9", age_days=0, status="NO_RESPONSE")
+    conn.execute("UPDATE capability SET checked_at = NULL WHERE status = 'NO_RESPONSE'")
+    coverage = coverage_summary(conn, "n", settings, now=NOW)
+    assert (coverage["list_targets"], coverage["fresh_targets"], coverage["deferred"]) == (
+        20,
+        5,
+        10,
+    )
+    assert coverage["fresh_share"] == 0.25
+    assert {a["age"]: a["answers"] for a in coverage["ages"]} == {
+        "< 1 day": 0, "1-3 days": 5, "3-7 days": 0, "7-14 days": 3, "14-30 days": 0,
+        "30 days or more": 1,
+    }  # fmt: skip
+    # 20 targets at 0.001 callbacks/s in one-hour nights: 3.6 targets a night
+    assert coverage["nights_to_full_refresh"] == 6
+    assert coverage["night_seconds"] == 3600
