@@ -73,7 +73,10 @@ def test_a_table_added_to_the_state_is_published_and_an_absent_one_skipped(
     state: duckdb.DuckDBPyConnection, lake_settings: Settings
 ) -> None:
     add_run(state, "n1", 0, "CAPABILITY_FULL")
-    # `routing` is in the list of published tables; this state has it, `estimates` it has not.
+    # `routing` and `estimates` are in the list of published tables; this state has the first,
+    # of its own shape, and not the second.
+    state.execute("DROP TABLE IF EXISTS routing")
+    state.execute("DROP TABLE IF EXISTS estimates")
     state.execute("CREATE TABLE routing (run_id VARCHAR, first_channel VARCHAR, contacts BIGINT)")
     state.execute("INSERT INTO routing VALUES ('n1', 'SMS', 2), ('other', 'RCS', 9)")
     publish_runs(state, lake_settings, ["n1"])
