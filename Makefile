@@ -56,4 +56,4 @@ lock: ## re-resolve requirements.lock from pyproject.toml (needs the registry)
 	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
 clean: ## remove generated outputs (keeps data/sample)
-	rm -rf data/warehouse.duckdb* data/landing data/reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf data/warehouse.duckdb* data/state.duckdb* data/lake data/landing data/reports .pytest_cache .mypy_cache .ruff_cache

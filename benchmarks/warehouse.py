@@ -7,13 +7,17 @@ Each phase runs in its own process so its peak resident memory is its own:
 2. build: a warehouse holding the previous night's 10,000,000 answers, tonight's 10,000,000
    targets and their requests, and 10,000,000 callbacks in landing segments (about 1% of them
    delivered twice, 2% never). Timed: ingest the segments + build every model.
-   Reference, same process, same tables: a bare DuckDB join of targets, requests and
-   notifications picking each target's answer, stored as a table, and the group-by that
-   counts answers per channel and status.
+   Reference, same process, same tables: DuckDB's own JSON reader over the same segments into a
+   notifications table, a bare join of targets, requests and notifications picking each
+   target's answer, stored as a table, and the group-by that counts answers per channel and
+   status. Then the run is published (lake partitions + catalog swap), after last night's.
+3. latest: 30 runs of 1,000,000 answers each published one by one; the latest answers for one
+   channel read through the catalog after 30 runs and through the catalog as it was after one.
 
 Prints (DESIGN §8): contacts_load_rows_per_s, contacts_load_peak_rss_mb, warehouse_build_s,
-warehouse_peak_rss_mb, warehouse_ratio_vs_bare_duckdb (build models only ÷ bare reference;
-ingest is reported on its own as warehouse_ingest_s). Knobs: BENCH_ROWS, BENCH_TARGETS.
+warehouse_peak_rss_mb, warehouse_ratio_vs_bare_duckdb (ingest + build ÷ bare ingest + bare
+build), publish_ratio (publish ÷ ingest + build), latest_query_ratio (30 runs ÷ 1 run).
+Knobs: BENCH_ROWS, BENCH_TARGETS, BENCH_LATEST_TARGETS, BENCH_LATEST_RUNS.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,8 @@ TARGETS = int(os.environ.get("BENCH_TARGETS", "10000000"))
 WORK = Path(os.environ.get("BENCH_DIR", ".bench/warehouse"))
 SEGMENTS = 10
 DEADLINE_SEGMENTS = 40  # the tail at the deadline: one segment of 40 (2.5% of the callbacks)
+LATEST_TARGETS = int(os.environ.get("BENCH_LATEST_TARGETS", "1000000"))
+LATEST_RUNS = int(os.environ.get("BENCH_LATEST_RUNS", "30"))
 
 
 class PeakMemory:
@@ -245,12 +252,14 @@ def phase_build() -> dict[str, Any]:
         started = time.perf_counter()
         statuses = steps.build(conn, "bench")
         build_seconds = time.perf_counter() - started
+        bare_ingest_seconds = bare_ingest(conn, landing)
         started = time.perf_counter()
         for statement in BARE_REFERENCE.split(";"):
             if statement.strip():
-                conn.execute(statement)
+                conn.execute(statement.replace("JOIN notifications n", "JOIN bare_notifications n"))
         bare_seconds = time.perf_counter() - started
         changes = conn.execute("SELECT count(*) FROM capability_changes").fetchone()
+        publish_seconds = measure_publish(conn)
     return {
         "ingest_seconds": ingest_seconds,
         "build_seconds": build_seconds,
@@ -260,6 +269,8 @@ def phase_build() -> dict[str, Any]:
         "notifications": ingested.notifications_new,
         "lines": ingested.lines,
         "changes": changes[0] if changes else 0,
+        "bare_ingest_seconds": bare_ingest_seconds,
+        "publish_seconds": publish_seconds,
     }
 
 
@@ -356,6 +367,139 @@ def print_deadline_ratio(deadline: dict[str, Any]) -> None:
     print(f"post_deadline_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
 
 
+# The plainest ingest: DuckDB's JSON reader over the same segments, one row per distinct
+# notification with its delivery count, like `notifications`.
+BARE_INGEST = """
+CREATE OR REPLACE TABLE bare_notifications AS
+SELECT cb.capability_notification.request_id AS request_id,
+    cb.capability_notification.channel AS channel,
+    cb.capability_notification.identity AS identity,
+    arg_min(cb.capability_notification.capability_status, received_at) AS capability_status,
+    arg_min(cb.capability_notification.reason.code, received_at) AS reason_code,
+    arg_min(cb.capability_notification.channel_capabilities, received_at) AS channel_capabilities,
+    arg_min(cb.event_time::TIMESTAMPTZ, received_at) AS event_time,
+    min(received_at) AS received_at, count(*) AS deliveries
+FROM (SELECT received_at, from_json(body, SHAPE) AS cb
+      FROM read_json($files, format = 'newline_delimited',
+                     columns = {received_at: 'TIMESTAMPTZ', body: 'VARCHAR'}))
+GROUP BY ALL
+"""
+
+
+def bare_ingest(conn: duckdb.DuckDBPyConnection, landing: Path) -> float:
+    from pipeline.landing.ingest import CALLBACK_SHAPE
+
+    files = sorted(str(p) for p in landing.iterdir())
+    started = time.perf_counter()
+    conn.execute(BARE_INGEST.replace("SHAPE", CALLBACK_SHAPE), {"files": files})
+    return time.perf_counter() - started
+
+
+def lake_settings(folder: Path) -> Any:
+    from pipeline.settings import Settings
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return Settings().replace("warehouse", path=str(folder / "warehouse.duckdb"))
+
+
+def measure_publish(conn: duckdb.DuckDBPyConnection) -> float:
+    """Publish last night's run (not timed: its snapshot is what tonight's merges with), then
+    time publishing tonight's: every table's partitions and the catalog swap."""
+    from pipeline.lake.publish import publish_runs
+
+    settings = lake_settings(WORK / "published")
+    publish_runs(conn, settings, ["previous"])
+    started = time.perf_counter()
+    publish_runs(conn, settings, ["bench"])
+    return time.perf_counter() - started
+
+
+LATEST_QUERY = "SELECT * FROM capability_latest WHERE channel = 'WHATSAPP'"
+
+
+def phase_latest() -> dict[str, Any]:
+    """LATEST_RUNS runs of LATEST_TARGETS answers published one by one; the latest answers for
+    one channel through the catalog after all of them, and through the catalog after one."""
+    from pipeline.lake.publish import publish_runs
+    from pipeline.warehouse import open_warehouse
+
+    folder = WORK / "latest"
+    settings = lake_settings(folder)
+    catalog, first = settings.warehouse.catalog, folder / "after-one-run.duckdb"
+    with open_warehouse(settings.warehouse.state) as conn:
+        for night in range(LATEST_RUNS):
+            run_id = f"night-{night:02d}"
+            add_night(conn, run_id, night)
+            publish_runs(conn, settings, [run_id])
+            if night == 0:
+                shutil.copyfile(catalog, first)
+    one, many = [], []
+    with (
+        duckdb.connect(str(first), read_only=True) as a,
+        duckdb.connect(str(catalog), read_only=True) as b,
+    ):
+        for _ in range(7):
+            one.append(timed_query(a))
+            many.append(timed_query(b))
+    return {
+        "one_run_s": statistics.median(one),
+        "many_runs_s": statistics.median(many),
+        "rows": len(latest_rows(catalog)),
+    }
+
+
+def add_night(conn: duckdb.DuckDBPyConnection, run_id: str, night: int) -> None:
+    """One night: a run and an answer for every target, a little different each night."""
+    started = datetime(2026, 1, 1, 2, tzinfo=UTC) + timedelta(days=night)
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, finished_at, status) "
+        "VALUES ($r, $t, $t, 'succeeded')",
+        {"r": run_id, "t": started},
+    )
+    conn.execute(
+        """
+        INSERT INTO capability (run_id, contact_key, channel, identity, status, checked_at,
+            reused, request_id)
+        SELECT $r, 'C' || (i // 3), ['WHATSAPP', 'RCS', 'SMS'][i % 3 + 1],
+            (46700000000 + i // 3)::VARCHAR,
+            CASE WHEN hash(i, $n) % 100 < 55 THEN 'CAPABILITY_FULL'
+                 WHEN hash(i, $n) % 100 < 65 THEN 'CAPABILITY_PARTIAL' ELSE 'NO_CAPABILITY' END,
+            $t + to_seconds(i % 3600), false, 'R' || $n || '-' || (i // 3)
+        FROM range($targets) r(i)
+    """,
+        {"r": run_id, "n": night, "t": started, "targets": LATEST_TARGETS},
+    )
+
+
+def timed_query(conn: duckdb.DuckDBPyConnection) -> float:
+    started = time.perf_counter()
+    conn.sql(LATEST_QUERY).pl()
+    return time.perf_counter() - started
+
+
+def latest_rows(catalog: Path) -> list[Any]:
+    with duckdb.connect(str(catalog), read_only=True) as conn:
+        return conn.execute("SELECT count(*) FROM capability_latest").fetchall()
+
+
+def print_lake_figures(build: dict[str, Any], latest: dict[str, Any]) -> None:
+    """The figures of issue 10, each against a reference measured in the same run."""
+    ours = build["ingest_seconds"] + build["build_seconds"]
+    bare = build["bare_ingest_seconds"] + build["bare_seconds"]
+    print(
+        f"# bare reference: JSON ingest {build['bare_ingest_seconds']:.1f}s + "
+        f"build {build['bare_seconds']:.1f}s; publish {build['publish_seconds']:.1f}s"
+    )
+    print(
+        f"# latest answers for one channel: {latest['one_run_s'] * 1000:.0f} ms after one "
+        f"run, {latest['many_runs_s'] * 1000:.0f} ms after {LATEST_RUNS} "
+        f"({LATEST_TARGETS:,} targets a run)"
+    )
+    print(f"warehouse_ratio_vs_bare_duckdb: {ours / bare:.2f} ratio")
+    print(f"publish_ratio: {build['publish_seconds'] / ours:.2f} ratio")
+    print(f"latest_query_ratio: {latest['many_runs_s'] / latest['one_run_s']:.2f} ratio")
+
+
 def run_phase(name: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.warehouse", "--phase", name],
@@ -383,6 +527,7 @@ def main() -> None:
     load = run_phase("load")
     build = run_phase("build")
     deadline = run_phase("deadline")
+    latest = run_phase("latest")
     targets = sum(build["statuses"].values())
     print(
         f"# load: {load['rows']:,} rows, {load['targets']:,} targets, {load['rejects']:,} "
@@ -399,14 +544,18 @@ def main() -> None:
     print(f"warehouse_ingest_s: {build['ingest_seconds']:.1f} s")
     print(f"warehouse_build_s: {build['ingest_seconds'] + build['build_seconds']:.1f} s")
     print(f"warehouse_peak_rss_mb: {build['peak_mb']:.0f} MB")
-    ratio = build["build_seconds"] / build["bare_seconds"]
-    print(f"warehouse_ratio_vs_bare_duckdb: {ratio:.2f} ratio")
+    print_lake_figures(build, latest)
     print_deadline_ratio(deadline)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--phase"]:
-        phases = {"load": phase_load, "build": phase_build, "deadline": phase_deadline}
+        phases = {
+            "load": phase_load,
+            "build": phase_build,
+            "deadline": phase_deadline,
+            "latest": phase_latest,
+        }
         print(json.dumps(phases[sys.argv[2]](), default=str))
     else:
         main()

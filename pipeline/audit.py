@@ -1,4 +1,5 @@
-"""`capaudit run`: load -> plan -> submit -> collect -> build -> report, resumable by run id.
+"""`capaudit run`: load -> plan -> submit -> collect -> build -> report -> publish, resumable
+by run id.
 
 With `[sinch] base_url = "embedded"` the simulator and a receiver are started as child
 processes on free loopback ports for the submit and collect steps (supervised: restarted on the
@@ -41,12 +42,13 @@ from pipeline.dispatch import SINCH_MAX_RATE
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
+from pipeline.lake.publish import PublishSummary, publish_runs
 from pipeline.progress import StepProgress
 from pipeline.report import ReportFiles, write_report
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
-from pipeline.warehouse import open_warehouse
+from pipeline.state import open_state
 from pipeline.webhooks import ensure_webhook
 from pipeline.window import WindowSpec, collect_deadline, parse_duration
 
@@ -88,6 +90,7 @@ class RunResult:
     collect: steps.CollectSummary | None = None
     statuses: dict[str, int] = field(default_factory=dict)
     report: ReportFiles | None = None
+    publish: PublishSummary | None = None
     channels: list[dict[str, Any]] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
     estimate: dict[str, float] = field(default_factory=dict)
@@ -132,7 +135,7 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
             return _dry_run(conn, settings, options, result, console)
         _check_resume(conn, result.run_id, options)
         options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
-        with _recorded(conn, result):
+        with _recorded(conn, settings, result):
             _run_steps(_Run(conn, settings, options, result, console))
     return result
 
@@ -162,7 +165,7 @@ def run_step(
             )
         options = _begin(conn, settings, options, step)
         run = _Run(conn, settings, options, result, console)
-        with _recorded(conn, result):
+        with _recorded(conn, settings, result):
             if step == "load":
                 _load(run)
             elif step == "plan":
@@ -201,9 +204,8 @@ def _apply_gate(result: RunResult, gate: Completeness) -> None:
 
 
 def _warehouse(settings: Settings) -> Any:
-    return open_warehouse(
-        Path(settings.warehouse.path), preference=settings.reports.channel_preference
-    )
+    """The job's working state (never the analysts' catalog), with the run lock."""
+    return open_state(settings)
 
 
 def _begin(
@@ -261,14 +263,17 @@ def _check_loaded(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOpti
 
 
 @contextlib.contextmanager
-def _recorded(conn: duckdb.DuckDBPyConnection, result: RunResult) -> Iterator[None]:
+def _recorded(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResult
+) -> Iterator[None]:
     """Run steps with signals ending them as interrupted, and record how they ended: failed,
-    interrupted, paused (steps left to do), or, once the report is written, succeeded or
-    incomplete (too many targets without an answer: exit 3, see `_apply_gate`)."""
+    interrupted, paused (steps left to do), or, once the report is written, succeeded (and
+    published) or incomplete (too many targets without an answer: exit 3, see `_apply_gate`)."""
     run_id = result.run_id
     try:
         with _signals_interrupt(run_id):
             yield
+            _finish(conn, settings, result)
     except CapauditError as exc:
         result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
         ledger.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
@@ -277,12 +282,32 @@ def _recorded(conn: duckdb.DuckDBPyConnection, result: RunResult) -> Iterator[No
         result.status = "failed"
         ledger.finish_run(conn, run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
         raise
+    result.durations = ledger.step_durations(conn, run_id)
+
+
+def _finish(conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResult) -> None:
+    """Record how the steps ended; a succeeded run is then published. The published `runs` row
+    says how the run ended, and publication is recorded last, so a run killed before or during
+    it is published by `--resume`; an incomplete run (exit 3) when `--resume` completes it."""
+    run_id = result.run_id
     if ledger.step_done(conn, run_id, "report"):
         _apply_gate(result, completeness(conn, run_id, result.max_no_response_share))
     else:
         result.status = "paused"
     ledger.finish_run(conn, run_id, result.status, result.exit_code, result.message)
-    result.durations = ledger.step_durations(conn, run_id)
+    if result.status == "succeeded":
+        result.publish = publish(conn, settings, run_id)
+
+
+def publish_run(settings: Settings, run_id: str) -> PublishSummary:
+    """`capaudit publish`: (re)publish a finished run."""
+    with _warehouse(settings) as conn:
+        return publish(conn, settings, run_id)
+
+
+def publish(conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PublishSummary:
+    """Publish the run to the lake and swap in the catalog; recorded as the step `publish`."""
+    return _timed(conn, run_id, "publish", lambda: publish_runs(conn, settings, [run_id]))
 
 
 @contextlib.contextmanager

@@ -402,6 +402,20 @@ def report(config_path: Path, run_id: str, pseudonymise: bool, as_json: bool) ->
     _step(config_path, "report", options, as_json, pseudonymise=pseudonymise)
 
 
+@main.command()
+@config_option
+@run_id_option()
+@handle_errors
+def publish(config_path: Path, run_id: str) -> None:
+    """Publish the run to the lake and swap in a new catalog (again, if it was published).
+
+    \b
+    Example:
+      capaudit publish --run-id r1
+    """
+    _print_json(audit.publish_run(settings_for(config_path), run_id))
+
+
 # -- operations ---------------------------------------------------------------------------------
 
 
@@ -500,7 +514,7 @@ def check(config_path: Path) -> None:
     "days",
     type=click.FloatRange(min=0),
     required=True,
-    help="Remove runs and landing segments older than this many days.",
+    help="Remove runs, lake partitions and landing segments older than this many days.",
 )
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @handle_errors

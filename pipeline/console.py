@@ -41,7 +41,7 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     for line in rolling_lines(result):
         console.print(line)
     _print_step(console, result, "report")
-    console.print(f"Warehouse: {result.warehouse}  (duckdb {result.warehouse})")
+    console.print(f"Warehouse: {result.warehouse}  (duckdb -readonly {result.warehouse})")
     _took(console, result, STEPS)
 
 

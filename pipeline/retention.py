@@ -1,4 +1,5 @@
-"""Retention: `capaudit purge --older-than DAYS` removes old runs and landing segments.
+"""Retention: `capaudit purge --older-than DAYS` removes old runs, lake partitions and landing
+segments.
 
 A run older than the cutoff goes with all its rows (targets, rejects, requests, outcomes,
 capability, reachability and by country, reasons, routing, changes, estimates) and its report
@@ -6,7 +7,9 @@ directory; notifications that no remaining request refers to go too, and so do c
 request_id kept unmatched since before the cutoff. A landing segment goes only when it is closed,
 fully ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
 newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
-any run whose answers a kept run reuses.
+any run whose answers a kept run reuses. Their lake partitions leave the catalog now and the
+disk at the next purge (`pipeline.lake.publish.retire_runs`), so an analyst holding the previous
+catalog never loses a file it reads.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from pathlib import Path
 import duckdb
 
 from pipeline.db import transaction
+from pipeline.lake.publish import retire_runs
 from pipeline.landing.segments import list_segments
 from pipeline.progress import ticking
 from pipeline.settings import Settings
-from pipeline.warehouse import open_warehouse
+from pipeline.state import open_state
 
 RUN_TABLES = (
     "targets",
@@ -59,6 +63,8 @@ class PurgeSummary:
     runs: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     segments: list[str] = field(default_factory=list)
+    lake_partitions_retired: int = 0
+    lake_files_deleted: int = 0
     dry_run: bool = False
 
 
@@ -71,7 +77,9 @@ def purge(
     dry_run: bool = False,
     now: datetime | None = None,
     console: bool = False,
+    lake: Settings | None = None,
 ) -> PurgeSummary:
+    """With `lake` (the settings), the runs' lake partitions are retired too."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     summary = PurgeSummary(dry_run=dry_run)
     rows = conn.execute(OLD_RUNS, {"cutoff": cutoff}).fetchall()
@@ -80,8 +88,12 @@ def purge(
     if dry_run:
         return summary
     # Each table's rows, the orphaned notifications, the report directories, the segments.
-    with ticking("purge", len(RUN_TABLES) + 5, console=console) as tick:
+    with ticking("purge", len(RUN_TABLES) + 6, console=console) as tick:
         _delete_runs(conn, summary, cutoff, tick)
+        if lake is not None:
+            retired = retire_runs(conn, lake, summary.runs)
+            summary.lake_partitions_retired, summary.lake_files_deleted = retired
+        tick(removed="lake partitions")
         for run_id in summary.runs:
             shutil.rmtree(reports_dir / run_id, ignore_errors=True)
         tick(removed="reports")
@@ -94,10 +106,8 @@ def purge(
 def purge_configured(
     settings: Settings, *, older_than_days: float, dry_run: bool, console: bool = False
 ) -> PurgeSummary:
-    """`purge` on the configured warehouse, landing directory and reports directory."""
-    with open_warehouse(
-        Path(settings.warehouse.path), preference=settings.reports.channel_preference
-    ) as conn:
+    """`purge` on the configured working state, lake, landing and reports directories."""
+    with open_state(settings) as conn:
         return purge(
             conn,
             older_than_days=older_than_days,
@@ -105,6 +115,7 @@ def purge_configured(
             landing_dir=Path(settings.receiver.landing_dir),
             reports_dir=Path(settings.reports.dir),
             console=console,
+            lake=settings,
         )
 
 

@@ -162,7 +162,24 @@ class PlanSettings:
 
 @dataclass(frozen=True)
 class WarehouseSettings:
-    path: str = "data/warehouse.duckdb"
+    """Where the three places of DESIGN §5 are. `state_path` and `lake_dir` default to
+    `state.duckdb` and `lake/` beside the catalog, so moving `path` moves all three."""
+
+    path: str = "data/warehouse.duckdb"  # the analysts' catalog: views over the lake
+    state_path: str = ""  # the job's working state; only capaudit opens it
+    lake_dir: str = ""  # published runs as hive-partitioned Parquet
+
+    @property
+    def catalog(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def state(self) -> Path:
+        return Path(self.state_path) if self.state_path else self.catalog.with_name("state.duckdb")
+
+    @property
+    def lake(self) -> Path:
+        return Path(self.lake_dir) if self.lake_dir else self.catalog.with_name("lake")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""The DuckDB warehouse: connection, lock, schema and the SQL models.
+"""The job's working-state database: connection, lock, schema and the SQL models.
 
-DuckDB allows one writing process; capaudit's batch steps are that process (the receiver never
-opens the warehouse). A lock file next to the database makes a second run fail at once with a
-clear message instead of a DuckDB error halfway through.
+Only capaudit opens this file (`[warehouse] state_path`, default `data/state.duckdb`); analysts
+read what each finished run publishes (`pipeline.lake`). DuckDB allows one writing process;
+capaudit's batch steps are that process (the receiver never opens it). A lock file next to the
+database makes a second run fail at once with a clear message instead of a DuckDB error halfway
+through.
 
-    with open_warehouse(Path("data/warehouse.duckdb")) as conn:
+    with open_warehouse(settings.warehouse.state) as conn:
         ...                               # schema ensured, lock held
 """
 
@@ -258,6 +260,24 @@ CREATE TABLE IF NOT EXISTS capability_changes (
     new_status VARCHAR NOT NULL,
     change VARCHAR NOT NULL               -- gained / lost / changed
 );
+
+-- What the lake holds (pipeline.lake): one row per published table x run.
+CREATE TABLE IF NOT EXISTS lake_partitions (
+    table_name VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,                -- relative to the lake root
+    rows BIGINT NOT NULL,
+    run_started_at TIMESTAMPTZ NOT NULL,
+    published_at TIMESTAMPTZ NOT NULL,
+    retired_at TIMESTAMPTZ,               -- purged: out of the catalog; its file goes next purge
+    PRIMARY KEY (table_name, run_id)
+);
+
+-- One-off data migrations and whether they finished (pipeline.lake.migrate).
+CREATE TABLE IF NOT EXISTS migrations (
+    name VARCHAR PRIMARY KEY,
+    done_at TIMESTAMPTZ
+);
 """
 
 
@@ -270,12 +290,13 @@ def open_warehouse(
 
     `preference` is the channel preference the `channel_order` view ranks by."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _run_lock(path) if lock else contextlib.nullcontext():
+    with run_lock(path) if lock else contextlib.nullcontext():
         try:
             conn = duckdb.connect(str(path))
         except duckdb.Error as exc:
             raise WarehouseError(f"{path}: cannot open the warehouse ({exc})") from exc
         try:
+            _refuse_catalog(conn, path)
             conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             conn.execute("SET preserve_insertion_order = false")
             ensure_schema(conn, preference)
@@ -286,8 +307,22 @@ def open_warehouse(
             conn.close()
 
 
+def _refuse_catalog(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """The analysts' catalog is rebuilt on every publication: working state written into it
+    would vanish. Callers pass `settings.warehouse.state`, not `.path`."""
+    found = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'capaudit_catalog'"
+    ).fetchone()
+    if found and found[0]:
+        raise WarehouseError(
+            f"{path} is the published catalog, not the working state: open "
+            "[warehouse] state_path (settings.warehouse.state)"
+        )
+
+
 @contextlib.contextmanager
-def _run_lock(path: Path) -> Iterator[None]:
+def run_lock(path: Path) -> Iterator[None]:
+    """Hold `<path>.lock` for the whole run: one run at a time on one state database."""
     lock_path = path.with_name(path.name + ".lock")
     handle = lock_path.open("a+")
     try:
@@ -318,10 +353,15 @@ def ensure_schema(
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     for view in _model_files("views"):
-        # Views take no parameters: the preference (and every channel, alphabetically, for
-        # ties) is written into the view's SQL.
-        sql = view.read_text(encoding="utf-8").replace("$preference", _channel_list(preference))
-        conn.execute(sql.replace("$channels", _channel_list(sorted(CHANNELS))))
+        conn.execute(render_view(view.name.removesuffix(".sql"), preference))
+
+
+def render_view(name: str, preference: Sequence[str] = DEFAULT_PREFERENCE) -> str:
+    """The SQL of view `name` from `sql/views/`. Views take no parameters: the channel
+    preference (and every channel, alphabetically, for ties) is written into the view's SQL."""
+    view = resources.files("pipeline") / "sql" / "views" / f"{name}.sql"
+    sql = view.read_text(encoding="utf-8").replace("$preference", _channel_list(preference))
+    return sql.replace("$channels", _channel_list(sorted(CHANNELS)))
 
 
 def _channel_list(channels: Sequence[str]) -> str:

@@ -34,7 +34,8 @@ def audit(tmp_path: Path, contacts: Path, omit_share: float) -> duckdb.DuckDBPyC
     )
     done = capaudit("run", "--config", str(config), "--run-id", "night")
     assert done.returncode == 0, done.stderr
-    return duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    # The working state: correlation's own tables (unmatched_notifications) are not published.
+    return duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True)
 
 
 def answers(conn: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:

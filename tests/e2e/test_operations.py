@@ -107,7 +107,7 @@ def test_a_second_concurrent_run_exits_without_touching_the_warehouse(tmp_path: 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    lock = tmp_path / "warehouse.duckdb.lock"
+    lock = tmp_path / "state.duckdb.lock"
     deadline = time.monotonic() + 30
     while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -184,7 +184,7 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
     )
     assert capaudit("run", "--config", str(config), "--run-id", "old").returncode == 0
     assert capaudit("run", "--config", str(config), "--run-id", "new").returncode == 0
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as conn:
         conn.execute(
             "UPDATE runs SET started_at = started_at - INTERVAL 100 DAY WHERE run_id = 'old'"
         )
@@ -194,7 +194,7 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
     assert (
         capaudit("run", "--config", str(config), "--run-id", "newest", "--refresh").returncode == 0
     )
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as conn:
         conn.execute(
             "UPDATE runs SET started_at = started_at - INTERVAL 99 DAY WHERE run_id = 'new'"
         )
@@ -205,14 +205,23 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
         os.utime(segment, (1_000_000_000, 1_000_000_000))
     dry = capaudit("purge", "--config", str(config), "--older-than", "30", "--dry-run")
     assert json.loads(dry.stdout)["runs"] == ["old", "new"]
+    catalog, lake = str(tmp_path / "warehouse.duckdb"), tmp_path / "lake"
+    held = duckdb.connect(catalog, read_only=True)  # an analyst holding the catalog throughout
     done = capaudit("purge", "--config", str(config), "--older-than", "30")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["runs"] == ["old", "new"]
     assert summary["rows"]["capability"] > 0
+    assert summary["lake_partitions_retired"] > 0
+    assert summary["lake_files_deleted"] == 0
     assert stray.exists()
     assert not (tmp_path / "reports" / "old").exists()
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    # The previous catalog still reads: the retired partitions stay on disk until next purge.
+    old_runs = held.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()
+    assert old_runs == [("new",), ("newest",), ("old",)]
+    assert held.execute("SELECT count(*) FROM capability WHERE run_id = 'old'").fetchone() != (0,)
+    held.close()  # DuckDB hands this process the database it holds open: close, then reconnect
+    with duckdb.connect(catalog, read_only=True) as conn:
         assert conn.execute("SELECT run_id FROM runs").fetchall() == [("newest",)]
         assert conn.execute("SELECT count(*) FROM capability WHERE run_id = 'old'").fetchone() == (
             0,
@@ -220,6 +229,13 @@ def test_purge_removes_old_runs_and_ingested_segments_only(tmp_path: Path) -> No
         for table in ("routing", "reachability_by_country"):
             kept_runs = conn.execute(f"SELECT DISTINCT run_id FROM {table}").fetchall()
             assert kept_runs == [("newest",)], table
+    assert (lake / "capability" / "run_id=old").is_dir()
+    again = capaudit("purge", "--config", str(config), "--older-than", "30")
+    assert json.loads(again.stdout)["lake_files_deleted"] == summary["lake_partitions_retired"]
+    assert not (lake / "capability" / "run_id=old").exists()
+    assert {p.name for p in (lake / "capability").iterdir()} == {"run_id=newest"}
+    with duckdb.connect(catalog, read_only=True) as conn:
+        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("newest",)]
 
 
 def test_readme_and_docs_mention_every_command() -> None:

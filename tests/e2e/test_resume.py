@@ -136,7 +136,8 @@ def test_sigterm_stops_sending_exits_3_and_resume_completes(tmp_path: Path) -> N
         assert run.returncode == 3, stderr
         assert "capaudit run --resume --run-id term" in stderr
         at_stop = sim_stats(sim_url)
-        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        # An interrupted run is not published: its ledger is in the working state.
+        with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
             recorded = conn.execute(
                 "SELECT state, count(*) FROM requests WHERE run_id = 'term' GROUP BY ALL"
             ).fetchall()

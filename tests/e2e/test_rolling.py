@@ -21,7 +21,8 @@ WINDOW = 8.0
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    """Ask the job's working state (it also holds runs not published: incomplete ones)."""
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         return conn.execute(sql).fetchall()
 
 

@@ -17,7 +17,8 @@ def config(tmp_path: Path, contacts: Path, **sections: dict[str, object]) -> Pat
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    """Ask the job's working state (it also holds what no run has published, or never will)."""
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         return conn.execute(sql).fetchall()
 
 

@@ -85,7 +85,8 @@ def landed_keys(landing: Path) -> set[tuple[str, str, str]]:
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    """Ask the job's working state (it also holds runs not published: incomplete ones)."""
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         return conn.execute(sql).fetchall()
 
 

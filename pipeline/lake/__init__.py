@@ -1,0 +1,16 @@
+"""The analysts' lake: every finished run as hive-partitioned Parquet, and the catalog.
+
+    data/lake/<table>/run_id=<id>/data_0.parquet     one partition per published run
+    data/lake/capability_latest/as_of_run=<id>/...    the latest answers as of that run
+    data/lake/_published.json                         what the current catalog lists
+    data/warehouse.duckdb                             read-only views over the listed files
+
+`tables` is the one list of what is published; `publish` writes a run and swaps in the catalog
+(`catalog`); `migrate` adopts a single-file warehouse; `scan` is the polars API.
+"""
+
+from __future__ import annotations
+
+from pipeline.lake.scan import scan
+
+__all__ = ["scan"]

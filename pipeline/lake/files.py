@@ -1,0 +1,51 @@
+"""Durable file operations: a file is complete on disk before its name says it exists.
+
+Publication writes under a staging name, fsyncs the file, renames it into place and fsyncs the
+directory, so after a crash a name either points at a whole file or is not there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create `path` and its missing parents, each made durable in its own parent."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        fsync_dir(folder.parent)
+
+
+def replace_durably(staged: Path, final: Path) -> None:
+    """Move a complete, fsynced file over `final` atomically, and make the rename durable."""
+    make_dirs(final.parent)
+    os.replace(staged, final)
+    fsync_dir(final.parent)
+
+
+def write_text_durably(path: Path, text: str) -> None:
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged.write_text(text, encoding="utf-8")
+    fsync_file(staged)
+    replace_durably(staged, path)

@@ -1,0 +1,144 @@
+"""One run's partitions: written under a staging directory, then renamed into the lake.
+
+    data/lake/_staging/<run_id>/<table>/run_id=<id>/data_0.parquet   while being written
+    data/lake/<table>/run_id=<id>/data_0.parquet                     once whole and fsynced
+
+Readers that list the lake (Spark, a glob) never see a partial file; `_staging` starts with an
+underscore, which Spark, polars' and DuckDB's hive readers of `data/lake/<table>` never reach.
+Publishing a run again replaces each of its files atomically (same name, same rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipeline.errors import WarehouseError
+from pipeline.lake.files import fsync_dir, fsync_file, make_dirs, replace_durably
+from pipeline.lake.tables import LATEST, TABLES, LakeTable
+
+FILE_NAME = "data_0.parquet"
+STAGING = "_staging"
+# zstd at level 1 (a third faster to write than the default level 3, files a little larger);
+# row groups of 122,880 rows, DuckDB's own: written in parallel, a third faster than groups of a
+# million, and small enough for readers to skip by their statistics.
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 122880"
+# A run id becomes a directory name: keep it to characters every filesystem and reader accept.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
+REAL_STATUSES = "('CAPABILITY_FULL', 'CAPABILITY_PARTIAL', 'NO_CAPABILITY', 'CAPABILITY_UNKNOWN')"
+
+
+@dataclass(frozen=True)
+class Partition:
+    table: str
+    run_id: str
+    path: str  # relative to the lake root
+    rows: int
+
+
+def partition_path(table: LakeTable, run_id: str) -> str:
+    return f"{table.name}/{table.partition}={run_id}/{FILE_NAME}"
+
+
+def check_run_id(run_id: str) -> None:
+    if not RUN_ID.fullmatch(run_id):
+        raise WarehouseError(
+            f"run id {run_id!r} cannot name a lake partition: use letters, digits and ._:+- only"
+        )
+
+
+def stage_run(
+    conn: duckdb.DuckDBPyConnection, lake: Path, run_id: str, previous_latest: Path | None
+) -> list[Partition]:
+    """Write every published table's rows for `run_id` under the staging directory, fsynced."""
+    check_run_id(run_id)
+    staging = staging_dir(lake, run_id)
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed attempt left
+    present = _state_tables(conn)
+    staged = []
+    for table in TABLES:
+        if table.name not in present:
+            continue
+        sql = snapshot_sql(previous_latest) if table.name == LATEST else table.select_sql()
+        relative = partition_path(table, run_id)
+        rows = _copy(conn, sql, staging / relative, run_id)
+        staged.append(Partition(table.name, run_id, relative, rows))
+    for folder in {p.parent for p in staging.rglob(FILE_NAME)}:
+        fsync_dir(folder)
+    return staged
+
+
+def commit_run(lake: Path, run_id: str, staged: list[Partition]) -> None:
+    """Rename the staged files into the lake, each atomically, and drop the staging directory."""
+    staging = staging_dir(lake, run_id)
+    for partition in staged:
+        replace_durably(staging / partition.path, lake / partition.path)
+    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another run's staging may be there
+        staging.parent.rmdir()
+
+
+def staging_dir(lake: Path, run_id: str) -> Path:
+    return lake / STAGING / run_id
+
+
+def _copy(conn: duckdb.DuckDBPyConnection, sql: str, target: Path, run_id: str) -> int:
+    make_dirs(target.parent)
+    quoted = str(target).replace("'", "''")
+    try:
+        row = conn.execute(
+            f"COPY ({sql}) TO '{quoted}' ({PARQUET_OPTIONS})", {"run_id": run_id}
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise WarehouseError(f"publishing run {run_id} to {target} failed: {exc}") from exc
+    fsync_file(target)
+    return int(row[0]) if row else 0
+
+
+def _state_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    ).fetchall()
+    names = {str(r[0]) for r in rows}
+    # The snapshot is computed from `capability`, which every state database has.
+    return names | ({LATEST} if "capability" in names else set())
+
+
+SNAPSHOT_COLUMNS = (
+    "identity",
+    "contact_id",
+    "status",
+    "reason_code",
+    "channel_capabilities",
+    "checked_at",
+    "run_id",
+)
+
+
+def snapshot_sql(previous: Path | None) -> str:
+    """The newest real answer per contact and channel: the previous snapshot merged with the
+    run's answers (the run wins a tie), so its cost follows the contacts, not the history.
+    One hash join: twice as fast as grouping the union of both."""
+    answers = f"""
+        SELECT contact_key, channel, {", ".join(SNAPSHOT_COLUMNS)} FROM capability
+        WHERE run_id = $run_id AND status IN {REAL_STATUSES} AND checked_at IS NOT NULL"""
+    if previous is None:
+        return answers
+    quoted = str(previous).replace("'", "''")
+    newer = (
+        "(p.contact_key IS NULL OR (a.contact_key IS NOT NULL AND a.checked_at >= p.checked_at))"
+    )
+    picked = ", ".join(
+        f"CASE WHEN {newer} THEN a.{c} ELSE p.{c} END AS {c}" for c in SNAPSHOT_COLUMNS
+    )
+    return f"""
+    WITH a AS ({answers}), p AS (SELECT * FROM read_parquet('{quoted}'))
+    SELECT coalesce(a.contact_key, p.contact_key) AS contact_key,
+        coalesce(a.channel, p.channel) AS channel, {picked}
+    FROM a FULL JOIN p ON a.contact_key = p.contact_key AND a.channel = p.channel
+    """
