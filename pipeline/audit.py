@@ -122,7 +122,7 @@ def config_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-STEPS = ("load", "plan", "submit", "collect", "build", "report")
+STEPS = ("load", "plan", "submit", "collect", "build", "report", "publish")
 # The options a run records and a resumed run (or a later step) continues with.
 RECORDED_OPTIONS = ("limit", "refresh", "deadline_seconds", "window", "sample")
 SAMPLE_OPTIONS = ("sample_by", "sample_seed")  # go with `sample`: recorded with it, taken with it
@@ -135,7 +135,7 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
             return _dry_run(conn, settings, options, result, console)
         _check_resume(conn, result.run_id, options)
         options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
-        with _recorded(conn, settings, result):
+        with _recorded(conn, settings, result, console):
             _run_steps(_Run(conn, settings, options, result, console))
     return result
 
@@ -165,7 +165,7 @@ def run_step(
             )
         options = _begin(conn, settings, options, step)
         run = _Run(conn, settings, options, result, console)
-        with _recorded(conn, settings, result):
+        with _recorded(conn, settings, result, console):
             if step == "load":
                 _load(run)
             elif step == "plan":
@@ -264,7 +264,7 @@ def _check_loaded(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOpti
 
 @contextlib.contextmanager
 def _recorded(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResult
+    conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResult, console: bool
 ) -> Iterator[None]:
     """Run steps with signals ending them as interrupted, and record how they ended: failed,
     interrupted, paused (steps left to do), or, once the report is written, succeeded (and
@@ -273,7 +273,7 @@ def _recorded(
     try:
         with _signals_interrupt(run_id):
             yield
-            _finish(conn, settings, result)
+            _finish(conn, settings, result, console)
     except CapauditError as exc:
         result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
         ledger.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
@@ -285,7 +285,9 @@ def _recorded(
     result.durations = ledger.step_durations(conn, run_id)
 
 
-def _finish(conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResult) -> None:
+def _finish(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResult, console: bool
+) -> None:
     """Record how the steps ended; a succeeded run is then published. The published `runs` row
     says how the run ended, and publication is recorded last, so a run killed before or during
     it is published by `--resume`; an incomplete run (exit 3) when `--resume` completes it."""
@@ -296,18 +298,22 @@ def _finish(conn: duckdb.DuckDBPyConnection, settings: Settings, result: RunResu
         result.status = "paused"
     ledger.finish_run(conn, run_id, result.status, result.exit_code, result.message)
     if result.status == "succeeded":
-        result.publish = publish(conn, settings, run_id)
+        result.publish = publish(conn, settings, run_id, console=console)
 
 
-def publish_run(settings: Settings, run_id: str) -> PublishSummary:
+def publish_run(settings: Settings, run_id: str, *, console: bool = False) -> PublishSummary:
     """`capaudit publish`: (re)publish a finished run."""
     with _warehouse(settings) as conn:
-        return publish(conn, settings, run_id)
+        return publish(conn, settings, run_id, console=console)
 
 
-def publish(conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PublishSummary:
+def publish(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, *, console: bool = False
+) -> PublishSummary:
     """Publish the run to the lake and swap in the catalog; recorded as the step `publish`."""
-    return _timed(conn, run_id, "publish", lambda: publish_runs(conn, settings, [run_id]))
+    return _timed(
+        conn, run_id, "publish", lambda: publish_runs(conn, settings, [run_id], console=console)
+    )
 
 
 @contextlib.contextmanager

@@ -29,9 +29,10 @@ the measured rate says how long it takes to clear. It cannot overshoot by more t
 - An answer awaited longer than EXPIRY_BACKLOGS backlogs is presumed lost (Sinch drops
   callbacks it cannot deliver) and stops counting, or lost answers would shrink the window
   for good. Collect still waits for it.
-- If nothing lands at all within one backlog of the first query, the receiver is not writing
-  where we read (or no webhook is registered): pacing to callbacks is switched off with a
-  warning rather than stalling the run.
+- If nothing lands for one backlog while answers are awaited (from the first query on, or
+  since the last callback), the receiver is down, not writing where we read, or no webhook is
+  registered: pacing to callbacks is switched off with a warning rather than stalling the run
+  (the completeness gate then says what is missing, and `--resume` asks again).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class CallbackBudget:
         self._arrivals: deque[float] = deque()  # receiver times within the rate window
         self._sends: deque[float] = deque()  # our clock, within the rate window
         self._first_send = 0.0
+        self._last_landed = 0.0  # our clock
         self._changed = asyncio.Event()
 
     @property
@@ -137,11 +139,13 @@ class CallbackBudget:
             if not waiting:
                 del self._awaited[callback.request_id]
         self.landed_total += len(callbacks)
+        if callbacks:
+            self._last_landed = self.clock()
         self._measure(sorted(c.received for c in callbacks))
         self._changed.set()
 
     def tick(self) -> None:
-        """Forget answers awaited too long; give up pacing if nothing lands at all."""
+        """Forget answers awaited too long; give up pacing when nothing lands any more."""
         now = self.clock()
         limit = now - EXPIRY_BACKLOGS * self.backlog_seconds
         lost = []
@@ -152,15 +156,17 @@ class CallbackBudget:
         for request_id in lost:
             self.presumed_lost += len(self._awaited[request_id][1])
             self.release(request_id)
-        no_answer = self._first_send and now - self._first_send > self.backlog_seconds
-        if self.active and no_answer and self.landed_total == 0:
+        quiet_since = max(self._first_send, self._last_landed)
+        quiet = quiet_since and now - quiet_since > self.backlog_seconds
+        if self.active and quiet and self.outstanding > 0:
             self.active = False
             self._changed.set()
             log.warning(
-                "no callback landed within %.0f s of the first query: is the receiver writing "
-                "to this landing directory, and is the webhook registered? Pacing at the fixed "
-                "rate_per_second from now on",
+                "no callback landed for %.0f s while %d answers are awaited: is the receiver "
+                "up, writing to this landing directory, and is the webhook registered? Pacing "
+                "at the fixed rate_per_second from now on",
                 self.backlog_seconds,
+                self.outstanding,
             )
 
     def _measure(self, received: list[float]) -> None:

@@ -413,7 +413,9 @@ def publish(config_path: Path, run_id: str) -> None:
     Example:
       capaudit publish --run-id r1
     """
-    _print_json(audit.publish_run(settings_for(config_path), run_id))
+    settings = settings_for(config_path)
+    console = use_console(settings.logging.format)
+    _print_json(audit.publish_run(settings, run_id, console=console))
 
 
 # -- operations ---------------------------------------------------------------------------------

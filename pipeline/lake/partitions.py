@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +54,14 @@ def check_run_id(run_id: str) -> None:
 
 
 def stage_run(
-    conn: duckdb.DuckDBPyConnection, lake: Path, run_id: str, previous_latest: Path | None
+    conn: duckdb.DuckDBPyConnection,
+    lake: Path,
+    run_id: str,
+    previous_latest: Path | None,
+    on_table: Callable[[str], None] = lambda name: None,
 ) -> list[Partition]:
-    """Write every published table's rows for `run_id` under the staging directory, fsynced."""
+    """Write every published table's rows for `run_id` under the staging directory, fsynced;
+    `on_table(name)` after each table."""
     check_run_id(run_id)
     staging = staging_dir(lake, run_id)
     shutil.rmtree(staging, ignore_errors=True)  # what a killed attempt left
@@ -68,6 +74,7 @@ def stage_run(
         relative = partition_path(table, run_id)
         rows = _copy(conn, sql, staging / relative, run_id)
         staged.append(Partition(table.name, run_id, relative, rows))
+        on_table(table.name)
     for folder in {p.parent for p in staging.rglob(FILE_NAME)}:
         fsync_dir(folder)
     return staged

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +24,9 @@ from pipeline.errors import UsageError
 from pipeline.lake.catalog import build_catalog, published
 from pipeline.lake.files import fsync_dir
 from pipeline.lake.partitions import Partition, commit_run, stage_run
-from pipeline.lake.tables import LATEST
+from pipeline.lake.tables import LATEST, TABLES
 from pipeline.logs import log_fields
+from pipeline.progress import ticking
 from pipeline.settings import Settings
 from pipeline.warehouse import render_view
 
@@ -44,17 +45,28 @@ class PublishSummary:
 
 
 def publish_runs(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, run_ids: Sequence[str]
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_ids: Sequence[str],
+    *,
+    console: bool = False,
 ) -> PublishSummary:
-    """Publish `run_ids` (oldest first) to the lake, then swap in a catalog of everything."""
+    """Publish `run_ids` (oldest first) to the lake, then swap in a catalog of everything;
+    progress: tables written, then the catalog."""
     started = time.monotonic()
     lake = settings.warehouse.lake
     summary = PublishSummary(catalog=str(settings.warehouse.catalog))
-    for run_id, run_started in _ordered(conn, run_ids):
-        for partition in _publish_run(conn, lake, run_id, run_started):
-            summary.rows[partition.table] = summary.rows.get(partition.table, 0) + partition.rows
-        summary.runs.append(run_id)
-    refresh_catalog(conn, settings)
+    runs = _ordered(conn, run_ids)
+    with ticking("publish", len(runs) * len(TABLES) + 1, console=console) as tick:
+        for run_id, run_started in runs:
+            written = _publish_run(conn, lake, run_id, run_started, lambda name: tick(table=name))
+            for partition in written:
+                summary.rows[partition.table] = (
+                    summary.rows.get(partition.table, 0) + partition.rows
+                )
+            summary.runs.append(run_id)
+        refresh_catalog(conn, settings)
+        tick(table="catalog")
     summary.seconds = time.monotonic() - started
     log_fields(
         log,
@@ -87,9 +99,14 @@ def _ordered(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[tu
 
 
 def _publish_run(
-    conn: duckdb.DuckDBPyConnection, lake: Path, run_id: str, run_started: datetime
+    conn: duckdb.DuckDBPyConnection,
+    lake: Path,
+    run_id: str,
+    run_started: datetime,
+    on_table: Callable[[str], None],
 ) -> list[Partition]:
-    staged = stage_run(conn, lake, run_id, _previous_snapshot(conn, lake, run_started))
+    previous = _previous_snapshot(conn, lake, run_started)
+    staged = stage_run(conn, lake, run_id, previous, on_table)
     pause = float(os.environ.get(PAUSE_ENV) or 0)
     if pause:
         log_fields(log, "publication paused", run_id=run_id, seconds=pause)

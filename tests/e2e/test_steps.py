@@ -21,11 +21,11 @@ from tests.e2e.test_audit import capaudit, small_sample
 from tests.e2e.test_resume import background, interruptible, live_env
 from tests.e2e.test_runs import query
 
-ALL_STEPS = {"load", "plan", "submit", "collect", "build", "report"}
+ALL_STEPS = {"load", "plan", "submit", "collect", "build", "report", "publish"}
 
 
 def run_record(tmp_path: Path, run_id: str) -> dict[str, object]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         row = conn.execute(
             "SELECT status, inputs, options, counts, durations FROM runs WHERE run_id = $r",
             {"r": run_id},

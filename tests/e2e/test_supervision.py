@@ -31,7 +31,7 @@ def embedded_config(tmp_path: Path, **sections: dict[str, object]) -> Path:
     """An embedded run slow enough (~3 s of sending, callbacks paced) to be hit mid-way."""
     values: dict[str, dict[str, object]] = {
         "contacts": {"paths": [str(small_sample(tmp_path, CONTACTS))]},
-        "dispatch": {"rate_per_second": 100.0, "max_in_flight": 16},
+        "dispatch": {"rate_per_second": 100.0, "max_in_flight": 16, "callback_backlog_seconds": 5},
         "simulator": {"latency_ms": 5, "webhook_rate": 300, "callback_delay_ms": 50},
         "collect": {
             "deadline_seconds": 20,

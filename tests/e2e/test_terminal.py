@@ -120,7 +120,7 @@ def test_run_states_each_step_s_time_and_build_report_speak_on_a_terminal(
     took = re.search(r"^Took: +(.*)$", shown, re.MULTILINE)
     assert took, shown
     steps = re.findall(r"(\w+) \d+\.\ds", took.group(1))
-    assert steps == ["load", "plan", "submit", "collect", "build", "report"]
+    assert steps == ["load", "plan", "submit", "collect", "build", "report", "publish"]
     assert "Planned 93 targets: 0 reused, 93 to query in 31 requests" in shown
     assert re.search(r"submit\S* .*━+.* 31/31 .* accepted 31", shown), shown  # where it ended
     code, shown, _ = on_terminal("build", "--config", str(cfg), "--run-id", "r1")

@@ -106,8 +106,27 @@ def test_answers_awaited_too_long_are_presumed_lost() -> None:
     clock.now += 5.0
     asyncio.run(reserve("young"))
     clock.now += 4.0  # "old" waited 9 s > 4 backlogs of 2 s; "young" 4 s
+    budget.landed([landed("elsewhere", "SMS", 9.0)])  # others' callbacks still land
     budget.tick()
     assert (budget.outstanding, budget.presumed_lost, budget.active) == (3, 2, True)
+
+
+def test_pacing_is_switched_off_when_callbacks_stop_landing() -> None:
+    clock = Clock()
+    budget = CallbackBudget(2.0, 1.0, clock=clock)  # a bound of one request
+
+    async def main() -> tuple[bool, bool]:
+        assert await try_reserve(budget, "a")
+        budget.landed([landed("a", "SMS", 1.0)])  # the receiver was up, then goes down
+        clock.now += 1.5
+        budget.tick()
+        held = not await try_reserve(budget, "b")  # still pacing: waits for callbacks
+        clock.now += 1.0  # nothing landed for 2.5 s > one backlog, answers awaited
+        budget.tick()
+        return held, await try_reserve(budget, "c")
+
+    assert asyncio.run(main()) == (True, True)
+    assert not budget.active
 
 
 def test_pacing_is_switched_off_when_nothing_ever_lands() -> None:
