@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from pipeline.db import rows_as_dicts, transaction
 from pipeline.errors import UsageError
 
 COUNTRY = "country"
@@ -150,14 +151,9 @@ def keep_only_sample(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
 
 def draw_sample(conn: duckdb.DuckDBPyConnection, run_id: str, spec: SampleSpec) -> SampleSummary:
     """Draw the sample and keep only its contacts as the run's targets, in one transaction."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         summary = select_sample(conn, run_id, spec)
         keep_only_sample(conn, run_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return summary
 
 
@@ -205,5 +201,4 @@ def estimate_rows(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str
         "FROM estimates WHERE run_id = $run_id ORDER BY channel, stratum NULLS FIRST",
         {"run_id": run_id},
     )
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return rows_as_dicts(cursor)

@@ -18,6 +18,7 @@ import functools
 import duckdb
 
 from pipeline.contacts.sources import EMPTY_ROW, ROLES, TOO_FEW_FIELDS, TOO_MANY_FIELDS, CsvShape
+from pipeline.db import sql_literal
 
 # Lines that the plain split would read differently from the csv module (see the docstring).
 NOT_LITERAL = (
@@ -75,7 +76,7 @@ def stage_literal_csv(
 def _insert_sql(shape: CsvShape, file_index: int) -> str:
     """Rows as `_csv_batches` builds them: fields by position, NULL past the end of the row;
     a structural problem keeps the line's text (a blank line has none: '')."""
-    delimiter = "'" + shape.delimiter.replace("'", "''") + "'"
+    delimiter = sql_literal(shape.delimiter)
     blank = f"regexp_full_match(line, '[{_python_whitespace()}{_re2_escape(shape.delimiter)}]*')"
     values = ", ".join(
         f"CASE WHEN fields > {shape.columns[role]} THEN parts[{shape.columns[role] + 1}] END"

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import __version__
+from pipeline.db import sql_literal
 from pipeline.errors import WarehouseError
 from pipeline.lake.files import fsync_file, replace_durably, write_text_durably
 from pipeline.lake.tables import LATEST, TABLES
@@ -95,7 +96,7 @@ def _write_catalog(staged: Path, lake: Path, current: Published, channel_order_s
 
 
 def _paths(paths: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    return sql_literal([str(p) for p in paths])
 
 
 def _view(name: str, partition: str, paths: list[Path]) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.db import sql_literal
 from pipeline.errors import WarehouseError
 from pipeline.lake.files import fsync_dir, fsync_file, make_dirs, replace_durably
 from pipeline.lake.tables import LATEST, TABLES, LakeTable
@@ -96,10 +97,9 @@ def staging_dir(lake: Path, run_id: str) -> Path:
 
 def _copy(conn: duckdb.DuckDBPyConnection, sql: str, target: Path, run_id: str) -> int:
     make_dirs(target.parent)
-    quoted = str(target).replace("'", "''")
     try:
         row = conn.execute(
-            f"COPY ({sql}) TO '{quoted}' ({PARQUET_OPTIONS})", {"run_id": run_id}
+            f"COPY ({sql}) TO {sql_literal(str(target))} ({PARQUET_OPTIONS})", {"run_id": run_id}
         ).fetchone()
     except duckdb.Error as exc:
         raise WarehouseError(f"publishing run {run_id} to {target} failed: {exc}") from exc
@@ -136,7 +136,6 @@ def snapshot_sql(previous: Path | None) -> str:
         WHERE run_id = $run_id AND status IN {REAL_STATUSES} AND checked_at IS NOT NULL"""
     if previous is None:
         return answers
-    quoted = str(previous).replace("'", "''")
     newer = (
         "(p.contact_key IS NULL OR (a.contact_key IS NOT NULL AND a.checked_at >= p.checked_at))"
     )
@@ -144,7 +143,7 @@ def snapshot_sql(previous: Path | None) -> str:
         f"CASE WHEN {newer} THEN a.{c} ELSE p.{c} END AS {c}" for c in SNAPSHOT_COLUMNS
     )
     return f"""
-    WITH a AS ({answers}), p AS (SELECT * FROM read_parquet('{quoted}'))
+    WITH a AS ({answers}), p AS (SELECT * FROM read_parquet({sql_literal(str(previous))}))
     SELECT coalesce(a.contact_key, p.contact_key) AS contact_key,
         coalesce(a.channel, p.channel) AS channel, {picked}
     FROM a FULL JOIN p ON a.contact_key = p.contact_key AND a.channel = p.channel

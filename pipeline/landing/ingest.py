@@ -107,13 +107,8 @@ def _retry_unmatched(
     try:
         if not correlate.has_unmatched(conn):
             return
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             _match_without_request_id(conn, stats)
-            conn.execute("COMMIT")
-        except duckdb.Error:
-            conn.execute("ROLLBACK")
-            raise
     except duckdb.Error as exc:
         raise WarehouseError(f"matching notifications from {landing_dir}: {exc}") from exc
 
