@@ -31,14 +31,12 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from pipeline import ledger, sampling, steps
-from pipeline.backlog import configured_callback_rate, expected_callback_rate
+from pipeline import ledger, runs, sampling, steps
 from pipeline.checks import Check, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
 from pipeline.db import rows_as_dicts
-from pipeline.dispatch import SINCH_MAX_RATE
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
@@ -49,6 +47,8 @@ from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.state import open_state
+from pipeline.submit.backlog import configured_callback_rate, expected_callback_rate
+from pipeline.submit.dispatch import SINCH_MAX_RATE
 from pipeline.webhooks import ensure_webhook
 from pipeline.window import WindowSpec, collect_deadline, parse_duration
 
@@ -158,7 +158,7 @@ def run_step(
                 f"run {result.run_id} is already planned; loading again would lose its plan. "
                 "Start a new run id, or continue this one with capaudit run --resume"
             )
-        if step != "load" and ledger.run_status(conn, result.run_id) is None:
+        if step != "load" and runs.run_status(conn, result.run_id) is None:
             raise UsageError(
                 f"there is no run {result.run_id} in the warehouse; start it with "
                 f"capaudit load --run-id {result.run_id} (or capaudit run)"
@@ -214,16 +214,16 @@ def _begin(
     """Record the run as running with its inputs and options; returns the options to run with
     (those given now, else those the run recorded). `step` is "run" or the single step."""
     run_id = options.run_id or ""
-    options = _with_recorded(options, ledger.run_options(conn, run_id))
-    if step != "load" and ledger.step_done(conn, run_id, "load"):
+    options = _with_recorded(options, runs.run_options(conn, run_id))
+    if step != "load" and runs.step_done(conn, run_id, "load"):
         if step in ("run", "plan", "submit", "collect"):  # build and report read the warehouse
             _check_loaded(conn, run_id, options)
         inputs: list[dict[str, Any]] = []  # keep the ones recorded at the load
     else:
-        paths = options.contacts or ledger.run_inputs(conn, run_id) or settings.contacts.paths
-        inputs = [ledger.file_digest(p) for p in resolve_paths(paths)]
+        paths = options.contacts or runs.run_inputs(conn, run_id) or settings.contacts.paths
+        inputs = [runs.file_digest(p) for p in resolve_paths(paths)]
     recorded = {name: getattr(options, name) for name in (*RECORDED_OPTIONS, *SAMPLE_OPTIONS)}
-    ledger.start_run(
+    runs.start_run(
         conn, run_id, config_digest=config_digest(settings), inputs=inputs, options=recorded
     )
     return options
@@ -243,7 +243,7 @@ def _with_recorded(options: RunOptions, recorded: dict[str, Any]) -> RunOptions:
 
 def _check_loaded(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOptions) -> None:
     """A run whose contacts are loaded continues only with those contacts, unchanged."""
-    recorded = ledger.input_digests(conn, run_id)
+    recorded = runs.input_digests(conn, run_id)
     if options.contacts and {str(p) for p in resolve_paths(options.contacts)} != {
         str(item["path"]) for item in recorded
     }:
@@ -253,7 +253,7 @@ def _check_loaded(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOpti
         )
     for item in recorded:
         path = Path(item["path"])
-        now = ledger.file_digest(path)["sha256"] if path.is_file() else "(no such file)"
+        now = runs.file_digest(path)["sha256"] if path.is_file() else "(no such file)"
         if now != item["sha256"]:
             raise UsageError(
                 f"{path}: changed since run {run_id} loaded it (sha256 {item['sha256']} then, "
@@ -276,13 +276,13 @@ def _recorded(
             _finish(conn, settings, result, console)
     except CapauditError as exc:
         result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-        ledger.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
+        runs.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
         raise
     except BaseException as exc:
         result.status = "failed"
-        ledger.finish_run(conn, run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
+        runs.finish_run(conn, run_id, "failed", 1, f"{type(exc).__name__}: {exc}")
         raise
-    result.durations = ledger.step_durations(conn, run_id)
+    result.durations = runs.step_durations(conn, run_id)
 
 
 def _finish(
@@ -292,11 +292,11 @@ def _finish(
     says how the run ended, and publication is recorded last, so a run killed before or during
     it is published by `--resume`; an incomplete run (exit 3) when `--resume` completes it."""
     run_id = result.run_id
-    if ledger.step_done(conn, run_id, "report"):
+    if runs.step_done(conn, run_id, "report"):
         _apply_gate(result, completeness(conn, run_id, result.max_no_response_share))
     else:
         result.status = "paused"
-    ledger.finish_run(conn, run_id, result.status, result.exit_code, result.message)
+    runs.finish_run(conn, run_id, result.status, result.exit_code, result.message)
     if result.status == "succeeded":
         result.publish = publish(conn, settings, run_id, console=console)
 
@@ -363,7 +363,7 @@ def _timed(
 ) -> T:
     started = time.monotonic()
     outcome = work()
-    ledger.record_step(conn, run_id, step, time.monotonic() - started, counts(outcome))
+    runs.record_step(conn, run_id, step, time.monotonic() - started, counts(outcome))
     return outcome
 
 
@@ -389,7 +389,7 @@ class _Run:
 
 def _run_steps(run: _Run) -> None:
     conn, run_id = run.conn, run.run_id
-    if not (run.options.resume and ledger.step_done(conn, run_id, "load")):
+    if not (run.options.resume and runs.step_done(conn, run_id, "load")):
         _load(run)
     _sample(run)
     _plan(run)
@@ -404,7 +404,7 @@ def _run_steps(run: _Run) -> None:
 
 def _load(run: _Run) -> None:
     # The files recorded when the run (or its load) started: a resumed load reads the same.
-    paths = run.options.contacts or ledger.run_inputs(run.conn, run.run_id) or None
+    paths = run.options.contacts or runs.run_inputs(run.conn, run.run_id) or None
     limit = run.options.limit
     run.result.load = run.timed(
         "load",
@@ -415,7 +415,7 @@ def _load(run: _Run) -> None:
 def _sample(run: _Run) -> None:
     """`--sample N`: draw the sample once (a resumed run keeps the one it drew)."""
     options = run.options
-    if options.sample is None or ledger.step_done(run.conn, run.run_id, "sample"):
+    if options.sample is None or runs.step_done(run.conn, run.run_id, "sample"):
         return
     spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
     run.result.sample = run.timed(
@@ -479,7 +479,7 @@ def _exchange(run: _Run, *, collect: bool) -> None:
         with sinch_session(run.settings, restarts=restarts) as live:
             _submit_then_collect(run, live, collect=collect)
     finally:
-        ledger.record_restarts(run.conn, run.run_id, dict(restarts))
+        runs.record_restarts(run.conn, run.run_id, dict(restarts))
 
 
 def _submit_then_collect(run: _Run, live: Settings, *, collect: bool) -> None:

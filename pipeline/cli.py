@@ -273,7 +273,7 @@ def _step(
     `run` prints for it on a terminal, else JSON."""
     settings = settings_for(config_path)
     if extra.pop("pseudonymise", False):
-        from pipeline.pseudonyms import pseudonym_key
+        from pipeline.report.pseudonyms import pseudonym_key
 
         extra["pseudonym_key"] = pseudonym_key(settings.secrets.pseudonym_key)
     console = use_console(settings.logging.format)

@@ -16,10 +16,10 @@ from typing import Any
 
 import duckdb
 
-from pipeline.backlog import configured_callback_rate, run_callback_rate
 from pipeline.ledger import ttl_sql
 from pipeline.settings import Settings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
+from pipeline.submit.backlog import configured_callback_rate, run_callback_rate
 from pipeline.window import parse_duration
 
 AGE_BUCKETS: tuple[tuple[float, str], ...] = (

@@ -78,14 +78,14 @@ class SinchSettings:
 class DispatchSettings:
     rate_per_second: float = 8.0
     # The window our pacer enforces is 1 s plus the measured spread of send-to-arrival delays
-    # (pipeline/pacing.py) plus this floor.
+    # (pipeline/submit/pacing.py) plus this floor.
     window_margin_ms: float = 2.0
     max_in_flight: int = 64
     max_attempts: int = 6
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     requery_transient: bool = True
-    # Self-pacing (pipeline/backlog.py): hold the answers still awaited to what the measured
+    # Self-pacing (pipeline/submit/backlog.py): hold the answers still awaited to what the measured
     # callback rate clears in this many seconds. false sends at rate_per_second regardless.
     pace_to_callbacks: bool = True
     callback_backlog_seconds: float = 30.0

@@ -18,10 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import ledger
-from pipeline.backlog import CallbackBudget, expected_callback_rate, follow_callbacks, log_pace
+from pipeline import ledger, runs
 from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
-from pipeline.dispatch import Dispatcher, DispatchStats
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
@@ -31,6 +29,13 @@ from pipeline.logs import log_fields
 from pipeline.progress import StepProgress, ticking
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
+from pipeline.submit.backlog import (
+    CallbackBudget,
+    expected_callback_rate,
+    follow_callbacks,
+    log_pace,
+)
+from pipeline.submit.dispatch import Dispatcher, DispatchStats
 from pipeline.warehouse import model_count, run_models
 from pipeline.window import WindowSpec, fit_window_to_rate
 
@@ -195,7 +200,7 @@ class SubmitSummary:
     rate_per_second: float = 0.0
     rate_cuts: int = 0
     interrupted: bool = False
-    # Self-pacing (pipeline/backlog.py): the callback rate measured, whether it held queries
+    # Self-pacing (pipeline/submit/backlog.py): the callback rate measured, whether it held queries
     # back, and the query rate it settled at (requests/s over the last seconds of sending).
     callback_rate_per_second: float | None = None
     callback_limited: bool = False
@@ -459,7 +464,7 @@ async def _requery_transient(
 def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings) -> int:
     """On resume of a run that waited out its deadline: use what landed meanwhile, then plan
     one more ask for each target still without an answer (submit sends them)."""
-    if not ledger.collect_gave_up(conn, run_id):
+    if not runs.collect_gave_up(conn, run_id):
         return 0  # the run never waited out its deadline: the answers may still come
     ingest_landing(conn, Path(settings.receiver.landing_dir))
     planned = ledger.plan_reasks(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))

@@ -30,11 +30,11 @@ from datetime import datetime
 
 import duckdb
 
-from pipeline.backlog import expected_callback_rate
 from pipeline.errors import UsageError
 from pipeline.logs import log_fields
 from pipeline.settings import Settings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
+from pipeline.submit.backlog import expected_callback_rate
 
 log = logging.getLogger(__name__)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

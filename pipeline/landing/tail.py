@@ -4,7 +4,7 @@
     for callback in tail.read_new():  # call every fraction of a second
         callback.request_id, callback.channel, callback.received
 
-The dispatcher paces itself by these (pipeline/backlog.py). It reads the files the receivers
+The dispatcher paces itself by these (pipeline/submit/backlog.py). It reads the files the receivers
 write rather than a receiver's /metrics: the landing directory is what every receiver shares
 (one or several, restarted or not, on this host or over a shared volume), its lines carry the
 receiver's own arrival time, and each names the request and channel it answers. Only complete

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import httpx
 
-from pipeline.report import STATUS_COLUMNS
+from pipeline.report.writer import STATUS_COLUMNS
 from tests.conftest import (
     REPO,
     SAMPLE,

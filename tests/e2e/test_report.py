@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.charts import PALETTE
-from pipeline.report import STATUS_COLUMNS, render_html
+from pipeline.report.charts import PALETTE
+from pipeline.report.writer import STATUS_COLUMNS, render_html
 from tests.conftest import write_config
 from tests.e2e.test_audit import capaudit, small_sample
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ledger
-from pipeline.backlog import RATE_MARGIN, CallbackBudget, expected_callback_rate
+from pipeline import runs
 from pipeline.landing.segments import encode_line
 from pipeline.landing.tail import LandedCallback, LandingTail
 from pipeline.settings import Settings
+from pipeline.submit.backlog import RATE_MARGIN, CallbackBudget, expected_callback_rate
 from pipeline.warehouse import open_warehouse
 
 CHANNELS = ("RCS", "SMS", "WHATSAPP")
@@ -173,10 +173,10 @@ def test_the_next_run_expects_the_callback_rate_the_last_one_measured(
     with open_warehouse(tmp_path / "w.duckdb") as conn:
         assert expected_callback_rate(conn, live)[0] == 25.0  # nothing measured: Sinch's default
         for run_id, rate, limited in (("r1", 40.0, True), ("r2", 12.0, True)):
-            ledger.start_run(conn, run_id, config_digest="d", inputs=[])
+            runs.start_run(conn, run_id, config_digest="d", inputs=[])
             submit = {"callback_rate_per_second": rate, "callback_limited": limited}
-            ledger.record_step(conn, run_id, "submit", 1.0, submit)
+            runs.record_step(conn, run_id, "submit", 1.0, submit)
         assert expected_callback_rate(conn, live)[0] == 12.0  # the latest, held back: capacity
-        ledger.start_run(conn, "r3", config_digest="d", inputs=[])
-        ledger.record_step(conn, "r3", "submit", 1.0, {"callback_rate_per_second": 9.0})
+        runs.start_run(conn, "r3", config_digest="d", inputs=[])
+        runs.record_step(conn, "r3", "submit", 1.0, {"callback_rate_per_second": 9.0})
         assert expected_callback_rate(conn, live)[0] == 25.0  # a floor only, below the default

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from pipeline import charts
-from pipeline.report import run_dates
+from pipeline.report import charts
+from pipeline.report.writer import run_dates
 
 
 def test_a_label_that_fits_stays_whole() -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.backlog import CallbackBudget
-from pipeline.dispatch import Dispatcher
 from pipeline.ledger import ACCEPTED, FAILED, PendingRequest, RequestEvent
 from pipeline.settings import DispatchSettings, Secret, Secrets, SinchSettings
 from pipeline.sinch.client import SinchClient
 from pipeline.sinch.models import ChannelIdentity, query_body
+from pipeline.submit.backlog import CallbackBudget
+from pipeline.submit.dispatch import Dispatcher
 from tests.conftest import KEY_ID, KEY_SECRET, sim_stats, simulator
 
 KEYS = Secrets(Secret(KEY_ID), Secret(KEY_SECRET), ())
@@ -112,7 +112,7 @@ def test_429_without_retry_after_backs_off_then_succeeds(sim_url: str) -> None:
 
 def test_persistent_429s_slow_the_rate_down(sim_url: str, caplog: pytest.LogCaptureFixture) -> None:
     configure(sim_url, rate_limit=10, retry_after=False)
-    with caplog.at_level(logging.WARNING, logger="pipeline.pacing"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.submit.pacing"):
         dispatcher, events = dispatch(sim_url, 30, rate_per_second=40)
     assert states(events) == {ACCEPTED: 30}
     assert dispatcher.pacer.rate_cuts >= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.pacing import MAX_MARGIN, SPREAD_MEMORY_SECONDS, Pacer
+from pipeline.submit.pacing import MAX_MARGIN, SPREAD_MEMORY_SECONDS, Pacer
 
 
 class Clock:

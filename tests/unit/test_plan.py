@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from pipeline import ledger, steps
+from pipeline import ledger, runs, steps
 from pipeline.settings import Settings
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -155,10 +155,10 @@ def test_unanswered_targets_are_asked_again_once_on_resume(
                 [first[key], channel, NOW],
             )
         assert steps.plan_reasks(conn, "new", settings) == 0  # no collect yet: too early
-        ledger.start_run(conn, "new", config_digest="", inputs=[])
-        ledger.record_step(conn, "new", "collect", 1.0, {"deadline_passed": False})
+        runs.start_run(conn, "new", config_digest="", inputs=[])
+        runs.record_step(conn, "new", "collect", 1.0, {"deadline_passed": False})
         assert steps.plan_reasks(conn, "new", settings) == 0  # interrupted while waiting
-        ledger.record_step(conn, "new", "collect", 1.0, {"deadline_passed": True})
+        runs.record_step(conn, "new", "collect", 1.0, {"deadline_passed": True})
         assert steps.plan_reasks(conn, "new", settings) == 2
         assert steps.plan_reasks(conn, "new", settings) == 0  # once: a re-ask is not re-asked
         reasks = conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.report import TOP_COUNTRIES, render_html
+from pipeline.report.writer import TOP_COUNTRIES, render_html
 
 
 def summary(**extra: Any) -> dict[str, Any]:

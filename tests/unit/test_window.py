@@ -10,9 +10,9 @@ import duckdb
 import pytest
 
 from pipeline import ledger, steps
-from pipeline.backlog import expected_callback_rate
 from pipeline.errors import UsageError
 from pipeline.settings import Settings
+from pipeline.submit.backlog import expected_callback_rate
 from pipeline.warehouse import open_warehouse
 from pipeline.window import (
     WindowSpec,

@@ -11,9 +11,9 @@ from typing import Any
 
 import duckdb
 
-from pipeline import charts
 from pipeline.coverage import coverage_summary
 from pipeline.late import late_answers_used
+from pipeline.report import charts
 from pipeline.sampling import estimate_rows
 from pipeline.settings import Settings
 

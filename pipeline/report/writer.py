@@ -22,12 +22,12 @@ from typing import Any
 
 import duckdb
 
-from pipeline import charts
 from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
 from pipeline.db import rows_as_dicts, sql_literal
 from pipeline.logs import PHONE_PATTERN
-from pipeline.pseudonyms import hmac_sql
-from pipeline.report_rolling import rolling_sections, rolling_summary
+from pipeline.report import charts
+from pipeline.report.pseudonyms import hmac_sql
+from pipeline.report.rolling import rolling_sections, rolling_summary
 from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
 

@@ -9,7 +9,7 @@ see `pacing`); other 4xx answers are final and recorded with Sinch's error text.
 every finished request goes to `record` (the ledger); a request still retrying when `stop` is
 set stays planned, so `--resume` sends it again with the same `request_id`.
 
-With a `budget` (pipeline/backlog.py), a request is started only when the answers it asks for
+With a `budget` (pipeline/submit/backlog.py), a request is started only when the answers it asks for
 fit under what the measured callback rate clears: the query rate follows Sinch's callbacks.
 The pacer caps it at `rate_per_second`, and never above Sinch's SINCH_MAX_RATE.
 
@@ -33,13 +33,13 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pipeline.backlog import CallbackBudget
 from pipeline.errors import SinchTransportError
 from pipeline.ledger import ACCEPTED, FAILED, PendingRequest, RequestEvent
-from pipeline.pacing import Pacer
 from pipeline.settings import DispatchSettings
 from pipeline.sinch.client import QueryAnswer, SinchClient
 from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
+from pipeline.submit.backlog import CallbackBudget
+from pipeline.submit.pacing import Pacer
 
 log = logging.getLogger(__name__)
 SINCH_MAX_RATE = 800.0  # capability queries per second per project (reference §rate limits)
