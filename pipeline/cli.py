@@ -405,9 +405,13 @@ def report(config_path: Path, run_id: str, pseudonymise: bool, as_json: bool) ->
 @main.command()
 @config_option
 @run_id_option()
+@json_option
 @handle_errors
-def publish(config_path: Path, run_id: str) -> None:
+def publish(config_path: Path, run_id: str, as_json: bool) -> None:
     """Publish the run to the lake and swap in a new catalog (again, if it was published).
+
+    On a terminal it shows progress (tables written) and says what was published; otherwise
+    JSON.
 
     \b
     Example:
@@ -415,7 +419,13 @@ def publish(config_path: Path, run_id: str) -> None:
     """
     settings = settings_for(config_path)
     console = use_console(settings.logging.format)
-    _print_json(audit.publish_run(settings, run_id, console=console))
+    published = audit.publish_run(settings, run_id, console=console)
+    if as_json or not sys.stdout.isatty():
+        _print_json(published)
+    else:
+        from pipeline.console import print_publish
+
+        print_publish(published)
 
 
 # -- operations ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from pipeline.audit import STEPS, RunResult
 from pipeline.contacts.load import LoadSummary
+from pipeline.lake.publish import PublishSummary
 from pipeline.ledger import PlanSummary
 from pipeline.sinch.models import ALL_STATUSES
 from pipeline.steps import CollectSummary, SubmitSummary
@@ -232,3 +233,12 @@ def _duration(seconds: float, *, precise: bool = False) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def print_publish(published: PublishSummary) -> None:
+    """What `capaudit publish` did, and how an analyst sees it."""
+    rows = sum(published.rows.values())
+    out().print(
+        f"Published {', '.join(published.runs)}: {len(published.rows)} tables, {rows:,} rows "
+        f"in {published.seconds:.1f}s\nCatalog:   {published.catalog}  (reconnect to see it)"
+    )

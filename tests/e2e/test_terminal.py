@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.lake.tables import TABLES
 from pipeline.warehouse import model_count
 from tests.conftest import REPO, service_env, write_config
 from tests.e2e.test_audit import capaudit, small_sample
@@ -134,3 +135,9 @@ def test_run_states_each_step_s_time_and_build_report_speak_on_a_terminal(
     # summary.json, index.html
     assert re.search(r"report\S* .*━+.* 11/11", shown), shown
     assert f"Report:    {tmp_path / 'reports' / 'r1' / 'index.html'}" in shown
+    code, shown, _ = on_terminal("publish", "--config", str(cfg), "--run-id", "r1")
+    assert code == 0, shown
+    tables = len(TABLES) + 1  # every table, then the catalog
+    assert re.search(rf"publish\S* .*━+.* {tables}/{tables}", shown), shown
+    assert re.search(r"^Published r1: \d+ tables", shown, re.MULTILINE), shown
+    assert f"Catalog:   {tmp_path / 'warehouse.duckdb'}" in shown
