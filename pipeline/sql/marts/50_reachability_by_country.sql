@@ -10,13 +10,7 @@ SELECT
     coalesce(country, 'unknown') AS country,
     channel,
     count(*) AS targets,
-    count(*) FILTER (WHERE status = 'CAPABILITY_FULL') AS capability_full,
-    count(*) FILTER (WHERE status = 'CAPABILITY_PARTIAL') AS capability_partial,
-    count(*) FILTER (WHERE status = 'NO_CAPABILITY') AS no_capability,
-    count(*) FILTER (WHERE status = 'CAPABILITY_UNKNOWN') AS capability_unknown,
-    count(*) FILTER (WHERE status = 'NO_RESPONSE') AS no_response,
-    count(*) FILTER (WHERE status = 'REQUEST_FAILED') AS request_failed,
-    count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL')) AS reachable,
+    unnest(status_counts(status)),  -- capability_full ... request_failed, reachable
     count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))
         / count(*) AS reachable_share
 FROM capability
