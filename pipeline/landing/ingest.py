@@ -83,15 +83,10 @@ def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> Ingest
         try:
             lines: dict[str, int] = {}
             if files:  # read outside the transaction: a failed read must not abort it
-                _stage_lines(conn, files)
-                lines = dict(
-                    conn.execute(
-                        "SELECT segment_id, count(*) FROM landed GROUP BY segment_id"
-                    ).fetchall()
-                )
+                reader = _stage_incoming(conn, files)
             with transaction(conn):
                 if files:
-                    _merge(conn, stats)
+                    lines = _merge(conn, stats, reader)
                 _match_without_request_id(conn, stats)
                 _advance_offsets(conn, slices, lines)
         except duckdb.Error as exc:
@@ -176,7 +171,29 @@ def _open_segment(segment: Segment) -> BinaryIO:
         return closed.open("rb")
 
 
-def _stage_lines(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> None:
+@dataclass(frozen=True)
+class _LineReader:
+    """The landed lines of this ingest as a SQL subquery: (received_at, nonce, kind, body,
+    segment_id), one row per complete JSON line; `tolerant` once a line failed to parse."""
+
+    files: list[str]
+    tolerant: bool
+
+    def sql(self) -> str:
+        return f"""(
+            SELECT l.received_at, l.nonce, l.kind, l.body, s.segment_id
+            FROM read_json($files, format = 'newline_delimited', columns = {LINE_COLUMNS},
+                           filename = true, ignore_errors = {str(self.tolerant).lower()}) l
+            JOIN segment_names s USING (filename)
+            WHERE l.body IS NOT NULL)"""
+
+    def execute(self, conn: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
+        return conn.execute(sql.replace("$lines", self.sql()), {"files": self.files})
+
+
+def _stage_incoming(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> _LineReader:
+    """Read, parse and merge the landed lines into `incoming` in one pass over the files (the
+    lines are never stored: at 10M callbacks their bodies alone are 3 GB)."""
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE segment_names (filename VARCHAR, segment_id VARCHAR)"
     )
@@ -184,31 +201,23 @@ def _stage_lines(conn: duckdb.DuckDBPyConnection, files: dict[str, _Slice]) -> N
         "INSERT INTO segment_names VALUES (?, ?)",
         [(name, piece.segment.segment_id) for name, piece in files.items()],
     )
+    reader = _LineReader(list(files), tolerant=False)
     try:
-        _read_lines(conn, list(files), tolerant=False)
+        reader.execute(conn, INCOMING_SQL)
     except duckdb.InvalidInputException as exc:
         # A complete line that is not JSON: written by something else, or damaged on disk.
         # It cannot be recovered; it must not stop every later ingest. Skip it and say so.
-        _read_lines(conn, list(files), tolerant=True)
+        reader = _LineReader(list(files), tolerant=True)
+        reader.execute(conn, INCOMING_SQL)
         log.warning("landing segments hold lines that are not JSON, skipped: %s", exc)
+    return reader
 
 
-def _read_lines(conn: duckdb.DuckDBPyConnection, files: list[str], *, tolerant: bool) -> None:
-    conn.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE landed AS
-        SELECT l.received_at, l.nonce, l.kind, l.body, s.segment_id
-        FROM read_json($files, format = 'newline_delimited', columns = {LINE_COLUMNS},
-                       filename = true, ignore_errors = {str(tolerant).lower()}) l
-        JOIN segment_names s USING (filename)
-        WHERE l.body IS NOT NULL
-        """,
-        {"files": files},
-    )
-
-
-def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
-    _stage_incoming(conn)
+def _merge(
+    conn: duckdb.DuckDBPyConnection, stats: IngestStats, reader: _LineReader
+) -> dict[str, int]:
+    """Merge `incoming` into the notifications; returns the lines read per segment."""
+    others = _drop_other_lines(conn)
     repeated = conn.execute("""
         UPDATE notifications n SET deliveries = n.deliveries + i.deliveries
         FROM incoming i
@@ -224,74 +233,92 @@ def _merge(conn: duckdb.DuckDBPyConnection, stats: IngestStats) -> None:
     stats.notifications_new = int(new[0]) if new else 0
     repeats, stats.without_request_id = correlate.stage_without_request_id(conn)
     stats.notifications_repeated += repeats
-    stats.other_events = _keep_other_events(conn)
-    row = conn.execute("SELECT count(*) FROM landed").fetchone()
-    stats.lines = int(row[0]) if row else 0
+    stats.other_events = _keep_other_events(conn, reader) if others else 0
+    # A callback delivered again counts in the segment of its first delivery.
+    lines = dict(
+        conn.execute(
+            "SELECT segment_id, sum(deliveries)::BIGINT FROM incoming GROUP BY segment_id"
+        ).fetchall()
+    )
+    if stats.other_events:
+        for segment_id, count in conn.execute(
+            "SELECT segment_id, count(*) FROM landed_others GROUP BY segment_id"
+        ).fetchall():
+            lines[segment_id] = lines.get(segment_id, 0) + count
+    stats.lines = sum(lines.values())
+    return lines
 
 
-def _keep_other_events(conn: duckdb.DuckDBPyConnection) -> int:
-    """Lines that are no notification go to `other_events`; returns how many."""
-    source, keep = "landed", "kind <> 'capability'"
-    if _unusable_capability_lines(conn):
-        source = f"""(SELECT *, from_json(body, {IDENTIFIERS_SHAPE}).capability_notification AS n
-            FROM landed)"""
-        keep += f" OR NOT {IS_NOTIFICATION.format(n='n.')}"
+def _drop_other_lines(conn: duckdb.DuckDBPyConnection) -> int:
+    """Take the lines that are no notification out of `incoming`; returns how many."""
+    not_one = f"NOT {IS_NOTIFICATION.format(n='')}"
     row = conn.execute(
-        f"INSERT INTO other_events SELECT received_at, nonce, body, segment_id FROM {source} "
-        f"WHERE {keep}"
+        f"SELECT coalesce(sum(deliveries), 0) FROM incoming WHERE {not_one}"
     ).fetchone()
+    conn.execute(f"DELETE FROM incoming WHERE {not_one}")
     return int(row[0]) if row else 0
 
 
-def _unusable_capability_lines(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether some capability lines are not notifications: only then are the lines parsed
-    again to find them (every line is in `incoming` in the usual case)."""
-    row = conn.execute("""
-        SELECT (SELECT count(*) FROM landed WHERE kind = 'capability')
-            <> (SELECT coalesce(sum(deliveries), 0) FROM incoming)
-    """).fetchone()
-    return bool(row and row[0])
+def _keep_other_events(conn: duckdb.DuckDBPyConnection, reader: _LineReader) -> int:
+    """Lines that are no notification go to `other_events`; returns how many. They are rare,
+    so the files are read again only when there are some."""
+    reader.execute(
+        conn,
+        f"""
+        CREATE OR REPLACE TEMP TABLE landed_others AS
+        SELECT received_at, nonce, body, segment_id FROM $lines
+        WHERE kind <> 'capability' OR NOT {
+            IS_NOTIFICATION.format(n="from_json(body, IDENTIFIERS).capability_notification.")
+        }""".replace("IDENTIFIERS", IDENTIFIERS_SHAPE),
+    )
+    row = conn.execute("INSERT INTO other_events SELECT * FROM landed_others").fetchone()
+    return int(row[0]) if row else 0
 
 
-def _stage_incoming(conn: duckdb.DuckDBPyConnection) -> None:
-    """The landed notifications, one row per distinct notification, in `notifications`' columns.
-
-    With a request_id a notification is (request_id, channel, identity); without one it is
-    recognised by a fingerprint of the callback (its times and the whole notification), so a
-    repeated delivery merges while two real answers for one identity stay apart."""
-    phone_channels = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
-    conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE incoming AS
-        WITH parsed AS (
-            SELECT received_at, nonce, segment_id, cb, cb.capability_notification AS n,
-                nullif(cb.capability_notification.request_id, '') AS request_id
-            FROM (SELECT *, from_json(body, {CALLBACK_SHAPE}) AS cb
-                  FROM landed WHERE kind = 'capability')
-        )
-        SELECT
-            request_id,
-            coalesce(n.channel, '') AS channel,
-            coalesce(CASE WHEN n.channel IN ({phone_channels})
-                THEN regexp_replace(n.identity, '[^0-9]', '', 'g')
-                ELSE n.identity END, '') AS identity,
-            arg_min(n.contact_id, received_at) AS contact_id,
-            arg_min(n.capability_status, received_at) AS capability_status,
-            arg_min(CASE WHEN starts_with(n.reason, '"') THEN n.reason->>'$'
-                ELSE n.reason->>'code' END, received_at) AS reason_code,
-            arg_min(n.reason->>'description', received_at) AS reason_description,
-            arg_min(n.channel_capabilities, received_at) AS channel_capabilities,
-            arg_min(try_cast(cb.event_time AS TIMESTAMPTZ), received_at) AS event_time,
-            min(received_at) AS received_at,
-            count(*)::INTEGER AS deliveries,
-            arg_min(cb.app_id, received_at) AS app_id,
-            arg_min(segment_id, received_at) AS segment_id,
-            CASE WHEN request_id IS NOT NULL THEN 'request_id' END AS matched_by,
-            CASE WHEN request_id IS NULL THEN md5(concat_ws('|', cb.app_id, cb.accepted_time,
-                cb.event_time, to_json(n))) END AS fingerprint
-        FROM parsed
-        GROUP BY ALL
-    """)
-    conn.execute(f"DELETE FROM incoming WHERE NOT {IS_NOTIFICATION.format(n='')}")
+_PHONE_CHANNELS = ", ".join(f"'{c}'" for c in sorted(PHONE_CHANNELS))
+# The landed lines, one row per distinct notification, in `notifications`' columns (lines of
+# another kind, or naming nothing, make rows that are no notification: `_drop_other_lines`).
+# With a request_id a notification is (request_id, channel, identity); without one it is
+# recognised by a fingerprint of the callback (its times and the whole notification), so a
+# repeated delivery merges while two real answers for one identity stay apart.
+INCOMING_SQL = f"""
+CREATE OR REPLACE TEMP TABLE incoming AS
+WITH parsed AS (
+    SELECT received_at, segment_id, cb, cb.capability_notification AS n,
+        nullif(cb.capability_notification.request_id, '') AS request_id
+    FROM (SELECT received_at, segment_id,
+            CASE WHEN kind = 'capability' THEN from_json(body, {CALLBACK_SHAPE}) END AS cb
+          FROM $lines)
+),
+merged AS (
+    SELECT
+        request_id,
+        coalesce(n.channel, '') AS channel,
+        coalesce(CASE WHEN n.channel IN ({_PHONE_CHANNELS})
+            THEN regexp_replace(n.identity, '[^0-9]', '', 'g')
+            ELSE n.identity END, '') AS identity,
+        arg_min(n.contact_id, received_at) AS contact_id,
+        arg_min(n.capability_status, received_at) AS capability_status,
+        arg_min(n.reason, received_at) AS reason,
+        arg_min(n.channel_capabilities, received_at) AS channel_capabilities,
+        arg_min(cb.event_time, received_at) AS event_time,
+        min(received_at) AS received_at,
+        count(*)::INTEGER AS deliveries,
+        arg_min(cb.app_id, received_at) AS app_id,
+        arg_min(segment_id, received_at) AS segment_id,
+        CASE WHEN request_id IS NULL THEN md5(concat_ws('|', cb.app_id, cb.accepted_time,
+            cb.event_time, to_json(n))) END AS fingerprint
+    FROM parsed
+    GROUP BY ALL
+)
+-- The first delivery's reason and time are decoded once per notification, not once per line.
+SELECT request_id, channel, identity, contact_id, capability_status,
+    CASE WHEN starts_with(reason, '"') THEN reason->>'$' ELSE reasons[1] END AS reason_code,
+    reasons[2] AS reason_description, channel_capabilities,
+    try_cast(event_time AS TIMESTAMPTZ) AS event_time, received_at, deliveries, app_id,
+    segment_id, CASE WHEN request_id IS NOT NULL THEN 'request_id' END AS matched_by, fingerprint
+FROM (SELECT *, json_extract_string(reason, ['$.code', '$.description']) AS reasons FROM merged)
+"""
 
 
 def _advance_offsets(
