@@ -85,8 +85,9 @@ def trunk_rule(region: str) -> tuple[str, str] | None:
     return str(metadata.country_code), prefix
 
 
-def _validity_case(number: str, code: str, codes: Sequence[str] | None = None) -> str:
-    """A CASE that matches `number` against the pattern of the country code in `code`.
+def _region_case(number: str, code: str, codes: Sequence[str] | None = None) -> str:
+    """A CASE giving the region of `number` (a national number of the calling code in `code`)
+    when it matches that code's patterns, else NULL: validity and country in one pass.
 
     `codes` (default: every code) limits and orders the branches: DuckDB tries them in turn,
     so a CASE over the few codes a list holds, the commonest first, costs a fraction of one
@@ -95,11 +96,12 @@ def _validity_case(number: str, code: str, codes: Sequence[str] | None = None) -
     patterns = country_patterns()
     listed = sorted(patterns) if codes is None else [c for c in codes if c in patterns]
     whens = "\n".join(
-        f"    WHEN {code} = {sql_literal(cc)} THEN "
-        f"regexp_full_match({number}, {sql_literal(patterns[cc])})"
+        f"    WHEN {code} = {sql_literal(cc)} THEN CASE WHEN "
+        f"regexp_full_match({number}, {sql_literal(patterns[cc])}) "
+        f"THEN {_region_of_code(cc, number)} END"
         for cc in listed
     )
-    return f"CASE\n{whens}\n    ELSE false END" if listed else "false"
+    return f"CASE\n{whens}\nEND" if listed else "NULL::VARCHAR"
 
 
 def _region_of_code(code: str, national: str) -> str:
@@ -130,39 +132,20 @@ def _region_of_code(code: str, national: str) -> str:
     return f"CASE {' '.join(whens)} ELSE {sql_literal(regions[0])} END"
 
 
-def _single_region_codes() -> str:
-    """A VALUES list of (calling code, region) for every code that belongs to one region."""
-    return ", ".join(
-        f"({sql_literal(cc)}, {sql_literal(COUNTRY_CODE_TO_REGION_CODE[int(cc)][0])})"
-        for cc in sorted(country_patterns())
-        if len(COUNTRY_CODE_TO_REGION_CODE[int(cc)]) == 1
-    )
-
-
-def _shared_code_region(digits: str, code_length: str) -> str:
-    """A CASE giving the region of a valid number whose calling code is shared (+1, +7, ...)."""
-    whens = " ".join(
-        f"WHEN {sql_literal(cc)} THEN {_region_of_code(cc, f'substr({digits}, {code_length} + 1)')}"
-        for cc in sorted(country_patterns())
-        if len(COUNTRY_CODE_TO_REGION_CODE[int(cc)]) > 1
-    )
-    return f"CASE substr({digits}, 1, {code_length}) {whens} END"
-
-
-def _code_length(digits: str) -> str:
+def _calling_code(digits: str) -> str:
     """Country calling codes are prefix-free (ITU E.164): at most one of 1-3 digits matches."""
     codes = country_patterns()
     branches = []
     for length in (1, 2, 3):
         listed = ", ".join(sql_literal(c) for c in sorted(codes) if len(c) == length)
-        branches.append(f"WHEN substr({digits}, 1, {length}) IN ({listed}) THEN {length}")
+        prefix = f"substr({digits}, 1, {length})"
+        branches.append(f"WHEN {prefix} IN ({listed}) THEN {prefix}")
     return "CASE " + " ".join(branches) + " END"
 
 
 def split_sql(table: str, default_region: str) -> str:
     """SQL giving every row of `table` (any columns, one of them `raw`) its international
-    `digits` (NULL when undecided) and the length of their country calling code (NULL when
-    none matches)."""
+    `digits` (NULL when undecided) and their `calling_code` (NULL when none matches)."""
     rule = trunk_rule(default_region) if default_region else None
     national = "NULL"
     if rule is not None:
@@ -184,29 +167,21 @@ def split_sql(table: str, default_region: str) -> str:
             WHEN regexp_full_match(cleaned, '[0-9]{{2,17}}') THEN {national}
         END AS digits FROM cleaned
     )
-    SELECT *, {_code_length("digits")} AS code_length FROM international
+    SELECT *, {_calling_code("digits")} AS calling_code FROM international
     """
 
 
 def validity_sql(split: str, codes: Sequence[str] | None = None) -> str:
     """SQL adding `e164` (NULL when undecided) and its `country` (the region code, '001' for
     non-geographic numbers such as +800) to every row of `split` (see `split_sql`)."""
-    valid = _validity_case(
-        "substr(digits, code_length + 1)", "substr(digits, 1, code_length)", codes
-    )
-    # Most calling codes belong to one region: a hash join with those decides the country;
-    # only the dozen shared codes run their region tests.
+    region = _region_case("substr(digits, length(calling_code) + 1)", "calling_code", codes)
     return f"""
-    WITH valid AS (
-        SELECT *, CASE WHEN code_length IS NOT NULL AND ({valid}) THEN digits END AS e164
-        FROM {split}
+    WITH placed AS (
+        SELECT *, CASE WHEN calling_code IS NOT NULL THEN {region} END AS country FROM {split}
     )
-    SELECT v.* EXCLUDE (digits, code_length),
-        CASE WHEN v.e164 IS NOT NULL THEN
-            coalesce(c.region, {_shared_code_region("v.digits", "v.code_length")}) END AS country
-    FROM valid v
-    LEFT JOIN (VALUES {_single_region_codes()}) c (code, region)
-        ON c.code = substr(v.digits, 1, v.code_length)
+    SELECT * EXCLUDE (digits, calling_code, country),
+        CASE WHEN country IS NOT NULL THEN digits END AS e164, country
+    FROM placed
     """
 
 
@@ -222,9 +197,8 @@ def country_codes(conn: duckdb.DuckDBPyConnection, table: str, default_region: s
     # Any rows will do (the order only speeds the CASE up): LIMIT stops reading early.
     sample = f"(SELECT raw FROM {table} LIMIT {CODE_SAMPLE})"
     sampled = conn.execute(
-        f"SELECT substr(digits, 1, code_length) AS code "
-        f"FROM ({split_sql(sample, default_region)}) "
-        f"WHERE code_length IS NOT NULL GROUP BY code ORDER BY count(*) DESC, code"
+        f"SELECT calling_code FROM ({split_sql(sample, default_region)}) "
+        f"WHERE calling_code IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC, calling_code"
     ).fetchall()
     first = [str(code) for (code,) in sampled]
     return first + sorted(set(country_patterns()) - set(first))
