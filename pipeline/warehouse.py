@@ -166,6 +166,7 @@ CREATE TABLE IF NOT EXISTS other_events (
 CREATE TABLE IF NOT EXISTS landing_files (
     segment_id VARCHAR PRIMARY KEY,
     bytes_ingested BIGINT NOT NULL,
+    -- a callback delivered again in another segment counts in the segment of its first delivery
     lines_ingested BIGINT NOT NULL,
     closed BOOLEAN NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
