@@ -81,16 +81,23 @@ def channel_columns(pseudonym_key: bytes | None) -> str:
     return f"{identifying}, {others}"
 
 
-def write_exports(
+@contextmanager
+def exports_started(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,
     out: Path,
     channels: list[str],
     pseudonym_key: bytes | None,
-) -> Iterator[Path]:
-    """Write each channel's export and the routing export into `out`, `EXPORT_WORKERS` at a
-    time; yield the paths as they are written (per export, in the order of `channels`, then
-    routing)."""
+) -> Iterator[Iterator[Path]]:
+    """Start writing each channel's export and the routing export into `out`, `EXPORT_WORKERS`
+    at a time, each on a cursor of its own; `conn` stays free meanwhile (for the summary). The
+    value yields the paths as they are written (per export, in the order of `channels`, then
+    routing) and raises what an export raised.
+
+        with exports_started(conn, run_id, out, channels, None) as written:
+            ...  # other queries on conn
+            paths = list(written)
+    """
     directory = out / "channels"
     directory.mkdir(parents=True, exist_ok=True)
     exports: list[Export] = [
@@ -107,10 +114,22 @@ def write_exports(
     with _insertion_order_kept(conn):
         pool = ThreadPoolExecutor(EXPORT_WORKERS, thread_name_prefix="report-export")
         try:
-            for future in [pool.submit(_on_cursor, conn, export) for export in exports]:
-                yield from future.result()
+            started = [pool.submit(_on_cursor, conn, export) for export in exports]
+            yield (path for future in started for path in future.result())
         finally:  # after a failed export, the ones not started yet are not started
             pool.shutdown(cancel_futures=True)
+
+
+def write_exports(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    out: Path,
+    channels: list[str],
+    pseudonym_key: bytes | None,
+) -> list[Path]:
+    """Write the exports (`exports_started`) and return their paths."""
+    with exports_started(conn, run_id, out, channels, pseudonym_key) as written:
+        return list(written)
 
 
 def _on_cursor(conn: duckdb.DuckDBPyConnection, export: Export) -> list[Path]:

@@ -25,7 +25,7 @@ import duckdb
 from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
 from pipeline.db import rows_as_dicts, sql_literal
 from pipeline.report import charts
-from pipeline.report.exports import write_exports
+from pipeline.report.exports import exports_started
 from pipeline.report.rolling import rolling_sections, rolling_summary
 from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
@@ -80,10 +80,12 @@ def write_report(
         channels
     )  # reachability.csv, CSV + Parquet per channel and routing, JSON, HTML
     written(out / "reachability.csv", files)
-    for path in write_exports(conn, run_id, out, channels, pseudonym_key):
-        written(path, files)
-    summary = report_summary(conn, run_id, trend_runs, max_no_response_share)
-    summary.update(rolling_summary(conn, run_id, settings or Settings()))
+    with exports_started(conn, run_id, out, channels, pseudonym_key) as exported:
+        # the summary's queries run while the exports are written
+        summary = report_summary(conn, run_id, trend_runs, max_no_response_share)
+        summary.update(rolling_summary(conn, run_id, settings or Settings()))
+        for path in exported:
+            written(path, files)
     summary["outputs"] = {"directory": str(out), "channels": channels, "routing": "routing.csv"}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
