@@ -156,17 +156,36 @@ def report_summary(
             ORDER BY r.started_at, x.channel""",
             params | {"limit": trend_runs},
         ),
-        "totals": _rows(
-            conn,
-            """
-            SELECT count(*) AS targets, count(DISTINCT contact_key) AS contacts,
-                count(*) FILTER (WHERE reused) AS reused
-            FROM capability WHERE run_id = $run_id""",
-            params,
-        )[0],
+        "totals": run_totals(conn, run_id),
         **routing_summary(conn, run_id),
         "countries": country_summary(conn, run_id),
     }
+
+
+def run_totals(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """`totals`: the run's targets, contacts and reused answers. Added up from the marts the
+    build wrote (`reachability` per channel, `routing` per first channel), which count them
+    already: counting 3.3M distinct contacts again at 10M targets took 1.5 s. Counted in
+    `capability` for a run without them (built before `routing` existed, or not built)."""
+    params = {"run_id": run_id}
+    totals = _rows(
+        conn,
+        """
+        SELECT (SELECT sum(targets) FROM reachability WHERE run_id = $run_id)::BIGINT AS targets,
+            (SELECT sum(contacts) FROM routing WHERE run_id = $run_id)::BIGINT AS contacts,
+            (SELECT sum(reused) FROM reachability WHERE run_id = $run_id)::BIGINT AS reused""",
+        params,
+    )[0]
+    if None not in totals.values():
+        return totals
+    return _rows(
+        conn,
+        """
+        SELECT count(*) AS targets, count(DISTINCT contact_key) AS contacts,
+            count(*) FILTER (WHERE reused) AS reused
+        FROM capability WHERE run_id = $run_id""",
+        params,
+    )[0]
 
 
 def routing_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:

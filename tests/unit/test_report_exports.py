@@ -1,5 +1,6 @@
 """The report's exports: per channel and routing, sorted by contact, the routing lists the same
-as the `channel_order` view's (which the export no longer reads)."""
+as the `channel_order` view's (which the export no longer reads); the totals read from the
+marts, the same as counted in `capability`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.report.exports import write_exports
-from pipeline.warehouse import open_warehouse
+from pipeline.report.writer import run_totals
+from pipeline.warehouse import open_warehouse, run_model
 
 CHANNELS = ("MESSENGER", "RCS", "SMS", "VIBERBM", "WHATSAPP")
 STATUSES = ("CAPABILITY_FULL", "CAPABILITY_PARTIAL", "NO_CAPABILITY", "NO_RESPONSE")
@@ -114,3 +116,25 @@ def test_pseudonymised_routing_is_sorted_by_the_pseudonym(
     assert len(keys) == 400
     assert keys == sorted(keys)
     assert all(len(key) == 64 for key in keys)  # hex HMAC-SHA256, not the contact key
+
+
+def test_totals_from_the_marts_are_the_counts_in_capability(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    def counted(run_id: str) -> dict[str, int]:
+        (targets, contacts, reused) = rows(
+            conn,
+            "SELECT count(*), count(DISTINCT contact_key), count(*) FILTER (WHERE reused) "
+            f"FROM capability WHERE run_id = '{run_id}'",
+        )[0]
+        return {"targets": targets, "contacts": contacts, "reused": reused}
+
+    conn.execute("UPDATE capability SET reused = true WHERE contact_key LIKE '%7'")
+    for model in ("20_reachability.sql", "60_routing.sql"):
+        run_model(conn, "marts", model, "x")
+    assert run_totals(conn, "x") == counted("x")
+    assert counted("x")["contacts"] == 400
+    assert counted("x")["reused"] > 0
+    assert run_totals(conn, "y") == counted("y")  # not built: counted in capability
+    conn.execute("DELETE FROM routing WHERE run_id = 'x'")  # built before routing existed
+    assert run_totals(conn, "x") == counted("x")
