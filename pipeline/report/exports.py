@@ -105,7 +105,7 @@ def exports_started(
     directory.mkdir(parents=True, exist_ok=True)
     exports: list[Export] = [
         partial(
-            export_channel,
+            _export_channel,
             run_id=run_id,
             channel=channel,
             directory=directory,
@@ -113,7 +113,7 @@ def exports_started(
         )
         for channel in channels
     ]
-    exports.append(partial(write_routing, run_id=run_id, out=out, pseudonym_key=pseudonym_key))
+    exports.append(partial(_write_routing, run_id=run_id, out=out, pseudonym_key=pseudonym_key))
     with _insertion_order_kept(conn):
         pool = ThreadPoolExecutor(EXPORT_WORKERS, thread_name_prefix="report-export")
         try:
@@ -154,13 +154,13 @@ def _insertion_order_kept(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         conn.execute(f"SET preserve_insertion_order = {bool(order and order[0])}")
 
 
-def write_routing(
+def _write_routing(
     conn: duckdb.DuckDBPyConnection, run_id: str, out: Path, pseudonym_key: bytes | None
 ) -> list[Path]:
     """`routing.csv` / `.parquet` (the paths returned): one row per contact of the run with the
     channels to send on, best first (as `channel_order` has them), for a sending system to
     import. The CSV lists them space-separated; contact keys and ids are keyed-hashed when
-    pseudonymising. Needs `preserve_insertion_order` (`write_exports` sets it)."""
+    pseudonymising. Needs `preserve_insertion_order`, which `exports_started` sets."""
     ids = ", ".join(
         c if pseudonym_key is None else f"{hmac_sql(c, pseudonym_key)} AS {c}"
         for c in ("contact_key", "contact_id")
@@ -174,7 +174,7 @@ def write_routing(
     )
 
 
-def export_channel(
+def _export_channel(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,
     channel: str,
