@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,7 +17,7 @@ from pipeline.settings import DispatchSettings, Secret, Secrets, SinchSettings
 from pipeline.sinch.client import SinchClient
 from pipeline.sinch.models import ChannelIdentity, query_body
 from pipeline.submit.backlog import CallbackBudget
-from pipeline.submit.dispatch import Dispatcher
+from pipeline.submit.dispatch import GC_YOUNG_THRESHOLD, Dispatcher, steady_timing
 from tests.conftest import KEY_ID, KEY_SECRET, sim_stats, simulator
 
 KEYS = Secrets(Secret(KEY_ID), Secret(KEY_SECRET), ())
@@ -195,3 +197,45 @@ def test_a_callback_budget_keeps_accepted_requests_awaited_and_releases_failed_o
     accepted = states(events).get(ACCEPTED, 0)
     assert 0 < accepted < 40  # each request asks for one channel (no names: one slot)
     assert budget.outstanding == accepted
+
+
+def test_retries_take_an_in_flight_slot_like_first_attempts(sim_url: str) -> None:
+    configure(sim_url, latency_ms=30, fault_5xx_rate=0.5)
+    dispatcher, events = dispatch(sim_url, 60, max_in_flight=3, max_attempts=12)
+    assert states(events) == {ACCEPTED: 60}
+    assert dispatcher.stats.answers["503"] > 10
+    assert sim_stats(sim_url)["max_requests_in_flight"] <= 3
+
+
+def test_a_stopped_run_leaves_no_in_flight_slot_taken(sim_url: str) -> None:
+    configure(sim_url, latency_ms=50)
+    events: list[RequestEvent] = []
+
+    async def main() -> Dispatcher:
+        sinch = SinchSettings(base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
+        async with SinchClient(sinch, KEYS) as client:
+            settings = DispatchSettings(rate_per_second=100.0, max_in_flight=2)
+            dispatcher = Dispatcher(client, settings, record=events.append)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+            await dispatcher.run(requests(100), stop)
+            stopped_after = len(events)
+            assert 0 < stopped_after < 100
+            # Every slot is free again: the same dispatcher sends the rest (it would wait for
+            # ever on a slot a stopped task kept).
+            await asyncio.wait_for(dispatcher.run(requests(10), asyncio.Event()), 10)
+            assert len(events) == stopped_after + 10
+            return dispatcher
+
+    dispatcher = asyncio.run(main())
+    assert dispatcher.stats.in_flight == 0
+
+
+def test_steady_timing_restores_the_collector_and_switch_interval() -> None:
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    with steady_timing():
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        assert sys.getswitchinterval() == 0.001
+    assert gc.get_threshold() == thresholds
+    assert sys.getswitchinterval() == interval
+    assert gc.get_freeze_count() == 0
