@@ -517,8 +517,21 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
         "reuse_runs": reuse_runs,
         "nothing_sent": nothing_sent,
     }
+    channels = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT DISTINCT channel FROM targets WHERE run_id = $run_id ORDER BY 1",
+            {"run_id": run_id},
+        ).fetchall()
+    ]
     with ticking("build", model_count(), console=console) as tick:
-        run_models(conn, run_id, constants=constants, on_model=lambda name: tick(model=name))
+        run_models(
+            conn,
+            run_id,
+            constants=constants,
+            channels=channels,
+            on_model=lambda name: tick(model=name),
+        )
     row = conn.execute(
         "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
         "(SELECT count(*) FROM capability WHERE run_id = $run_id)",

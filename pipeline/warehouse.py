@@ -17,6 +17,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -387,16 +388,19 @@ def run_models(
     *,
     constants: dict[str, Sequence[str] | bool] | None = None,
     on_model: Callable[[str], None] | None = None,
+    channels: Sequence[str] = (),
 ) -> None:
     """Build one run: the staging models (temporary tables, one at a time, so each big join
     has the memory to itself), then the marts in file-name order in one transaction.
 
     Models use `$run_id` (a parameter) and `$<name>` for each of `constants` (written into
-    the SQL as a constant). `on_model(name)` is called after each model (for progress)."""
+    the SQL as a constant). A statement that uses `$channel` runs once for each of `channels`
+    (the run's), with `$channel` a parameter. `on_model(name)` is called after each model."""
+    layer = _Layer(run_id, constants or {}, tuple(channels), on_model)
     try:
-        _execute_layer(conn, "staging", run_id, constants or {}, on_model)
+        layer.execute(conn, "staging")
         with transaction(conn):
-            _execute_layer(conn, "marts", run_id, constants or {}, on_model)
+            layer.execute(conn, "marts")
     except duckdb.Error as exc:
         raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
     finally:
@@ -404,19 +408,27 @@ def run_models(
             conn.execute(f"DROP TABLE IF EXISTS {model.name.split('_', 1)[1].removesuffix('.sql')}")
 
 
-def _execute_layer(
-    conn: duckdb.DuckDBPyConnection,
-    layer: str,
-    run_id: str,
-    constants: dict[str, Sequence[str] | bool],
-    on_model: Callable[[str], None] | None = None,
-) -> None:
-    for model in _model_files(layer):
-        sql = with_constants(model.read_text(encoding="utf-8"), constants)
-        for statement in _statements(sql):
-            conn.execute(statement, {"run_id": run_id} if "$run_id" in statement else None)
-        if on_model is not None:
-            on_model(model.name.removesuffix(".sql"))
+@dataclass(frozen=True)
+class _Layer:
+    run_id: str
+    constants: dict[str, Sequence[str] | bool]
+    channels: tuple[str, ...]
+    on_model: Callable[[str], None] | None
+
+    def execute(self, conn: duckdb.DuckDBPyConnection, layer: str) -> None:
+        for model in _model_files(layer):
+            sql = with_constants(model.read_text(encoding="utf-8"), self.constants)
+            for statement in _statements(sql):
+                for parameters in self._bindings(statement):
+                    conn.execute(statement, parameters)
+            if self.on_model is not None:
+                self.on_model(model.name.removesuffix(".sql"))
+
+    def _bindings(self, statement: str) -> list[dict[str, str] | None]:
+        run = {"run_id": self.run_id} if "$run_id" in statement else {}
+        if re.search(r"\$channel\b", statement):
+            return [{**run, "channel": channel} for channel in self.channels]
+        return [run or None]
 
 
 def model_count() -> int:

@@ -3,7 +3,8 @@
 -- on that channel. Every target of a run has a capability row (reused answers included), so
 -- the previous answer is almost always in the run just before; only keys it lacks (new to
 -- the list, or without an answer there) are looked up further back. NO_RESPONSE and
--- REQUEST_FAILED are not answers, so they never count as a change.
+-- REQUEST_FAILED are not answers, so they never count as a change. The INSERT runs once per
+-- channel of the run ($channel), so each join has the memory to itself (see 10_capability).
 DELETE FROM capability_changes WHERE run_id = $run_id;
 
 INSERT INTO capability_changes
@@ -19,12 +20,13 @@ previous_run AS (
 
 current AS (
     SELECT contact_key, channel, status FROM capability
-    WHERE run_id = $run_id AND NOT reused AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+    WHERE run_id = $run_id AND channel = $channel AND NOT reused
+      AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
 ),
 
 last_run AS (
     SELECT contact_key, channel, run_id, status FROM capability
-    WHERE run_id = (SELECT run_id FROM previous_run)
+    WHERE run_id = (SELECT run_id FROM previous_run) AND channel = $channel
       AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
 ),
 
@@ -47,7 +49,7 @@ further_back AS (
     JOIN runs r USING (run_id)
     SEMI JOIN (SELECT contact_key, channel FROM paired WHERE previous_status IS NULL) m
         USING (contact_key, channel)
-    WHERE r.started_at < (SELECT started_at FROM this_run)
+    WHERE r.started_at < (SELECT started_at FROM this_run) AND c.channel = $channel
       AND c.run_id NOT IN ($run_id, coalesce((SELECT run_id FROM previous_run), ''))
       AND c.status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
     GROUP BY c.contact_key, c.channel
