@@ -31,7 +31,8 @@ TABLES: tuple[LakeTable, ...] = (
     LakeTable("runs"),
     LakeTable("targets"),
     LakeTable("rejects"),
-    LakeTable("requests"),
+    # Not `requests`: the ledger is the job's working state (the sent bodies, attempts, HTTP
+    # statuses); analysts read each target's outcome, request_id and error in `capability`.
     LakeTable(
         "notifications",
         # Notifications are not per run: a run publishes the callbacks for its own requests.

@@ -183,7 +183,7 @@ def test_a_single_file_warehouse_is_migrated_on_the_first_run(tmp_path: Path) ->
     old = single_file_warehouse(tmp_path)
     kept = tmp_path / "kept.duckdb"
     kept.write_bytes(old.read_bytes())
-    tables = ("runs", "targets", "rejects", "requests", "capability", "reachability", "reasons")
+    tables = ("runs", "targets", "rejects", "capability", "reachability", "reasons")
     with duckdb.connect(str(kept), read_only=True) as conn:
         had = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables}
     config = lake_config(tmp_path)
@@ -205,4 +205,7 @@ def test_a_single_file_warehouse_is_migrated_on_the_first_run(tmp_path: Path) ->
     assert reused[0] > 0  # the new run reused the adopted answers: the state was carried over
     with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         migrated = conn.execute("SELECT done_at IS NOT NULL FROM migrations").fetchall()
+        requests = conn.execute("SELECT count(*) FROM requests WHERE run_id = 'legacy'").fetchone()
     assert migrated == [(True,)]
+    with duckdb.connect(str(kept), read_only=True) as conn:  # the ledger stays in the state
+        assert requests == conn.execute("SELECT count(*) FROM requests").fetchone()

@@ -24,7 +24,6 @@ PER_RUN = (
     "runs",
     "targets",
     "rejects",
-    "requests",
     "capability",
     "reachability",
     "reasons",
