@@ -416,7 +416,7 @@ async def collect(
     with StepProgress("collect", None, console=console) as progress:
         while True:
             ingested = ingest_landing(conn, landing)
-            _add(summary.ingested, ingested)
+            summary.ingested.add(ingested)
             requeried = 0
             if requery and settings.dispatch.requery_transient:
                 requeried = await _requery_transient(conn, run_id, settings, stop)
@@ -491,11 +491,6 @@ def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> 
             queries * channels,
             lag.get("p95_seconds") or 0.0,
         )
-
-
-def _add(total: IngestStats, more: IngestStats) -> None:
-    for name in vars(total):
-        setattr(total, name, getattr(total, name) + getattr(more, name))
 
 
 # -- build --------------------------------------------------------------------------------------

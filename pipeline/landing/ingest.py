@@ -15,6 +15,7 @@ without request_id is recognised by a fingerprint instead and matched to its que
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +65,10 @@ class IngestStats:
     matched_by_identity: int = 0
     matched_by_contact_id: int = 0
 
+    def add(self, more: IngestStats) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(more, name))
+
 
 @dataclass(frozen=True)
 class _Slice:
@@ -74,10 +79,46 @@ class _Slice:
 
 def ingest_landing(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
     slices = _new_slices(conn, landing_dir)
-    stats = IngestStats(segments=len(slices))
+    stats = IngestStats()
     if not slices:
         _retry_unmatched(conn, stats, landing_dir)
         return stats
+    for batch in _batches(slices, _memory_limit_bytes(conn)):
+        stats.add(_ingest_batch(conn, batch, landing_dir))
+    return stats
+
+
+def _batches(slices: list[_Slice], batch_bytes: int) -> list[list[_Slice]]:
+    """Slices in batches of about `batch_bytes` of lines each. Merging a night's callbacks at
+    once spills the group-by past the memory limit; a batch as large as the memory limit does
+    not (10M callbacks, 1 GB: 38.6 s at once, 28.0 s in four batches). While collecting, each
+    ingest reads a few new lines and is one batch."""
+    batches: list[list[_Slice]] = [[]]
+    size = 0
+    for piece in slices:
+        if batches[-1] and size + piece.end - piece.start > batch_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(piece)
+        size += piece.end - piece.start
+    return batches
+
+
+def _memory_limit_bytes(conn: duckdb.DuckDBPyConnection) -> int:
+    row = conn.execute("SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'").fetchone()
+    match = re.fullmatch(r"([\d.]+)\s*([KMGT]?i?B)", str(row[0]) if row else "")
+    if not match:
+        return 1 << 30
+    units = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    units |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+    return int(float(match.group(1)) * units[match.group(2)])
+
+
+def _ingest_batch(
+    conn: duckdb.DuckDBPyConnection, slices: list[_Slice], landing_dir: Path
+) -> IngestStats:
+    """Ingest `slices` in one transaction: their rows and their offsets move together."""
+    stats = IngestStats(segments=len(slices))
     with tempfile.TemporaryDirectory(prefix="capaudit-ingest-") as scratch:
         files = {_readable_copy(s, Path(scratch)): s for s in slices if s.end > s.start}
         try:

@@ -6,6 +6,7 @@ import asyncio
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -99,6 +100,44 @@ def test_an_open_segment_is_ingested_incrementally(tmp_path: Path) -> None:
         closed = conn.execute("SELECT closed FROM landing_files").fetchall()
     assert rows == [("r1", 2), ("r2", 1)]
     assert closed == [(True,)]
+
+
+def test_segments_larger_than_the_memory_limit_are_ingested_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch is its own transaction; a callback repeated in a later batch still merges."""
+    import pipeline.landing.ingest as ingest_module
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "w1-000001.ndjson").write_bytes(line(1) + line(2))
+    (landing / "w1-000002.ndjson").write_bytes(line(3) + line(1))  # r1 delivered again
+    (landing / "w1-000003.ndjson").write_bytes(line(4))
+    batches: list[int] = []
+    real_batches = ingest_module._batches
+
+    def spy(slices: list[Any], batch_bytes: int) -> list[list[Any]]:
+        made = real_batches(slices, batch_bytes)
+        batches.extend(len(batch) for batch in made)
+        return made
+
+    monkeypatch.setattr(ingest_module, "_memory_limit_bytes", lambda conn: len(line(1)) * 2)
+    monkeypatch.setattr(ingest_module, "_batches", spy)
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        stats = ingest_landing(conn, landing)
+        again = ingest_landing(conn, landing)
+        rows = conn.execute(
+            "SELECT request_id, deliveries FROM notifications ORDER BY 1"
+        ).fetchall()
+        files = conn.execute(
+            "SELECT segment_id, lines_ingested, closed FROM landing_files ORDER BY 1"
+        ).fetchall()
+    assert batches == [1, 1, 1]  # two lines a segment: one segment a batch
+    assert (stats.segments, stats.lines, stats.notifications_new) == (3, 5, 4)
+    assert stats.notifications_repeated == 1
+    assert (again.segments, again.lines) == (0, 0)
+    assert rows == [("r1", 2), ("r2", 1), ("r3", 1), ("r4", 1)]
+    assert files == [("w1-000001", 2, True), ("w1-000002", 2, True), ("w1-000003", 1, True)]
 
 
 def test_non_capability_events_are_kept_apart(tmp_path: Path) -> None:
