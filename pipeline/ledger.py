@@ -241,17 +241,22 @@ def accept_answered(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
 
 
 def callback_lag(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | None]:
-    """Seconds from acceptance to callback (p50, p95) and the callback arrival rate."""
+    """Seconds from acceptance to callback (p50, p95), the callback arrival rate and the rate
+    queries were accepted at (every accepted query of the run: it runs after the deadline, and
+    counting the distinct answered ones cost 1.3 s of 2 at 10M callbacks)."""
     row = conn.execute(
         """
-        SELECT quantile_cont(lag, 0.5), quantile_cont(lag, 0.95), count(*),
-            epoch(max(received_at)) - epoch(min(received_at)),
-            count(DISTINCT request_id), epoch(max(accepted_at)) - epoch(min(accepted_at))
+        WITH accepted AS (
+            SELECT request_id, accepted_at FROM requests
+            WHERE run_id = $run_id AND state = 'accepted'
+        )
+        SELECT lags[1], lags[2], callbacks, span,
+            (SELECT count(*) FROM accepted),
+            (SELECT epoch(max(accepted_at)) - epoch(min(accepted_at)) FROM accepted)
         FROM (
-            SELECT n.request_id, n.received_at, r.accepted_at,
-                epoch(n.received_at) - epoch(r.accepted_at) AS lag
-            FROM requests r JOIN notifications n ON n.request_id = r.request_id
-            WHERE r.run_id = $run_id AND r.state = 'accepted'
+            SELECT quantile_cont(epoch(n.received_at) - epoch(r.accepted_at), [0.5, 0.95]) AS lags,
+                count(*) AS callbacks, epoch(max(n.received_at)) - epoch(min(n.received_at)) AS span
+            FROM accepted r JOIN notifications n ON n.request_id = r.request_id
         )
         """,
         {"run_id": run_id},
