@@ -96,7 +96,8 @@ def test_kill_9_mid_submission_then_resume(tmp_path: Path) -> None:
         done = capaudit(*resume, env=live_env(sim_url, receiver_url))
         assert done.returncode == 0, done.stderr
         stats = sim_stats(sim_url)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    # The job's state: it holds the ledger (`requests`), which is not published.
+    with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
         targets = conn.execute("SELECT count(*) FROM targets WHERE run_id = 'k9'").fetchone()
         capability = conn.execute(
             "SELECT count(*), count(DISTINCT (contact_key, channel)) FROM capability "
