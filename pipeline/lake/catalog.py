@@ -24,7 +24,7 @@ import duckdb
 from pipeline import __version__
 from pipeline.db import sql_literal
 from pipeline.errors import WarehouseError
-from pipeline.lake.files import fsync_file, replace_durably, write_text_durably
+from pipeline.files import fsync_file, replace_durably, write_text_durably
 from pipeline.lake.tables import LATEST, TABLES
 
 log = logging.getLogger(__name__)

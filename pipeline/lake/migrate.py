@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.errors import WarehouseError
-from pipeline.lake.files import fsync_file, replace_durably
+from pipeline.files import fsync_file, replace_durably
 from pipeline.lake.publish import publish_runs
 from pipeline.logs import log_fields
 from pipeline.settings import Settings

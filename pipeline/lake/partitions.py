@@ -21,7 +21,7 @@ import duckdb
 
 from pipeline.db import sql_literal
 from pipeline.errors import WarehouseError
-from pipeline.lake.files import fsync_dir, fsync_file, make_dirs, replace_durably
+from pipeline.files import fsync_dir, fsync_file, make_dirs, replace_durably
 from pipeline.lake.tables import LATEST, TABLES, LakeTable
 
 FILE_NAME = "data_0.parquet"

@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 
 from pipeline.errors import UsageError
+from pipeline.files import fsync_dir
 from pipeline.lake.catalog import build_catalog, published
-from pipeline.lake.files import fsync_dir
 from pipeline.lake.partitions import Partition, commit_run, stage_run
 from pipeline.lake.tables import LATEST, TABLES
 from pipeline.logs import log_fields

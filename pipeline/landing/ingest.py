@@ -20,14 +20,13 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 import duckdb
 
 from pipeline.db import transaction
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
-from pipeline.landing.segments import CLOSED_SUFFIX, Segment, complete_end, list_segments
+from pipeline.landing.segments import Segment, complete_end, list_segments, open_segment
 from pipeline.sinch.models import PHONE_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -189,7 +188,7 @@ def _readable_copy(piece: _Slice, scratch: Path) -> str:
     if segment.closed and piece.start == 0 and piece.end == segment.size:
         return str(segment.path)
     target = scratch / f"{segment.segment_id}.ndjson"
-    with _open_segment(segment) as source, target.open("wb") as copy:
+    with open_segment(segment) as source, target.open("wb") as copy:
         source.seek(piece.start)
         remaining = piece.end - piece.start
         while remaining > 0:
@@ -199,17 +198,6 @@ def _readable_copy(piece: _Slice, scratch: Path) -> str:
             copy.write(chunk)
             remaining -= len(chunk)
     return str(target)
-
-
-def _open_segment(segment: Segment) -> BinaryIO:
-    """The segment's file; an open one may have been closed (renamed) since it was listed."""
-    try:
-        return segment.path.open("rb")
-    except FileNotFoundError:
-        if segment.closed:
-            raise
-        closed = segment.path.with_name(segment.segment_id + CLOSED_SUFFIX)
-        return closed.open("rb")
 
 
 @dataclass(frozen=True)

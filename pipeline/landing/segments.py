@@ -97,12 +97,3 @@ def open_segment(segment: Segment) -> BinaryIO:
         if segment.closed:
             raise
         return segment.path.with_name(segment.segment_id + CLOSED_SUFFIX).open("rb")
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a create or rename inside `directory` durable."""
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.landing.segments import CLOSED_SUFFIX, OPEN_SUFFIX, fsync_directory, segment_name
+from pipeline.files import fsync_dir
+from pipeline.landing.segments import CLOSED_SUFFIX, OPEN_SUFFIX, segment_name
 
 log = logging.getLogger(__name__)
 MAX_BATCH_LINES = 4096
@@ -203,7 +204,7 @@ class LandingWriter:
         self._fd = os.open(self.segment_path, flags, 0o640)
         self._segment_bytes = 0
         self._segment_opened = self.clock()
-        fsync_directory(self.directory)
+        fsync_dir(self.directory)
 
     def _close_segment(self) -> None:
         """Seal the segment: fsync, then an atomic rename to its closed name."""
@@ -218,7 +219,7 @@ class LandingWriter:
                 open_path.with_name(open_path.name.replace(OPEN_SUFFIX, CLOSED_SUFFIX))
             )
             self.metrics.segments_closed += 1
-        fsync_directory(self.directory)
+        fsync_dir(self.directory)
 
     def _rotate(self) -> None:
         self._close_segment()

@@ -1,7 +1,8 @@
 """Durable file operations: a file is complete on disk before its name says it exists.
 
-Publication writes under a staging name, fsyncs the file, renames it into place and fsyncs the
-directory, so after a crash a name either points at a whole file or is not there.
+Landing segments and publication both rely on them. Publication writes under a staging name,
+fsyncs the file, renames it into place and fsyncs the directory, so after a crash a name either
+points at a whole file or is not there.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from pathlib import Path
 
 
 def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(path, os.O_RDONLY)
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make a create or rename inside the directory `path` durable."""
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
