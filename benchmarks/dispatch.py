@@ -77,8 +77,9 @@ def plan_queries(settings: Settings, run_id: str) -> list[bytes]:
     with open_warehouse(Path(settings.warehouse.path)) as conn:
         conn.execute(
             """
-            INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number)
-            SELECT $run_id, 'C' || i, channel, (46700000000 + i)::VARCHAR, 'bench', i
+            INSERT INTO target_files VALUES ($run_id, 0, 'bench');
+            INSERT INTO targets (run_id, contact_id, channel, identity, file_index, row_number)
+            SELECT $run_id, 'C' || i, channel, (46700000000 + i)::VARCHAR, 0, i
             FROM range($n) t(i), (VALUES ('WHATSAPP'), ('RCS'), ('SMS')) c(channel)
             """,
             {"run_id": run_id, "n": QUERIES},

@@ -164,8 +164,9 @@ def generate_warehouse(
         {"now": now},
     )
     conn.execute("""
-        INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number)
-        SELECT 'bench', contact_key, channel, identity, 'bench.csv', i + 2 FROM universe
+        INSERT INTO target_files VALUES ('bench', 0, 'bench.csv');
+        INSERT INTO targets (run_id, contact_id, channel, identity, file_index, row_number)
+        SELECT 'bench', contact_key, channel, identity, 0, i + 2 FROM universe
     """)
     conn.execute(
         """

@@ -98,14 +98,16 @@ def mark_reuse(
     """
     params = {"run_id": run_id}
     conn.execute(
-        "UPDATE targets SET action = 'query', reuse_run_id = NULL WHERE run_id = $run_id", params
+        "UPDATE targets SET reuse_run_id = NULL WHERE run_id = $run_id "
+        "AND reuse_run_id IS NOT NULL",
+        params,
     )
     if refresh:
         return
     ttl = ttl_sql(freshness, "c.channel")
     conn.execute(
         f"""
-        UPDATE targets t SET action = 'reuse', reuse_run_id = fresh.run_id
+        UPDATE targets t SET reuse_run_id = fresh.run_id
         FROM (
             SELECT c.contact_key, c.channel, c.identity, arg_max(c.run_id, c.checked_at) AS run_id
             FROM (

@@ -31,6 +31,7 @@ from pipeline.state import open_state
 
 RUN_TABLES = (
     "targets",
+    "target_files",
     "rejects",
     "requests",
     "request_events",

@@ -76,14 +76,15 @@ def strata_sql(conn: duckdb.DuckDBPyConnection, column: str) -> str:
     names = [
         str(row[0])
         for row in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'targets'"
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'targets_with_source'"
         ).fetchall()
     ]
     wanted = column.strip().lower()
     if wanted in names and wanted not in ("run_id", "action", "reuse_run_id"):
         return (
             f'SELECT contact_key, coalesce(min(CAST("{wanted}" AS VARCHAR)), '
-            f"'{UNKNOWN_STRATUM}') AS stratum FROM targets WHERE run_id = $run_id "
+            f"'{UNKNOWN_STRATUM}') AS stratum FROM targets_with_source WHERE run_id = $run_id "
             "GROUP BY contact_key"
         )
     usable = sorted({*names} - {"run_id", "action", "reuse_run_id"})

@@ -36,7 +36,7 @@ from pipeline.submit.backlog import (
     log_pace,
 )
 from pipeline.submit.dispatch import Dispatcher, DispatchStats
-from pipeline.warehouse import model_count, run_models
+from pipeline.warehouse import FIRST_SEEN, model_count, run_models
 from pipeline.window import WindowSpec, fit_window_to_rate
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,10 @@ def load(
 def limit_contacts(conn: duckdb.DuckDBPyConnection, run_id: str, limit: int) -> tuple[int, int]:
     """Keep only the first `limit` contacts (in input order) as the run's targets."""
     conn.execute(
-        """
+        f"""
         DELETE FROM targets WHERE run_id = $run_id AND contact_key NOT IN (
             SELECT contact_key FROM targets WHERE run_id = $run_id
-            GROUP BY contact_key ORDER BY min(source), min(row_number) LIMIT $limit)
+            GROUP BY contact_key ORDER BY {FIRST_SEEN} LIMIT $limit)
         """,
         {"run_id": run_id, "limit": limit},
     )

@@ -32,6 +32,26 @@ SCHEMA_VERSION = 1
 DEFAULT_PREFERENCE = ("WHATSAPP", "RCS", "SMS")
 MEMORY_LIMIT = os.environ.get("CAPAUDIT_DUCKDB_MEMORY_LIMIT", "1GB")
 
+# Every string column stored for 30M targets costs the load about a second (DuckDB's string
+# compression), so what follows from other columns is computed on read (VIRTUAL), and the
+# source file is a number into `target_files`; `targets_with_source` is the whole row.
+TARGETS_COLUMNS = """
+    run_id VARCHAR NOT NULL,
+    contact_key VARCHAR GENERATED ALWAYS AS (coalesce(contact_id, identity)) VIRTUAL,
+    contact_id VARCHAR,
+    channel VARCHAR NOT NULL,
+    identity VARCHAR,                     -- NULL when the contact is queried by contact_id
+    file_index INTEGER NOT NULL,          -- its file in `target_files`
+    row_number BIGINT NOT NULL,
+    action VARCHAR GENERATED ALWAYS AS (   -- query / reuse (a fresh earlier answer)
+        CASE WHEN reuse_run_id IS NULL THEN 'query' ELSE 'reuse' END) VIRTUAL,
+    reuse_run_id VARCHAR,                 -- the run whose answer is reused
+    country VARCHAR                       -- the phone's region code; 'unknown' without a phone
+"""
+
+# A contact's place in the input, over its targets (the files in the order given, then rows).
+FIRST_SEEN = "min((file_index, row_number))"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
 
@@ -53,18 +73,13 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS restarts JSON;
 -- The options a run was started with ({"limit": ..., "refresh": ..., "window": ...}).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS options JSON;
 
-CREATE TABLE IF NOT EXISTS targets (
+-- The files a run's targets came from; targets name theirs by `file_index`.
+CREATE TABLE IF NOT EXISTS target_files (
     run_id VARCHAR NOT NULL,
-    contact_key VARCHAR NOT NULL,
-    contact_id VARCHAR,
-    channel VARCHAR NOT NULL,
-    identity VARCHAR,                     -- NULL when the contact is queried by contact_id
-    source VARCHAR NOT NULL,
-    row_number BIGINT NOT NULL,
-    action VARCHAR NOT NULL DEFAULT 'query',  -- query / reuse (a fresh earlier answer)
-    reuse_run_id VARCHAR,                 -- the run whose answer is reused
-    country VARCHAR                       -- the phone's region code; 'unknown' without a phone
+    file_index INTEGER NOT NULL,          -- the order the files were given in
+    source VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS targets ($targets_columns);
 ALTER TABLE targets ADD COLUMN IF NOT EXISTS country VARCHAR;  -- added since the first version
 
 CREATE TABLE IF NOT EXISTS rejects (
@@ -280,7 +295,7 @@ CREATE TABLE IF NOT EXISTS migrations (
     name VARCHAR PRIMARY KEY,
     done_at TIMESTAMPTZ
 );
-"""
+""".replace("$targets_columns", TARGETS_COLUMNS)
 
 
 # Columns added after a table was first published: warehouses created earlier gain them.
@@ -350,12 +365,42 @@ def ensure_schema(
 ) -> None:
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
+    _migrate_targets(conn)
     for tables in _model_files("tables"):  # feature tables, one file each (sampling, ...)
         conn.execute(tables.read_text(encoding="utf-8"))
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     for view in _model_files("views"):
         conn.execute(render_view(view.name.removesuffix(".sql"), preference))
+
+
+def _migrate_targets(conn: duckdb.DuckDBPyConnection) -> None:
+    """Targets stored by an earlier version (contact_key, action and source as stored strings)
+    move to the current layout, in one transaction. Their keys were always
+    coalesce(contact_id, identity), and action 'reuse' always came with its reuse_run_id."""
+    stored = conn.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'targets' "
+        "AND column_name = 'source' AND database_name = current_database()"
+    ).fetchone()
+    if not (stored and stored[0]):
+        return
+    with transaction(conn):
+        conn.execute("""
+            INSERT INTO target_files
+            SELECT run_id, (row_number() OVER (PARTITION BY run_id ORDER BY source) - 1)::INTEGER,
+                source
+            FROM (SELECT DISTINCT run_id, source FROM targets)
+        """)
+        conn.execute(f"CREATE TABLE targets_migrated ({TARGETS_COLUMNS})")
+        conn.execute("""
+            INSERT INTO targets_migrated (run_id, contact_id, channel, identity, file_index,
+                row_number, reuse_run_id, country)
+            SELECT t.run_id, t.contact_id, t.channel, t.identity, f.file_index, t.row_number,
+                CASE WHEN t.action = 'reuse' THEN t.reuse_run_id END, t.country
+            FROM targets t JOIN target_files f USING (run_id, source)
+        """)
+        conn.execute("DROP TABLE targets")
+        conn.execute("ALTER TABLE targets_migrated RENAME TO targets")
 
 
 def render_view(name: str, preference: Sequence[str] = DEFAULT_PREFERENCE) -> str:

@@ -35,6 +35,7 @@ from pipeline.logs import log_fields
 from pipeline.settings import Settings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
 from pipeline.submit.backlog import expected_callback_rate
+from pipeline.warehouse import FIRST_SEEN
 
 log = logging.getLogger(__name__)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -107,7 +108,7 @@ last AS (
         USING (contact_key)
     GROUP BY ALL
 )
-SELECT t.contact_key, t.channel, t.source, t.row_number, l.run_id AS last_run_id, l.checked_at,
+SELECT t.contact_key, t.channel, t.file_index, t.row_number, l.run_id AS last_run_id, l.checked_at,
     CASE WHEN l.run_id IS NULL THEN {NEVER} WHEN l.transient THEN {TRANSIENT} ELSE {STALE} END
         AS priority
 FROM targets t
@@ -120,14 +121,14 @@ WHERE t.run_id = $run_id AND t.action = 'query'
 PICK_SQL = f"""
 CREATE OR REPLACE TEMP TABLE window_picked AS
 SELECT contact_key FROM (
-    SELECT contact_key, sum(targets) OVER (ORDER BY priority, oldest NULLS FIRST, source,
-            first_row, contact_key ROWS UNBOUNDED PRECEDING) AS callbacks,
-        row_number() OVER (ORDER BY priority, oldest NULLS FIRST, source, first_row,
+    SELECT contact_key, sum(targets) OVER (ORDER BY priority, oldest NULLS FIRST, first_seen,
+            contact_key ROWS UNBOUNDED PRECEDING) AS callbacks,
+        row_number() OVER (ORDER BY priority, oldest NULLS FIRST, first_seen,
             contact_key) AS requests
     FROM (
         SELECT contact_key, min(priority) AS priority,
             min(checked_at) FILTER (WHERE priority = {STALE}) AS oldest,
-            min(source) AS source, min(row_number) AS first_row, count(*) AS targets
+            {FIRST_SEEN} AS first_seen, count(*) AS targets
         FROM window_targets GROUP BY contact_key
     )
 )
@@ -177,7 +178,7 @@ def _reuse_or_defer(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[int, 
     params = {"run_id": run_id}
     conn.execute(
         """
-        UPDATE targets t SET action = 'reuse', reuse_run_id = w.last_run_id
+        UPDATE targets t SET reuse_run_id = w.last_run_id
         FROM window_targets w
         WHERE t.run_id = $run_id AND t.contact_key = w.contact_key AND t.channel = w.channel
           AND w.last_run_id IS NOT NULL

@@ -123,3 +123,29 @@ async def asgi_client(app: Any) -> Any:
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client,
     ):
         yield client
+
+
+def add_targets(conn: Any, select: str, params: Any = None) -> None:
+    """Insert targets given as analysts see them: `select` yields run_id, contact_key, channel,
+    identity, source, row_number and optionally country and reuse_run_id. The contact key is
+    stored as the contact id (the state keeps the key as coalesce(contact_id, identity)), the
+    source as a file of `target_files`."""
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE given_targets AS {select}", params)
+    given = {str(row[0]) for row in conn.execute("DESCRIBE given_targets").fetchall()}
+    optional = [f"g.{name}" if name in given else "NULL" for name in ("country", "reuse_run_id")]
+    conn.execute("""
+        INSERT INTO target_files
+        SELECT run_id, coalesce((SELECT max(file_index) + 1 FROM target_files f
+                                 WHERE f.run_id = g.run_id), 0)
+                + row_number() OVER (PARTITION BY run_id ORDER BY source) - 1, source
+        FROM (SELECT DISTINCT run_id, source FROM given_targets
+              ANTI JOIN target_files USING (run_id, source)) g
+    """)
+    conn.execute(f"""
+        INSERT INTO targets (run_id, contact_id, channel, identity, file_index, row_number,
+            country, reuse_run_id)
+        SELECT g.run_id, g.contact_key, g.channel, g.identity, f.file_index, g.row_number,
+            {", ".join(optional)}
+        FROM given_targets g JOIN target_files f USING (run_id, source)
+    """)
+    conn.execute("DROP TABLE given_targets")

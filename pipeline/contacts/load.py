@@ -291,17 +291,21 @@ def _write(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
             PARTITION BY contact_key, channel ORDER BY file_index, row_number) AS occurrence
         FROM candidates SEMI JOIN repeated USING (contact_key)
     """)
+    conn.execute("DELETE FROM target_files WHERE run_id = $run_id", {"run_id": run_id})
+    conn.execute(
+        "INSERT INTO target_files SELECT $run_id, file_index, source FROM staged_files",
+        {"run_id": run_id},
+    )
     targets = conn.execute(
         """
-        INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, row_number,
+        INSERT INTO targets (run_id, contact_id, channel, identity, file_index, row_number,
             country)
-        SELECT $run_id, c.contact_key, c.contact_id, c.channel, c.identity, f.source,
-            c.row_number, c.country
+        SELECT $run_id, contact_id, channel, identity, file_index, row_number, country
         FROM (
             SELECT * FROM candidates ANTI JOIN repeated USING (contact_key)
             UNION ALL
             SELECT * EXCLUDE (occurrence) FROM ranked WHERE occurrence = 1
-        ) c JOIN staged_files f USING (file_index)
+        )
         """,
         {"run_id": run_id},
     ).fetchone()

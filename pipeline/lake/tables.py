@@ -29,7 +29,10 @@ class LakeTable:
 
 TABLES: tuple[LakeTable, ...] = (
     LakeTable("runs"),
-    LakeTable("targets"),
+    LakeTable(
+        "targets",
+        "SELECT * EXCLUDE (run_id) FROM targets_with_source WHERE run_id = $run_id",
+    ),
     LakeTable("rejects"),
     # Not `requests`: the ledger is the job's working state (the sent bodies, attempts, HTTP
     # statuses); analysts read each target's outcome, request_id and error in `capability`.

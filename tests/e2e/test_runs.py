@@ -105,7 +105,7 @@ def test_globs_several_files_and_mapped_columns(tmp_path: Path) -> None:
     )
     done = capaudit("run", "--config", str(cfg), "--run-id", "glob")
     assert done.returncode == 0, done.stderr
-    assert query(tmp_path, "SELECT contact_key, source FROM targets ORDER BY 1") == [
+    assert query(tmp_path, "SELECT contact_key, source FROM targets_with_source ORDER BY 1") == [
         ("x1", str(lists / "a.csv")),
         ("x2", str(lists / "b.csv")),
     ]

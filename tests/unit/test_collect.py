@@ -16,6 +16,7 @@ from pipeline import steps
 from pipeline.landing.segments import CLOSED_SUFFIX, KIND_CAPABILITY, encode_line
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
+from tests.conftest import add_targets
 
 CONTACTS = ("A", "B", "C")
 CHANNELS = ("SMS", "RCS")
@@ -30,9 +31,10 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         )
         for row, key in enumerate(CONTACTS):
             for channel in CHANNELS:
-                connection.execute(
-                    "INSERT INTO targets (run_id, contact_key, channel, identity, "
-                    "source, row_number) VALUES ('r', ?, ?, ?, 'in.csv', ?)",
+                add_targets(
+                    connection,
+                    "SELECT 'r' AS run_id, ?::VARCHAR AS contact_key, ?::VARCHAR AS channel, "
+                    "?::VARCHAR AS identity, 'in.csv' AS source, ?::BIGINT AS row_number",
                     [key, channel, f"4670000000{row}", row + 2],
                 )
             connection.execute(

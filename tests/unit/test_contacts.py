@@ -20,7 +20,7 @@ def load(tmp_path: Path, *files: Path, **settings: object) -> tuple[list[tuple],
     with open_warehouse(tmp_path / "w.duckdb") as conn:
         load_contacts(conn, "r", ContactsSettings(**settings), [str(f) for f in files])  # type: ignore[arg-type]
         targets = conn.execute(
-            "SELECT contact_key, channel, identity, row_number FROM targets "
+            "SELECT contact_key, channel, identity, row_number FROM targets_with_source "
             "ORDER BY source, row_number, channel"
         ).fetchall()
         rejects = conn.execute(

@@ -16,6 +16,7 @@ from pipeline.landing.correlate import unmatched_counts
 from pipeline.landing.ingest import ingest_landing
 from pipeline.landing.segments import KIND_CAPABILITY, encode_line
 from pipeline.warehouse import open_warehouse
+from tests.conftest import add_targets
 
 APP = "01EB37KMH2M6SV18ASNS3G135H"
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -55,14 +56,22 @@ class Audit:
     def plan(self, run_id: str, contacts: list[tuple[str, str | None]]) -> list[str]:
         """Targets (contact id, phone digits or None to ask by contact id) on WHATSAPP and SMS,
         written as given (the page's number is not one libphonenumber calls valid), planned."""
-        self.conn.executemany(
-            "INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, source, "
-            "row_number) VALUES (?, ?, ?, ?, ?, 'given', ?)",
-            [
-                [run_id, contact_id, contact_id, channel, phone, n]
-                for n, (contact_id, phone) in enumerate(contacts)
-                for channel in ("SMS", "WHATSAPP")
-            ],
+        rows = [
+            (contact_id, channel, phone, n)
+            for n, (contact_id, phone) in enumerate(contacts)
+            for channel in ("SMS", "WHATSAPP")
+        ]
+        add_targets(
+            self.conn,
+            "SELECT $run_id AS run_id, contact_key, channel, identity, 'given' AS source, "
+            "row_number FROM (SELECT unnest($rows, recursive := true))",
+            {
+                "run_id": run_id,
+                "rows": [
+                    dict(zip(("contact_key", "channel", "identity", "row_number"), r, strict=True))
+                    for r in rows
+                ],
+            },
         )
         ledger.plan_requests(self.conn, run_id, APP, now=T0)
         self.conn.execute(

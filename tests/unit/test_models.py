@@ -12,6 +12,7 @@ import pytest
 from pipeline import steps
 from pipeline.sinch.models import ALL_STATUSES
 from pipeline.warehouse import _statements, open_warehouse
+from tests.conftest import add_targets
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GIVEN = {
@@ -54,10 +55,11 @@ def given(conn: duckdb.DuckDBPyConnection) -> None:
     for key, (channels, state, error) in GIVEN.items():
         for channel in channels:
             identity = None if key == "D" else f"4670000000{ord(key) - 64}"
-            conn.execute(
-                "INSERT INTO targets (run_id, contact_key, contact_id, channel, identity, "
-                "source, row_number) VALUES ('now', ?, ?, ?, ?, 'in.csv', ?)",
-                [key, key if key == "D" else None, channel, identity, ord(key)],
+            add_targets(
+                conn,
+                "SELECT 'now' AS run_id, ?::VARCHAR AS contact_key, ?::VARCHAR AS channel, "
+                "?::VARCHAR AS identity, 'in.csv' AS source, ?::BIGINT AS row_number",
+                [key, channel, identity, ord(key)],
             )
         conn.execute(
             "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
@@ -72,10 +74,10 @@ def given(conn: duckdb.DuckDBPyConnection) -> None:
                 T0 if state == "accepted" else None,
             ],
         )
-    conn.execute(
-        "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number, "
-        "action, reuse_run_id) VALUES ('now', 'E', 'SMS', '46700000005', 'in.csv', 5, "
-        "'reuse', 'prev')"
+    add_targets(
+        conn,
+        "SELECT 'now' AS run_id, 'E' AS contact_key, 'SMS' AS channel, "
+        "'46700000005' AS identity, 'in.csv' AS source, 5 AS row_number, 'prev' AS reuse_run_id",
     )
     conn.execute(
         "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "

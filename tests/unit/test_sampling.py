@@ -23,6 +23,7 @@ from pipeline.sampling import (
     widest_half_width,
 )
 from pipeline.warehouse import ensure_schema, run_model
+from tests.conftest import add_targets
 
 CHANNELS = ("WHATSAPP", "RCS", "SMS")
 # stratum: (contacts, reachable share per channel); the rest NO_CAPABILITY, NO_RESPONSE 3%,
@@ -48,10 +49,11 @@ def simulated_list(conn: duckdb.DuckDBPyConnection, scale: int = 1) -> dict[str,
     returns the true reachable share per channel."""
     for stratum, (contacts, shares) in STRATA.items():
         for channel, share in zip(CHANNELS, shares, strict=True):
-            conn.execute(
+            add_targets(
+                conn,
                 """
-                INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number)
-                SELECT 'list', $s || i, $c, NULL, $s, i FROM range($n) r(i)
+                SELECT 'list' AS run_id, $s || i AS contact_key, $c AS channel,
+                    NULL::VARCHAR AS identity, $s AS source, i AS row_number FROM range($n) r(i)
                 """,
                 {"s": stratum, "c": channel, "n": contacts * scale},
             )
@@ -100,7 +102,8 @@ def test_intervals_cover_the_true_share_in_at_least_93_percent_of_200_seeds(
     conn: duckdb.DuckDBPyConnection,
 ) -> None:
     truth = simulated_list(conn)
-    conn.execute("UPDATE targets SET run_id = 'sampled'")  # one list, sampled 200 times
+    for table in ("targets", "target_files"):  # one list, sampled 200 times
+        conn.execute(f"UPDATE {table} SET run_id = 'sampled'")
     covered = dict.fromkeys(CHANNELS, 0)
     seeds = range(200)
     for seed in seeds:
@@ -204,9 +207,11 @@ def test_the_default_strata_are_the_phones_countries(conn: duckdb.DuckDBPyConnec
         (None, None),  # a warehouse from before targets had a country
     ]
     for number, (identity, country) in enumerate(phones):
-        conn.execute(
-            "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number, "
-            "country) VALUES ('c', ?, 'SMS', ?, 'in.csv', ?, ?)",
+        add_targets(
+            conn,
+            "SELECT 'c' AS run_id, ?::VARCHAR AS contact_key, 'SMS' AS channel, "
+            "?::VARCHAR AS identity, 'in.csv' AS source, ?::BIGINT AS row_number, "
+            "?::VARCHAR AS country",
             [f"k{number}", identity, number, country],
         )
     select_sample(conn, "c", SampleSpec(size=6))

@@ -21,6 +21,7 @@ from pipeline.window import (
     fit_window,
     parse_duration,
 )
+from tests.conftest import add_targets
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
@@ -33,9 +34,10 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def targets(conn: duckdb.DuckDBPyConnection, run: str, keys: list[str]) -> None:
     for number, key in enumerate(keys):
-        conn.execute(
-            "INSERT INTO targets (run_id, contact_key, channel, identity, source, row_number) "
-            "VALUES (?, ?, 'SMS', ?, 'in.csv', ?)",
+        add_targets(
+            conn,
+            "SELECT ?::VARCHAR AS run_id, ?::VARCHAR AS contact_key, 'SMS' AS channel, "
+            "?::VARCHAR AS identity, 'in.csv' AS source, ?::BIGINT AS row_number",
             [run, key, f"4670000{number:04d}", number],
         )
 

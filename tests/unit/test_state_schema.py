@@ -1,0 +1,54 @@
+"""The working state's schema across versions: what an earlier version stored still reads the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from pipeline.warehouse import open_warehouse
+
+# `targets` as earlier versions stored it: the key, the action and the file name as strings.
+EARLIER_TARGETS = """
+CREATE TABLE targets (
+    run_id VARCHAR NOT NULL, contact_key VARCHAR NOT NULL, contact_id VARCHAR,
+    channel VARCHAR NOT NULL, identity VARCHAR, source VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL, action VARCHAR NOT NULL DEFAULT 'query',
+    reuse_run_id VARCHAR, country VARCHAR
+)
+"""
+EARLIER_ROWS = [
+    # run_id, contact_key, contact_id, channel, identity, source, row_number, action, reuse, country
+    ("mon", "46701", None, "SMS", "46701", "b.csv", 2, "query", None, "SE"),
+    ("mon", "c7", "c7", "RCS", None, "a.csv", 9, "query", None, "unknown"),
+    ("tue", "46701", None, "SMS", "46701", "b.csv", 2, "reuse", "mon", "SE"),
+    ("tue", "c7", "c7", "WHATSAPP", "46702", "c.csv", 3, "query", None, "SE"),
+]
+COLUMNS = (
+    "run_id, contact_key, contact_id, channel, identity, source, row_number, action, "
+    "reuse_run_id, country"
+)
+
+
+def test_targets_stored_by_an_earlier_version_read_the_same_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "state.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute(EARLIER_TARGETS)
+        conn.executemany("INSERT INTO targets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", EARLIER_ROWS)
+    for _ in range(2):  # opening again changes nothing
+        with open_warehouse(database) as conn:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM targets_with_source ORDER BY run_id, row_number"
+            ).fetchall()
+            files = conn.execute(
+                "SELECT run_id, source, file_index FROM target_files ORDER BY ALL"
+            ).fetchall()
+        assert rows == sorted(EARLIER_ROWS, key=lambda r: (r[0], r[6]))
+        assert files == [
+            ("mon", "a.csv", 0),
+            ("mon", "b.csv", 1),
+            ("tue", "b.csv", 0),
+            ("tue", "c.csv", 1),
+        ]
