@@ -145,7 +145,7 @@ def generate_warehouse(
     conn.execute(
         """
         CREATE TEMP TABLE universe AS
-        SELECT i, 'C' || i AS contact_key, (46700000000 + i)::VARCHAR AS identity, channel,
+        SELECT i, (46700000000 + i)::VARCHAR AS identity, identity AS contact_key, channel,
             hash(i, channel) % 100 AS draw
         FROM range($contacts) r(i), (VALUES ('WHATSAPP'), ('RCS'), ('SMS')) c(channel)
     """,
@@ -165,14 +165,15 @@ def generate_warehouse(
     )
     conn.execute("""
         INSERT INTO target_files VALUES ('bench', 0, 'bench.csv');
-        INSERT INTO targets (run_id, contact_id, channel, identity, file_index, row_number)
-        SELECT 'bench', contact_key, channel, identity, 0, i + 2 FROM universe
+        INSERT INTO targets (run_id, channel, identity, file_index, row_number)
+        SELECT 'bench', channel, identity, 0, i + 2 FROM universe  -- no contact ids: key = phone
     """)
     conn.execute(
         """
         INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, attempts,
             http_status, planned_at, sent_at, accepted_at)
-        SELECT 'bench', 'R' || i, 'C' || i, '{}', ['RCS', 'SMS', 'WHATSAPP'], 'accepted', 1, 200,
+        SELECT 'bench', 'R' || i, (46700000000 + i)::VARCHAR, '{}', ['RCS', 'SMS', 'WHATSAPP'],
+            'accepted', 1, 200,
             $now - INTERVAL 50 MINUTE, $now - INTERVAL 50 MINUTE, $now - INTERVAL 50 MINUTE
         FROM range($contacts) r(i)
     """,
@@ -260,7 +261,7 @@ def phase_build() -> dict[str, Any]:
                 conn.execute(statement.replace("JOIN notifications n", "JOIN bare_notifications n"))
         bare_seconds = time.perf_counter() - started
         changes = conn.execute("SELECT count(*) FROM capability_changes").fetchone()
-        publish_seconds = measure_publish(conn)
+        publish_seconds, early_seconds = measure_publish(conn)
     return {
         "ingest_seconds": ingest_seconds,
         "build_seconds": build_seconds,
@@ -272,6 +273,7 @@ def phase_build() -> dict[str, Any]:
         "changes": changes[0] if changes else 0,
         "bare_ingest_seconds": bare_ingest_seconds,
         "publish_seconds": publish_seconds,
+        "early_publish_seconds": early_seconds,
     }
 
 
@@ -403,16 +405,22 @@ def lake_settings(folder: Path) -> Any:
     return Settings().replace("warehouse", path=str(folder / "warehouse.duckdb"))
 
 
-def measure_publish(conn: duckdb.DuckDBPyConnection) -> float:
-    """Publish last night's run (not timed: its snapshot is what tonight's merges with), then
-    time publishing tonight's: every table's partitions and the catalog swap."""
+def measure_publish(conn: duckdb.DuckDBPyConnection) -> tuple[float, float]:
+    """Publish last night's run (not timed: its snapshot is what tonight's merges with), write
+    tonight's early partitions as `plan` does (timed apart: the run then waits on callbacks),
+    then time publishing tonight's: every table's partitions and the catalog swap. Returns
+    (publish seconds, early seconds)."""
+    from pipeline.lake.partitions import stage_early
     from pipeline.lake.publish import publish_runs
 
     settings = lake_settings(WORK / "published")
     publish_runs(conn, settings, ["previous"])
     started = time.perf_counter()
+    stage_early(conn, settings.warehouse.lake, "bench")
+    early_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     publish_runs(conn, settings, ["bench"])
-    return time.perf_counter() - started
+    return time.perf_counter() - started, early_seconds
 
 
 LATEST_QUERY = "SELECT * FROM capability_latest WHERE channel = 'WHATSAPP'"
@@ -489,7 +497,8 @@ def print_lake_figures(build: dict[str, Any], latest: dict[str, Any]) -> None:
     bare = build["bare_ingest_seconds"] + build["bare_seconds"]
     print(
         f"# bare reference: JSON ingest {build['bare_ingest_seconds']:.1f}s + "
-        f"build {build['bare_seconds']:.1f}s; publish {build['publish_seconds']:.1f}s"
+        f"build {build['bare_seconds']:.1f}s; publish {build['publish_seconds']:.1f}s "
+        f"(and {build['early_publish_seconds']:.1f}s at plan: targets, rejects)"
     )
     print(
         f"# latest answers for one channel: {latest['one_run_s'] * 1000:.0f} ms after one "

@@ -40,6 +40,7 @@ from pipeline.db import rows_as_dicts
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
+from pipeline.lake.partitions import stage_early
 from pipeline.lake.publish import PublishSummary, publish_runs
 from pipeline.progress import StepProgress
 from pipeline.report import ReportFiles, write_report
@@ -426,12 +427,16 @@ def _sample(run: _Run) -> None:
 def _plan(run: _Run) -> None:
     refresh = run.options.refresh
     window = run.result.window = window_spec(run.settings, run.options)
-    run.result.plan = run.timed(
-        "plan",
-        lambda: steps.plan(
+
+    def plan() -> ledger.PlanSummary:
+        summary = steps.plan(
             run.conn, run.run_id, run.settings, refresh=refresh, window=window, console=run.console
-        ),
-    )
+        )
+        # The targets are final now: their partition is written while the run waits on Sinch.
+        stage_early(run.conn, run.settings.warehouse.lake, run.run_id)
+        return summary
+
+    run.result.plan = run.timed("plan", plan)
 
 
 def _build(run: _Run) -> None:

@@ -278,6 +278,16 @@ CREATE TABLE IF NOT EXISTS capability_changes (
     change VARCHAR NOT NULL               -- gained / lost / changed
 );
 
+-- Partitions written before publication, once their table is final (pipeline.lake.partitions):
+-- publication moves one into place only while its table still has the rows it was written from.
+CREATE TABLE IF NOT EXISTS lake_early (
+    run_id VARCHAR NOT NULL,
+    table_name VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,         -- rows and a hash of them, as written
+    rows BIGINT NOT NULL,
+    PRIMARY KEY (run_id, table_name)
+);
+
 -- What the lake holds (pipeline.lake): one row per published table x run.
 CREATE TABLE IF NOT EXISTS lake_partitions (
     table_name VARCHAR NOT NULL,

@@ -2,6 +2,11 @@
 
     data/lake/_staging/<run_id>/<table>/run_id=<id>/data_0.parquet   while being written
     data/lake/<table>/run_id=<id>/data_0.parquet                     once whole and fsynced
+    data/lake/_early/<run_id>/<table>/run_id=<id>/data_0.parquet     written before publication
+
+Tables final once the run is planned (`EARLY`: targets, rejects) are written early, while the
+run waits on Sinch's callbacks; staging the run then moves each into place instead of writing
+it again, if the table still holds the very rows it was written from (a fingerprint says so).
 
 Readers that list the lake (Spark, a glob) never see a partial file; `_staging` starts with an
 underscore, which Spark, polars' and DuckDB's hive readers of `data/lake/<table>` never reach.
@@ -11,6 +16,7 @@ Publishing a run again replaces each of its files atomically (same name, same ro
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -26,6 +32,8 @@ from pipeline.lake.tables import LATEST, TABLES, LakeTable
 
 FILE_NAME = "data_0.parquet"
 STAGING = "_staging"
+EARLY_DIR = "_early"
+EARLY = ("targets", "rejects")  # final once the run is planned
 # zstd at level 1 (a third faster to write than the default level 3, files a little larger);
 # row groups of 122,880 rows, DuckDB's own: written in parallel, a third faster than groups of a
 # million, and small enough for readers to skip by their statistics.
@@ -75,12 +83,79 @@ def stage_run(
         if table.name == LATEST:
             rows = _copy_snapshot(conn, previous_latest, staging / relative, run_id)
         else:
-            rows = _copy(conn, table.select_sql(), staging / relative, run_id)
+            early = _take_early(conn, lake, table, run_id, staging / relative)
+            rows = (
+                _copy(conn, table.select_sql(), staging / relative, run_id)
+                if early is None
+                else early
+            )
         staged.append(Partition(table.name, run_id, relative, rows))
         on_table(table.name)
     for folder in {p.parent for p in staging.rglob(FILE_NAME)}:
         fsync_dir(folder)
+    forget_early(conn, lake, [run_id])
     return staged
+
+
+def stage_early(conn: duckdb.DuckDBPyConnection, lake: Path, run_id: str) -> None:
+    """Write the run's partitions of the `EARLY` tables under `_early/<run_id>/`, fsynced, each
+    recorded with the fingerprint of the rows it holds."""
+    check_run_id(run_id)
+    folder = early_dir(lake, run_id)
+    shutil.rmtree(folder, ignore_errors=True)
+    present = _state_tables(conn)
+    for table in TABLES:
+        if table.name not in EARLY or table.name not in present:
+            continue
+        fingerprint = _fingerprint(conn, table, run_id)
+        file = folder / partition_path(table, run_id)
+        rows = _copy(conn, table.select_sql(), file, run_id)
+        fsync_dir(file.parent)
+        conn.execute(
+            "INSERT OR REPLACE INTO lake_early VALUES ($run_id, $table, $fingerprint, $rows)",
+            {"run_id": run_id, "table": table.name, "fingerprint": fingerprint, "rows": rows},
+        )
+
+
+def forget_early(conn: duckdb.DuckDBPyConnection, lake: Path, run_ids: list[str]) -> None:
+    """Remove what `stage_early` wrote for `run_ids` (published, or purged)."""
+    for run_id in run_ids:
+        shutil.rmtree(early_dir(lake, run_id), ignore_errors=True)
+    conn.execute("DELETE FROM lake_early WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids})
+    with contextlib.suppress(OSError):  # other runs' early partitions may be there
+        (lake / EARLY_DIR).rmdir()
+
+
+def early_dir(lake: Path, run_id: str) -> Path:
+    return lake / EARLY_DIR / run_id
+
+
+def _take_early(
+    conn: duckdb.DuckDBPyConnection, lake: Path, table: LakeTable, run_id: str, target: Path
+) -> int | None:
+    """Move the early partition of `table` to `target` if the table still holds the rows it
+    was written from; its row count, or None (then it is written now)."""
+    file = early_dir(lake, run_id) / partition_path(table, run_id)
+    if table.name not in EARLY or not file.exists():
+        return None
+    row = conn.execute(
+        "SELECT fingerprint, rows FROM lake_early WHERE run_id = $run_id AND table_name = $table",
+        {"run_id": run_id, "table": table.name},
+    ).fetchone()
+    if row is None or row[0] != _fingerprint(conn, table, run_id):
+        return None
+    make_dirs(target.parent)
+    os.replace(file, target)  # the same file system: the lake's
+    return int(row[1])
+
+
+def _fingerprint(conn: duckdb.DuckDBPyConnection, table: LakeTable, run_id: str) -> str:
+    """The rows `table` publishes for the run, summed up: their number and a hash of them all
+    (about 0.2 s for 10M targets)."""
+    row = conn.execute(
+        f"SELECT count(*), sum(hash(t)) FROM ({table.select_sql()}) t", {"run_id": run_id}
+    ).fetchone()
+    return f"{row[0]}:{row[1]}" if row else ""
 
 
 def commit_run(lake: Path, run_id: str, staged: list[Partition]) -> None:

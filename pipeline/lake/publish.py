@@ -23,7 +23,7 @@ import duckdb
 from pipeline.errors import UsageError
 from pipeline.files import fsync_dir
 from pipeline.lake.catalog import build_catalog, published
-from pipeline.lake.partitions import Partition, commit_run, stage_run
+from pipeline.lake.partitions import Partition, commit_run, forget_early, stage_run
 from pipeline.lake.tables import LATEST, TABLES
 from pipeline.logs import log_fields
 from pipeline.progress import ticking
@@ -147,6 +147,7 @@ def retire_runs(
     them), then retire `run_ids`' partitions and swap in a catalog without them. Returns
     (partitions retired now, files deleted now)."""
     lake = settings.warehouse.lake
+    forget_early(conn, lake, list(run_ids))
     gone = conn.execute(
         "SELECT table_name, run_id, path FROM lake_partitions WHERE retired_at IS NOT NULL"
     ).fetchall()

@@ -15,9 +15,11 @@ from polars.testing import assert_frame_equal
 from pipeline.cli import main
 from pipeline.errors import UsageError, WarehouseError
 from pipeline.lake import scan
+from pipeline.lake.partitions import early_dir, stage_early
 from pipeline.lake.publish import publish_runs
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
+from tests.conftest import add_targets
 
 T0 = datetime(2026, 11, 20, 2, tzinfo=UTC)
 
@@ -67,6 +69,31 @@ def test_publishing_again_changes_nothing(
     latest = scan("capability_latest", root=lake_settings.warehouse.lake).collect()
     assert latest.sort("contact_key")["status"].to_list() == ["CAPABILITY_FULL"] * 2
     assert not list(lake_settings.warehouse.catalog.parent.glob("warehouse.duckdb.new-*"))
+
+
+def test_targets_written_early_are_moved_into_place_only_while_unchanged(
+    state: duckdb.DuckDBPyConnection, lake_settings: Settings
+) -> None:
+    lake = lake_settings.warehouse.lake
+    for night, run_id in enumerate(("kept", "changed")):
+        add_run(state, run_id, night, "CAPABILITY_FULL")
+        add_targets(
+            state,
+            f"SELECT '{run_id}' AS run_id, 'C' || i AS contact_key, 'SMS' AS channel, "
+            "'4670000000' || i AS identity, 'in.csv' AS source, i AS row_number FROM range(3) r(i)",
+        )
+        stage_early(state, lake, run_id)
+    early = early_dir(lake, "kept") / "targets/run_id=kept/data_0.parquet"
+    written = early.stat().st_ino
+    state.execute("DELETE FROM targets WHERE run_id = 'changed' AND row_number = 0")
+    publish_runs(state, lake_settings, ["kept", "changed"])
+    assert (lake / "targets/run_id=kept/data_0.parquet").stat().st_ino == written  # moved
+    published = catalog_frame(
+        lake_settings, "SELECT run_id, count(*) AS n FROM targets GROUP BY ALL ORDER BY ALL"
+    )
+    assert published.rows() == [("changed", 2), ("kept", 3)]  # written again: it changed
+    assert not (lake / "_early").exists()
+    assert state.execute("SELECT count(*) FROM lake_early").fetchone() == (0,)
 
 
 def test_a_table_added_to_the_state_is_published_and_an_absent_one_skipped(
