@@ -446,7 +446,8 @@ def run_models(
     channels: Sequence[str] = (),
 ) -> None:
     """Build one run: the staging models (temporary tables, one at a time, so each big join
-    has the memory to itself), then the marts in file-name order in one transaction.
+    has the memory to itself), then the marts in file-name order in one transaction, after
+    the rows of an earlier build of the run are deleted in a transaction of their own.
 
     Models use `$run_id` (a parameter) and `$<name>` for each of `constants` (written into
     the SQL as a constant). A statement that uses `$channel` runs once for each of `channels`
@@ -454,8 +455,13 @@ def run_models(
     layer = _Layer(run_id, constants or {}, tuple(channels), on_model)
     try:
         layer.execute(conn, "staging")
+        # Deleting a built run's 10M rows and inserting 10M in one transaction kept them all in
+        # the transaction's memory and ran out of the 1 GB limit (a resumed run builds again).
+        # The build is not recorded done until the marts commit, so a crash between rebuilds.
         with transaction(conn):
-            layer.execute(conn, "marts")
+            layer.execute(conn, "marts", deletes=True)
+        with transaction(conn):
+            layer.execute(conn, "marts", deletes=False)
     except duckdb.Error as exc:
         raise WarehouseError(f"building the models for run {run_id} failed: {exc}") from exc
     finally:
@@ -470,13 +476,19 @@ class _Layer:
     channels: tuple[str, ...]
     on_model: Callable[[str], None] | None
 
-    def execute(self, conn: duckdb.DuckDBPyConnection, layer: str) -> None:
+    def execute(
+        self, conn: duckdb.DuckDBPyConnection, layer: str, *, deletes: bool | None = None
+    ) -> None:
+        """Run the layer's statements; only its DELETEs (`deletes`), only the others (False),
+        or all (None). `on_model` is called after each model's other statements."""
         for model in _model_files(layer):
             sql = with_constants(model.read_text(encoding="utf-8"), self.constants)
             for statement in _statements(sql):
+                if deletes is not None and statement.startswith("DELETE") != deletes:
+                    continue
                 for parameters in self._bindings(statement):
                     conn.execute(statement, parameters)
-            if self.on_model is not None:
+            if self.on_model is not None and not deletes:
                 self.on_model(model.name.removesuffix(".sql"))
 
     def _bindings(self, statement: str) -> list[dict[str, str] | None]:
