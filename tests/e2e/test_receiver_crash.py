@@ -41,9 +41,12 @@ def notification(n: int) -> tuple[Key, bytes]:
     return key, body
 
 
-async def burst(urls: list[str], numbers: list[int], senders: int = 32) -> set[Key]:
-    """Deliver each notification once (round robin over `urls`); the keys acknowledged 2xx."""
-    acked: set[Key] = set()
+async def burst(
+    urls: list[str], numbers: list[int], senders: int = 32, acked: set[Key] | None = None
+) -> set[Key]:
+    """Deliver each notification once (round robin over `urls`); the keys acknowledged 2xx
+    (added to `acked` as they are, if given)."""
+    acked = set() if acked is None else acked
     pending = iter(numbers)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
@@ -71,19 +74,20 @@ def landed_keys(warehouse: Path, landing: Path) -> tuple[set[Key], int]:
     return {tuple(r) for r in rows}, int(deliveries[0] or 0)  # type: ignore[misc]
 
 
-def kill_during(urls: list[str], numbers: list[int], victims: list[str], after: float) -> set[Key]:
-    """Run a burst and kill -9 the `victims` receivers `after` seconds into it."""
-    outcome: dict[str, set[Key]] = {}
-    thread = threading.Thread(
-        target=lambda: outcome.update(acked=asyncio.run(burst(urls, numbers)))
-    )
+def kill_during(urls: list[str], numbers: list[int], victims: list[str], after: int) -> set[Key]:
+    """Run a burst and kill -9 the `victims` receivers once `after` callbacks are acknowledged
+    (a count, not a time: on a busy machine the burst may take seconds to get going)."""
+    acked: set[Key] = set()
+    thread = threading.Thread(target=lambda: asyncio.run(burst(urls, numbers, acked=acked)))
     pids = [httpx.get(f"{v}/healthz").json()["pid"] for v in victims]
     thread.start()
-    time.sleep(after)
+    deadline = time.monotonic() + 60
+    while len(acked) < after and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     thread.join()
-    return outcome["acked"]
+    return acked
 
 
 # A longer group-commit window keeps more callbacks waiting in each batch, so a receiver that
@@ -94,7 +98,7 @@ SLOW_COMMIT = {"CAPAUDIT_RECEIVER__GROUP_COMMIT_MS": "20"}
 def test_kill_9_mid_burst_loses_no_acknowledged_callback(tmp_path: Path) -> None:
     landing, numbers = tmp_path / "landing", list(range(30_000))
     with receiver(None, "--landing-dir", str(landing), **SLOW_COMMIT) as url:
-        acked = kill_during([f"{url}/callbacks/sinch"], numbers, [url], after=0.8)
+        acked = kill_during([f"{url}/callbacks/sinch"], numbers, [url], after=3_000)
     assert 0 < len(acked) < len(numbers), "the kill should land mid-burst"
     keys, _ = landed_keys(tmp_path / "w.duckdb", landing)
     assert acked <= keys  # every acknowledged callback survived the kill
@@ -116,7 +120,7 @@ def test_two_receivers_on_one_directory_one_killed(tmp_path: Path) -> None:
     ):
         urls = [f"{first}/callbacks/sinch", f"{second}/callbacks/sinch"]
         writers = {httpx.get(f"{u}/healthz").json()["writer"] for u in (first, second)}
-        acked = kill_during(urls, numbers, [first], after=0.8)
+        acked = kill_during(urls, numbers, [first], after=2_000)
     assert len(writers) == 2
     assert {s.segment_id.rsplit("-", 1)[0] for s in list_segments(landing)} == writers
     keys, _ = landed_keys(tmp_path / "w.duckdb", landing)
