@@ -33,7 +33,7 @@ import aiohttp
 import httpx
 import uvloop
 
-from pipeline import ledger, steps
+from pipeline import eventloop, ledger, steps
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings, load_settings
 from pipeline.warehouse import open_warehouse
@@ -75,9 +75,9 @@ def bench_settings(sim_url: str, directory: Path) -> Settings:
 def plan_queries(settings: Settings, run_id: str) -> list[bytes]:
     """QUERIES planned requests (3 identities each) in the ledger; returns their bodies."""
     with open_warehouse(Path(settings.warehouse.path)) as conn:
+        conn.execute("INSERT INTO target_files VALUES ($run_id, 0, 'bench')", {"run_id": run_id})
         conn.execute(
             """
-            INSERT INTO target_files VALUES ($run_id, 0, 'bench');
             INSERT INTO targets (run_id, contact_id, channel, identity, file_index, row_number)
             SELECT $run_id, 'C' || i, channel, (46700000000 + i)::VARCHAR, 0, i
             FROM range($n) t(i), (VALUES ('WHATSAPP'), ('RCS'), ('SMS')) c(channel)
@@ -134,7 +134,7 @@ async def aiohttp_reference(sim_url: str, bodies: list[bytes]) -> Measured:
 def capaudit_submit(settings: Settings, run_id: str) -> Measured:
     with open_warehouse(Path(settings.warehouse.path)) as conn:
         started_wall, started_cpu = time.monotonic(), time.process_time()
-        summary = asyncio.run(
+        summary = eventloop.run(  # the loop `capaudit run` sends in
             steps.submit(conn, run_id, settings, stop=asyncio.Event(), console=False)
         )
         measured = Measured(

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from pipeline import ledger, runs, sampling, steps
+from pipeline import eventloop, ledger, runs, sampling, steps
 from pipeline.checks import Check, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
@@ -566,7 +566,7 @@ def _until_signal(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T:
                 loop.remove_signal_handler(signum)
                 signal.signal(signum, handler)  # asyncio leaves the default behind
 
-    return asyncio.run(main())
+    return eventloop.run(main())
 
 
 async def register_webhook(settings: Settings) -> None:
