@@ -80,15 +80,13 @@ def stage_run(
         if table.name not in present:
             continue
         relative = partition_path(table, run_id)
+        target = staging / relative
         if table.name == LATEST:
-            rows = _copy_snapshot(conn, previous_latest, staging / relative, run_id)
+            rows = _copy_snapshot(conn, previous_latest, target, run_id)
+        elif (moved := _take_early(conn, lake, table, run_id, target)) is not None:
+            rows = moved
         else:
-            early = _take_early(conn, lake, table, run_id, staging / relative)
-            rows = (
-                _copy(conn, table.select_sql(), staging / relative, run_id)
-                if early is None
-                else early
-            )
+            rows = _copy(conn, table.select_sql(), target, run_id)
         staged.append(Partition(table.name, run_id, relative, rows))
         on_table(table.name)
     for folder in {p.parent for p in staging.rglob(FILE_NAME)}:

@@ -107,11 +107,11 @@ class Pacer:
     async def acquire(self) -> None:
         """Wait for a send slot: after any shared pause, within the rate, within the window."""
         while (wait := self.paused_until - self.clock()) > 0:
-            await self.sleep(max(wait, MIN_SLEEP))
+            await self._wait(wait)
         self._recover()
         async with self._guard:
             while (wait := self._due - self._early - self.clock()) > 0:
-                await self.sleep(max(wait, MIN_SLEEP))
+                await self._wait(wait)
             self._due = max(self._due, self.clock()) + self._interval
             await self._respect_window()
             self._sends.append(self.clock())
@@ -129,7 +129,10 @@ class Pacer:
                 self._sends.popleft()
             if len(self._sends) < self.window_capacity:
                 return
-            await self.sleep(max(self._sends[0] + self.window - now, MIN_SLEEP))
+            await self._wait(self._sends[0] + self.window - now)
+
+    async def _wait(self, seconds: float) -> None:
+        await self.sleep(max(seconds, MIN_SLEEP))
 
     def too_many_requests(
         self, retry_after: float | None, fallback: float, *, sent_at: float
