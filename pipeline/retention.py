@@ -45,6 +45,7 @@ RUN_TABLES = (
     "sample_frame",
     "sample_members",
     "late_answers",
+    "build_state",
 )
 
 # Runs started before the cutoff, except the newest successful one and any whose answers a kept

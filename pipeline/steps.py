@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import ledger, runs
+from pipeline.build_scope import build_scope
 from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
@@ -496,6 +497,17 @@ def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> 
 # -- build --------------------------------------------------------------------------------------
 
 
+def _check_every_target_built(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """DESIGN §7 rule 1, checked on every build: one capability row per target."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
+        "(SELECT count(*) FROM capability WHERE run_id = $run_id)",
+        {"run_id": run_id},
+    ).fetchone()
+    if row is None or row[0] != row[1]:
+        raise WarehouseError(f"run {run_id}: {row} targets vs capability rows; not reported")
+
+
 def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False) -> dict[str, int]:
     """Run the SQL models for the run; returns the number of capability rows per status."""
     reuse_runs = [
@@ -519,7 +531,9 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
             {"run_id": run_id},
         ).fetchall()
     ]
-    with ticking("build", model_count(), console=console) as tick:
+    with build_scope(conn, run_id, reuse_runs) as plan, ticking(
+        "build", model_count(), console=console
+    ) as tick:
         run_models(
             conn,
             run_id,
@@ -527,13 +541,10 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
             channels=channels,
             on_model=lambda name: tick(model=name),
         )
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM targets WHERE run_id = $run_id), "
-        "(SELECT count(*) FROM capability WHERE run_id = $run_id)",
-        {"run_id": run_id},
-    ).fetchone()
-    if row is None or row[0] != row[1]:  # DESIGN §7 rule 1, checked on every build
-        raise WarehouseError(f"run {run_id}: {row} targets vs capability rows; not reported")
+        _check_every_target_built(conn, run_id)  # before the build is recorded
+    log_fields(
+        log, "run built", contacts_rebuilt="all" if plan.contacts is None else plan.contacts
+    )
     rows = conn.execute(
         "SELECT status, count(*) FROM capability WHERE run_id = $run_id GROUP BY status",
         {"run_id": run_id},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -140,11 +141,16 @@ CREATE TABLE IF NOT EXISTS notifications (
     segment_id VARCHAR,
     -- how it was tied to its request: request_id / identity / contact_id (landing/correlate.py)
     matched_by VARCHAR NOT NULL DEFAULT 'request_id',
-    fingerprint VARCHAR                   -- callbacks without request_id: recognises a repeat
+    fingerprint VARCHAR,                  -- callbacks without request_id: recognises a repeat
+    batch BIGINT                          -- the ingest that inserted it (NULL: before batches)
 );
 -- Columns added since the first version (CREATE TABLE above has them last, in this order).
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS matched_by VARCHAR DEFAULT 'request_id';
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS batch BIGINT;
+-- Numbers each ingest's inserts (`notifications.batch`), so that a build can tell which
+-- notifications came after the run's last build (pipeline/build_scope.py).
+CREATE SEQUENCE IF NOT EXISTS notification_batches;
 
 -- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
 -- of several runs waiting for the same identity. Retried on every ingest; never guessed.
@@ -276,6 +282,17 @@ CREATE TABLE IF NOT EXISTS capability_changes (
     previous_status VARCHAR NOT NULL,
     new_status VARCHAR NOT NULL,
     change VARCHAR NOT NULL               -- gained / lost / changed
+);
+
+-- What each run's last build read (pipeline/build_scope.py): building the run again redoes only
+-- the contacts with notifications of a later batch, while all else the build reads is the same.
+CREATE TABLE IF NOT EXISTS build_state (
+    run_id VARCHAR NOT NULL,
+    inputs VARCHAR NOT NULL,              -- digest: models, targets, requests, late and reused
+    batch BIGINT NOT NULL,                -- the newest notification batch it read
+    capability_rows BIGINT NOT NULL,      -- the run's capability rows it left
+    seconds DOUBLE NOT NULL,              -- how long it took
+    built_at TIMESTAMPTZ NOT NULL
 );
 
 -- Partitions written before publication, once their table is final (pipeline.lake.partitions):
@@ -506,6 +523,14 @@ class _Layer:
 def model_count() -> int:
     """How many models a build runs."""
     return len(_model_files("staging")) + len(_model_files("marts"))
+
+
+def models_digest() -> str:
+    """A hash of the SQL a build runs: a build by other models is not built upon."""
+    digest = hashlib.sha256()
+    for model in (*_model_files("staging"), *_model_files("marts")):
+        digest.update(model.read_bytes())
+    return digest.hexdigest()
 
 
 def with_constants(sql: str, constants: dict[str, Sequence[str] | bool]) -> str:

@@ -54,6 +54,13 @@ def _columns(alias: str) -> str:
     return ", ".join(f"{alias}.{column}" for column in NOTIFICATION_COLUMNS)
 
 
+def new_batch(conn: duckdb.DuckDBPyConnection) -> int:
+    """A number for the notifications about to be inserted (`notifications.batch`): larger than
+    any before, so a build can tell what it has not read yet (pipeline/build_scope.py)."""
+    row = conn.execute("SELECT nextval('notification_batches')").fetchone()
+    return int(row[0]) if row else 0
+
+
 def stage_without_request_id(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Put the `incoming` notifications without request_id aside in `unmatched_notifications`;
     a repeated delivery of one already there or already matched only adds to its `deliveries`.
@@ -239,7 +246,7 @@ def _move_matched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
         return {}
     conn.execute(f"""
         INSERT INTO notifications
-        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint
+        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint, {new_batch(conn)}
         FROM match_winners JOIN match_choices c USING (fingerprint)
         JOIN unmatched_notifications u USING (fingerprint)
     """)

@@ -253,12 +253,15 @@ def _merge(
         WHERE n.request_id = i.request_id AND n.channel = i.channel AND n.identity = i.identity
     """).fetchone()
     stats.notifications_repeated = int(repeated[0]) if repeated else 0
-    new = conn.execute("""
+    new = conn.execute(
+        """
         INSERT INTO notifications
-        SELECT i.* FROM incoming i ANTI JOIN notifications n
+        SELECT i.*, $batch FROM incoming i ANTI JOIN notifications n
             ON n.request_id = i.request_id AND n.channel = i.channel AND n.identity = i.identity
         WHERE i.request_id IS NOT NULL
-    """).fetchone()
+    """,
+        {"batch": correlate.new_batch(conn)},
+    ).fetchone()
     stats.notifications_new = int(new[0]) if new else 0
     repeats, stats.without_request_id = correlate.stage_without_request_id(conn)
     stats.notifications_repeated += repeats

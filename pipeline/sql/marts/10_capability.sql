@@ -3,11 +3,12 @@
 --   a fresh earlier answer (reused = true), else this run's answer for the channel,
 --   else a callback about the whole request (channel '', e.g. CONTACT_NOT_FOUND),
 --   else NO_RESPONSE when a request was accepted, else REQUEST_FAILED with the error.
--- Reads the staging models stg_answers and stg_request_outcomes.
+-- Reads the staging models stg_answers and stg_request_outcomes. A scoped build (after one
+-- before, pipeline/build_scope.py) replaces only the rows of the contacts in its scope.
 -- The INSERT runs once per channel of the run ($channel): joining a third of the targets to a
 -- third of the answers fits the memory limit where the whole join spilled to disk (20 s against
 -- 12 s at 10M targets in `make bench-warehouse`).
-DELETE FROM capability WHERE run_id = $run_id;
+DELETE FROM capability WHERE run_id = $run_id AND in_build_scope(contact_key);
 
 INSERT INTO capability
 WITH request_answers AS (
@@ -73,7 +74,7 @@ decided AS (
     LEFT JOIN reused u
         ON t.action = 'reuse' AND u.run_id = t.reuse_run_id AND u.contact_key = t.contact_key
         AND u.channel = t.channel
-    WHERE t.run_id = $run_id AND t.channel = $channel
+    WHERE t.run_id = $run_id AND t.channel = $channel AND in_build_scope(t.contact_key)
 )
 
 SELECT

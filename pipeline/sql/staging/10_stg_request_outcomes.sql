@@ -1,4 +1,5 @@
--- stg_request_outcomes: one row per contact of the run (grain); key (contact_key).
+-- stg_request_outcomes: one row per contact of the run (grain); key (contact_key). Like
+-- stg_answers, only the contacts in the build's scope (all in a whole build; build_scope.py).
 -- Whether any of the contact's requests was accepted, the last error, how many requests asked
 -- for it (more than one: a re-query, or identities and a contact id), and whether one asked by
 -- contact id (Sinch may then answer a channel for several of the contact's identities).
@@ -10,5 +11,5 @@ SELECT
     count(*) AS requests,
     bool_or(body LIKE '%"recipient":{"contact_id"%') AS by_contact_id
 FROM requests
-WHERE run_id = $run_id
+WHERE run_id = $run_id AND in_build_scope(contact_key)
 GROUP BY contact_key;

@@ -2,7 +2,7 @@
 -- key (contact_key, channel). Channel '' holds callbacks about a whole request (e.g.
 -- CONTACT_NOT_FOUND). Notifications are unique per request, channel and identity, so a
 -- contact can have several answers for a channel only when it was asked more than once or by
--- contact id.
+-- contact id. Only the contacts in the build's scope (all in a whole build; build_scope.py).
 CREATE OR REPLACE TEMP TABLE stg_answers AS
 SELECT
     r.contact_key,
@@ -16,7 +16,7 @@ SELECT
     epoch(n.received_at) - epoch(r.accepted_at) AS latency_seconds
 FROM requests r
 JOIN notifications n ON n.request_id = r.request_id
-WHERE r.run_id = $run_id;
+WHERE r.run_id = $run_id AND in_build_scope(r.contact_key);
 
 -- Only contacts that can have several answers for a channel are looked at (few); among them
 -- the latest check wins, ties broken by the newest request, then by identity.

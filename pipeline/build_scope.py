@@ -1,0 +1,143 @@
+"""What a run's last build read, so that building the run again redoes only what changed.
+
+`collect` builds the run while it waits for callbacks (`steps.ProvisionalBuilds`), so the build
+after the deadline redoes only the contacts whose notifications were ingested since: at 10M
+targets with the last 2.5% of callbacks landing at the end, the capability models take about
+1.5 s instead of 13 s. A resumed run that was built before gains the same.
+
+A build is *scoped* to those contacts (temporary table `build_scope`; the models filter with
+the macro `in_build_scope(contact_key)`, which is plain `true` in a whole build, so that one
+pays nothing) only when all of these hold:
+- the run's last build (`build_state`) read the same inputs apart from notifications: the same
+  models, and the same rows of targets, requests and late answers, and the same builds of the
+  runs it reuses answers from (`inputs_digest`);
+- the capability rows that build left are all still there;
+- notifications only grew since: each insert carries its ingest's `batch` (a sequence), and
+  nothing changes what the models read of a notification (a repeated delivery adds to
+  `deliveries` only) or deletes a live run's (purge deletes those of retired runs).
+Otherwise, or without an earlier build, the whole run is built. The run's `build_state` row is
+deleted before a build starts and written when it has committed, so a build that fails or is
+killed halfway leaves none, and the next one builds the whole run.
+
+    with build_scope(conn, run_id, reuse_runs) as plan:
+        run_models(conn, run_id, constants=...)   # its models use in_build_scope(contact_key)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import duckdb
+
+from pipeline.db import rows_fingerprint, sql_literal
+from pipeline.warehouse import models_digest
+
+SCOPE_TABLE = "build_scope"
+MACRO = "in_build_scope"
+
+# Every row the models read of the run, apart from notifications; a change to any of them
+# (a re-query, a re-plan, an answer kept late) makes the next build a whole one.
+INPUTS = {
+    "targets": "SELECT * FROM targets WHERE run_id = $run_id",
+    "requests": "SELECT * FROM requests WHERE run_id = $run_id",
+    "late_answers": "SELECT * FROM late_answers WHERE run_id = $run_id",
+    "reused_builds": (
+        "SELECT run_id, built_at FROM build_state WHERE run_id IN $reuse_runs AND run_id <> $run_id"
+    ),
+}
+
+# The run's contacts asked by a request whose notification came after batch $since.
+SCOPE_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {SCOPE_TABLE} AS
+SELECT DISTINCT r.contact_key
+FROM notifications n JOIN requests r ON r.request_id = n.request_id
+WHERE n.batch > $since AND r.run_id = $run_id
+"""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    run_id: str
+    inputs: str  # inputs_digest
+    batch: int  # the newest notification batch the build reads
+    contacts: int | None  # the contacts rebuilt; None: the whole run
+
+    @property
+    def scoped(self) -> bool:
+        return self.contacts is not None
+
+
+@contextmanager
+def build_scope(
+    conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequence[str]
+) -> Iterator[BuildPlan]:
+    """Plan the run's build (whole or scoped, see the module), define `in_build_scope` for its
+    models, and record the build when the block ends without an error."""
+    plan = _plan(conn, run_id, reuse_runs)
+    started = time.monotonic()
+    try:
+        yield plan
+        _record(conn, plan, time.monotonic() - started)
+    finally:
+        conn.execute(f"DROP MACRO IF EXISTS {MACRO}")
+        conn.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
+
+
+def last_build_seconds(conn: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
+    """How long the run's last recorded build took (None: none recorded)."""
+    row = conn.execute(
+        "SELECT seconds FROM build_state WHERE run_id = $run_id", {"run_id": run_id}
+    ).fetchone()
+    return float(row[0]) if row else None
+
+
+def inputs_digest(conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequence[str]) -> str:
+    """A hash of the models and of every row the run's build reads apart from notifications
+    (about 0.4 s for 10M targets)."""
+    reused = sql_literal(tuple(reuse_runs))
+    parts = {
+        name: rows_fingerprint(conn, sql.replace("$reuse_runs", reused), {"run_id": run_id})
+        for name, sql in INPUTS.items()
+    }
+    parts["models"] = models_digest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _plan(conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequence[str]) -> BuildPlan:
+    params = {"run_id": run_id}
+    inputs = inputs_digest(conn, run_id, reuse_runs)
+    newest = conn.execute("SELECT coalesce(max(batch), 0) FROM notifications").fetchone()
+    batch = int(newest[0]) if newest else 0
+    last = conn.execute(
+        "SELECT inputs, batch, capability_rows, "
+        "(SELECT count(*) FROM capability WHERE run_id = $run_id) "
+        "FROM build_state WHERE run_id = $run_id",
+        params,
+    ).fetchone()
+    contacts = None
+    if last is not None and last[0] == inputs and last[2] == last[3]:
+        conn.execute(SCOPE_SQL, {**params, "since": last[1]})
+        found = conn.execute(f"SELECT count(*) FROM {SCOPE_TABLE}").fetchone()
+        contacts = int(found[0]) if found else 0
+        conn.execute(
+            f"CREATE OR REPLACE TEMP MACRO {MACRO}(key) AS "
+            f"key IN (SELECT contact_key FROM {SCOPE_TABLE})"
+        )
+    else:
+        conn.execute(f"CREATE OR REPLACE TEMP MACRO {MACRO}(key) AS true")
+    # Forgotten until this build commits: one that fails halfway leaves none (module docstring).
+    conn.execute("DELETE FROM build_state WHERE run_id = $run_id", params)
+    return BuildPlan(run_id, inputs, batch, contacts)
+
+
+def _record(conn: duckdb.DuckDBPyConnection, plan: BuildPlan, seconds: float) -> None:
+    conn.execute(
+        "INSERT INTO build_state SELECT $run_id, $inputs, $batch, "
+        "(SELECT count(*) FROM capability WHERE run_id = $run_id), $seconds, now()",
+        {"run_id": plan.run_id, "inputs": plan.inputs, "batch": plan.batch, "seconds": seconds},
+    )
