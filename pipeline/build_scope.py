@@ -88,12 +88,19 @@ def build_scope(
         conn.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
 
 
-def last_build_seconds(conn: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
-    """How long the run's last recorded build took (None: none recorded)."""
+@dataclass(frozen=True)
+class LastBuild:
+    seconds: float | None  # how long the run's last recorded build took; None: none recorded
+    read_every_notification: bool  # no notification was ingested after it
+
+
+def last_build(conn: duckdb.DuckDBPyConnection, run_id: str) -> LastBuild:
     row = conn.execute(
-        "SELECT seconds FROM build_state WHERE run_id = $run_id", {"run_id": run_id}
+        "SELECT seconds, batch FROM build_state WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchone()
-    return float(row[0]) if row else None
+    if row is None:
+        return LastBuild(None, False)
+    return LastBuild(float(row[0]), int(row[1]) == _newest_batch(conn))
 
 
 def inputs_digest(conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequence[str]) -> str:
@@ -111,8 +118,7 @@ def inputs_digest(conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequ
 def _plan(conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequence[str]) -> BuildPlan:
     params = {"run_id": run_id}
     inputs = inputs_digest(conn, run_id, reuse_runs)
-    newest = conn.execute("SELECT coalesce(max(batch), 0) FROM notifications").fetchone()
-    batch = int(newest[0]) if newest else 0
+    batch = _newest_batch(conn)
     last = conn.execute(
         "SELECT inputs, batch, capability_rows, "
         "(SELECT count(*) FROM capability WHERE run_id = $run_id) "
@@ -133,6 +139,11 @@ def _plan(conn: duckdb.DuckDBPyConnection, run_id: str, reuse_runs: Sequence[str
     # Forgotten until this build commits: one that fails halfway leaves none (module docstring).
     conn.execute("DELETE FROM build_state WHERE run_id = $run_id", params)
     return BuildPlan(run_id, inputs, batch, contacts)
+
+
+def _newest_batch(conn: duckdb.DuckDBPyConnection) -> int:
+    row = conn.execute("SELECT coalesce(max(batch), 0) FROM notifications").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _record(conn: duckdb.DuckDBPyConnection, plan: BuildPlan, seconds: float) -> None:

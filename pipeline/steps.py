@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import ledger, runs
-from pipeline.build_scope import build_scope
+from pipeline.build_scope import build_scope, last_build
 from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
@@ -325,6 +325,7 @@ class CollectSummary:
     # kept unmatched (all runs') per problem: see landing/correlate.py.
     matched_by: dict[str, int] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
+    provisional_builds: int = 0  # builds of the run while waiting (ProvisionalBuilds)
 
 
 # Whether the callback of outstanding target `l` has landed (one predicate, used both to find
@@ -390,6 +391,57 @@ def _last_acceptance(conn: duckdb.DuckDBPyConnection, run_id: str) -> float:
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
+class ProvisionalBuilds:
+    """Builds of the run while `collect` waits for callbacks, so that the build after it redoes
+    only the contacts answered since (pipeline/build_scope.py): at 10M targets about 6 s
+    instead of 18. One is due when answers landed that no build has read, building has taken at
+    most `SHARE` of the time waited (so the machine stays mostly idle, whatever its speed), and
+    the run's last build took under half the time left before the deadline (one still running
+    at the deadline would delay the final build instead of shortening it). It runs on a cursor
+    of its own in a thread, so the event loop stays responsive; a stop interrupts it."""
+
+    SHARE = 0.1
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        self._conn = conn
+        self._run_id = run_id
+        last = last_build(conn, run_id)
+        self._last_seconds = last.seconds
+        self._unread = not last.read_every_notification
+        self._started = time.monotonic()
+        self._building = 0.0
+        self.count = 0
+
+    def landed(self, notifications: int) -> None:
+        self._unread = self._unread or notifications > 0
+
+    def due(self, remaining_seconds: float) -> bool:
+        waited = time.monotonic() - self._started
+        fits = self._last_seconds is None or 2 * self._last_seconds < remaining_seconds
+        return self._unread and fits and self._building <= self.SHARE * waited
+
+    async def build(self, stop: asyncio.Event) -> None:
+        started = time.monotonic()
+        self._unread = False
+        with self._conn.cursor() as cursor:
+            work = asyncio.ensure_future(asyncio.to_thread(build, cursor, self._run_id))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not work.done():
+                cursor.interrupt()  # rolled back; the next build is a whole one
+            try:
+                await work
+            except (WarehouseError, duckdb.Error) as exc:
+                if not stop.is_set():  # the final build will say it again, if it still fails
+                    log.warning("provisional build of run %s failed: %s", self._run_id, exc)
+                return
+        self._last_seconds = time.monotonic() - started
+        self._building += self._last_seconds
+        self.count += 1
+        log_fields(log, "provisional build", seconds=round(self._last_seconds, 1))
+
+
 async def collect(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -414,10 +466,12 @@ async def collect(
     started = time.monotonic()
     expected = None
     tracker = OutstandingTargets(conn, run_id)
+    builds = ProvisionalBuilds(conn, run_id)
     with StepProgress("collect", None, console=console) as progress:
         while True:
             ingested = ingest_landing(conn, landing)
             summary.ingested.add(ingested)
+            builds.landed(ingested.notifications_new)
             requeried = 0
             if requery and settings.dispatch.requery_transient:
                 requeried = await _requery_transient(conn, run_id, settings, stop)
@@ -434,9 +488,13 @@ async def collect(
             if remaining <= 0:
                 summary.deadline_passed = True
                 break
+            if builds.due(remaining):
+                await builds.build(stop)
+                continue
             # Wake at the deadline itself, not up to a poll interval after it.
             await asyncio.sleep(min(settings.collect.poll_interval_seconds, remaining))
     tracker.close()
+    summary.provisional_builds = builds.count
     summary.waited_seconds = time.monotonic() - started
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)
@@ -451,6 +509,7 @@ async def collect(
         lag_p50=summary.lag.get("p50_seconds"),
         lag_p95=summary.lag.get("p95_seconds"),
         deadline_passed=summary.deadline_passed,
+        provisional_builds=summary.provisional_builds,
         **{f"matched_by_{way}": n for way, n in summary.matched_by.items()},
     )
     return summary
@@ -531,9 +590,10 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
             {"run_id": run_id},
         ).fetchall()
     ]
-    with build_scope(conn, run_id, reuse_runs) as plan, ticking(
-        "build", model_count(), console=console
-    ) as tick:
+    with (
+        build_scope(conn, run_id, reuse_runs) as plan,
+        ticking("build", model_count(), console=console) as tick,
+    ):
         run_models(
             conn,
             run_id,
@@ -542,9 +602,7 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
             on_model=lambda name: tick(model=name),
         )
         _check_every_target_built(conn, run_id)  # before the build is recorded
-    log_fields(
-        log, "run built", contacts_rebuilt="all" if plan.contacts is None else plan.contacts
-    )
+    log_fields(log, "run built", contacts_rebuilt="all" if plan.contacts is None else plan.contacts)
     rows = conn.execute(
         "SELECT status, count(*) FROM capability WHERE run_id = $run_id GROUP BY status",
         {"run_id": run_id},

@@ -4,6 +4,7 @@ other change to what the build reads must make it a whole build."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Iterator
@@ -66,7 +67,11 @@ def plan_a_run(conn: duckdb.DuckDBPyConnection, rng: random.Random, contacts: in
                 [key, channel, phone, i, "prev" if reuse else None],
             )
         by_contact_id = rng.random() < 0.1
-        body = '{"recipient":{"contact_id":"%s"}}' % key if by_contact_id else "{}"
+        body = (
+            json.dumps({"recipient": {"contact_id": key}}, separators=(",", ":"))
+            if by_contact_id
+            else "{}"
+        )
         for suffix in ("a", "b") if rng.random() < 0.15 else ("a",):
             accepted = rng.random() < 0.9
             conn.execute(
@@ -182,9 +187,7 @@ def test_any_other_change_makes_a_whole_build(
     caplog.set_level(logging.INFO, logger="pipeline.steps")
     notifications = plan_a_run(conn, random.Random(5), contacts=30)
     conn.execute("UPDATE targets SET reuse_run_id = 'prev' WHERE contact_id = 'c6'")
-    conn.execute(
-        "INSERT INTO build_state VALUES ('prev', 'x', 0, 0, 1.0, now() - INTERVAL 1 DAY)"
-    )
+    conn.execute("INSERT INTO build_state VALUES ('prev', 'x', 0, 0, 1.0, now() - INTERVAL 1 DAY)")
     land(conn, notifications[:20])
     steps.build(conn, "now")
     land(conn, notifications[20:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -134,3 +135,94 @@ def test_collect_stops_at_the_deadline_with_what_landed(
     )
     assert summary.deadline_passed
     assert summary.outstanding == steps.outstanding_targets(conn, "r") == 5
+
+
+def collect_for(
+    conn: duckdb.DuckDBPyConnection, landing: Path, seconds: float, later: list[str]
+) -> steps.CollectSummary:
+    """Collect until `seconds` after the requests were accepted; at 0.3 s each contact in
+    `later` has its SMS answered."""
+    settings = Settings().replace("receiver", landing_dir=str(landing))
+    settings = settings.replace("collect", poll_interval_seconds=0.05)
+
+    async def main() -> steps.CollectSummary:
+        async def arrive() -> None:
+            await asyncio.sleep(0.3)
+            land(landing, "000002", [(f"q{key}", "SMS") for key in later])
+
+        arrival = asyncio.create_task(arrive())
+        summary = await steps.collect(
+            conn, "r", settings, deadline_seconds=seconds, stop=asyncio.Event(), console=False
+        )
+        await arrival
+        return summary
+
+    return asyncio.run(main())
+
+
+def test_collect_builds_while_waiting_so_the_build_after_redoes_only_the_latest(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.steps")
+    landing = tmp_path / "landing"
+    land(landing, "000001", [("qA", "SMS"), ("qA", "RCS")])
+    conn.execute("UPDATE requests SET accepted_at = now()")
+    summary = collect_for(conn, landing, 3.0, later=["B"])
+    assert summary.deadline_passed
+    assert summary.provisional_builds >= 1
+    caplog.clear()
+    steps.build(conn, "r")
+    (built,) = [r.getMessage() for r in caplog.records if "run built" in r.getMessage()]
+    # B's answer landed after the first provisional build: rebuilt now, unless a second one
+    # (due when building took under a tenth of the time waited) already read it.
+    assert built.endswith(("contacts_rebuilt=1", "contacts_rebuilt=0"))
+    statuses = dict(
+        conn.execute(
+            "SELECT contact_key || channel, status FROM capability WHERE run_id = 'r'"
+        ).fetchall()
+    )
+    assert statuses == {
+        "ASMS": "NO_CAPABILITY",
+        "ARCS": "NO_CAPABILITY",
+        "BSMS": "NO_CAPABILITY",
+        "BRCS": "NO_RESPONSE",
+        "CSMS": "NO_RESPONSE",
+        "CRCS": "NO_RESPONSE",
+    }
+
+
+def test_no_provisional_build_when_it_would_not_end_well_before_the_deadline(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    land(landing, "000001", [("qA", "SMS")])
+    steps.build(conn, "r")
+    conn.execute("UPDATE build_state SET seconds = 60")  # the run's last build took a minute
+    conn.execute("UPDATE requests SET accepted_at = now()")
+    summary = collect_for(conn, landing, 1.0, later=["B"])
+    assert summary.deadline_passed
+    assert summary.provisional_builds == 0
+
+
+def test_a_stop_interrupts_a_provisional_build(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def endless_build(cursor: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        cursor.execute("SELECT count(*) FROM range(1000000000000)").fetchall()
+
+    monkeypatch.setattr(steps, "build", endless_build)
+    landing = tmp_path / "landing"
+    land(landing, "000001", [("qA", "SMS")])
+    settings = Settings().replace("receiver", landing_dir=str(landing))
+
+    async def main() -> steps.CollectSummary:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.5, stop.set)
+        return await steps.collect(
+            conn, "r", settings, deadline_seconds=600, stop=stop, console=False
+        )
+
+    started = time.monotonic()
+    summary = asyncio.run(main())
+    assert time.monotonic() - started < 5
+    assert summary.provisional_builds == 0  # interrupted: not counted
