@@ -280,10 +280,11 @@ def phase_build() -> dict[str, Any]:
 def phase_deadline() -> dict[str, Any]:
     """From the collect deadline to a written report, callbacks ingested while collecting.
 
-    The callbacks land in DEADLINE_SEGMENTS segments; all but the last are ingested before
-    `collect` starts (as it does while requests go out), the last one (the tail) lands just
-    before the deadline. Timed: from the deadline to the report on disk (the rest of collect,
-    build, report). Reference, same process: the bare build (BARE_REFERENCE).
+    The callbacks land in DEADLINE_SEGMENTS segments; all but the last are ingested and the run
+    built provisionally before `collect` starts (as collect does while it waits, see
+    steps.ProvisionalBuilds; timed apart), the last one (the tail) lands just before the
+    deadline. Timed: from the deadline to the report on disk (the rest of collect, build,
+    report). Reference, same process: the bare build (BARE_REFERENCE).
     """
     from pipeline import steps
     from pipeline.landing.ingest import ingest_landing
@@ -303,6 +304,9 @@ def phase_deadline() -> dict[str, Any]:
         before = ingest_landing(conn, landing)
         collecting_seconds = time.perf_counter() - started
         started = time.perf_counter()
+        steps.build(conn, "bench")
+        provisional_seconds = time.perf_counter() - started
+        started = time.perf_counter()
         steps.outstanding_targets(conn, "bench")
         # collect's own first look at the outstanding targets must end before the deadline
         deadline = time.time() + 3 * (time.perf_counter() - started) + 2.0
@@ -315,7 +319,9 @@ def phase_deadline() -> dict[str, Any]:
             if statement.strip():
                 conn.execute(statement)
         bare_seconds = time.perf_counter() - started
-        # A resumed run builds again over its own rows: at 10M this ran out of memory once.
+        # A resumed run whose inputs changed builds again, whole, over its own rows: at 10M
+        # this ran out of memory once.
+        conn.execute("DELETE FROM build_state")
         started = time.perf_counter()
         steps.build(conn, "bench")
         rebuild_seconds = time.perf_counter() - started
@@ -326,6 +332,7 @@ def phase_deadline() -> dict[str, Any]:
         "peak_mb": memory.mb,
         "lines_before": before.lines,
         "collecting_seconds": collecting_seconds,
+        "provisional_seconds": provisional_seconds,
     }
 
 
@@ -366,10 +373,11 @@ def print_deadline_ratio(deadline: dict[str, Any]) -> None:
     print(
         f"# after the deadline: tail of {deadline['tail_lines']:,} callback lines "
         f"({deadline['lines_before']:,} ingested while collecting, in "
-        f"{deadline['collecting_seconds']:.1f}s); collect {deadline['collect_seconds']:.1f}s, "
+        f"{deadline['collecting_seconds']:.1f}s, built provisionally in "
+        f"{deadline['provisional_seconds']:.1f}s); collect {deadline['collect_seconds']:.1f}s, "
         f"build {deadline['build_seconds']:.1f}s, report {deadline['report_seconds']:.1f}s = "
         f"{deadline['seconds']:.1f}s; bare reference build {deadline['bare_seconds']:.1f}s; "
-        f"peak {deadline['peak_mb']:.0f} MB; the run built again (as on resume) in "
+        f"peak {deadline['peak_mb']:.0f} MB; the run built again whole (as on resume) in "
         f"{deadline['rebuild_seconds']:.1f}s"
     )
     ratio = deadline["seconds"] / deadline["bare_seconds"]
