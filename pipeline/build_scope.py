@@ -12,7 +12,8 @@ pays nothing) only when all of these hold:
   models, and the same rows of targets, requests and late answers, and the same builds of the
   runs it reuses answers from (`inputs_digest`);
 - the capability rows that build left are all still there;
-- notifications only grew since: each insert carries its ingest's `batch` (a sequence), and
+- notifications only grew since: each insert carries its ingest's `batch` (a sequence; the
+  column's default draws one for any other insert), and
   nothing changes what the models read of a notification (a repeated delivery adds to
   `deliveries` only) or deletes a live run's (purge deletes those of retired runs).
 Otherwise, or without an earlier build, the whole run is built. The run's `build_state` row is

@@ -125,6 +125,10 @@ CREATE TABLE IF NOT EXISTS request_events (
     recorded_at TIMESTAMPTZ NOT NULL
 );
 
+-- Numbers the notifications each ingest inserts (`notifications.batch`), so that a build can
+-- tell which came after the run's last build (pipeline/build_scope.py).
+CREATE SEQUENCE IF NOT EXISTS notification_batches;
+
 CREATE TABLE IF NOT EXISTS notifications (
     request_id VARCHAR NOT NULL,
     channel VARCHAR NOT NULL,             -- '' when the callback is about the whole request
@@ -142,15 +146,14 @@ CREATE TABLE IF NOT EXISTS notifications (
     -- how it was tied to its request: request_id / identity / contact_id (landing/correlate.py)
     matched_by VARCHAR NOT NULL DEFAULT 'request_id',
     fingerprint VARCHAR,                  -- callbacks without request_id: recognises a repeat
-    batch BIGINT                          -- the ingest that inserted it (NULL: before batches)
+    -- the ingest that inserted it; any other insert gets a number of its own
+    batch BIGINT DEFAULT nextval('notification_batches')
 );
 -- Columns added since the first version (CREATE TABLE above has them last, in this order).
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS matched_by VARCHAR DEFAULT 'request_id';
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
-ALTER TABLE notifications ADD COLUMN IF NOT EXISTS batch BIGINT;
--- Numbers each ingest's inserts (`notifications.batch`), so that a build can tell which
--- notifications came after the run's last build (pipeline/build_scope.py).
-CREATE SEQUENCE IF NOT EXISTS notification_batches;
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS batch BIGINT
+    DEFAULT nextval('notification_batches');
 
 -- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
 -- of several runs waiting for the same identity. Retried on every ingest; never guessed.

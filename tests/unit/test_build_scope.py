@@ -214,3 +214,23 @@ def test_a_build_that_fails_halfway_leaves_the_next_one_whole(
     caplog.clear()
     steps.build(conn, "now")
     assert rebuilt(caplog) == "all"
+
+
+def test_a_notification_inserted_without_a_batch_is_still_built(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    plan_a_run(conn, random.Random(7), contacts=5)
+    conn.execute("UPDATE targets SET reuse_run_id = NULL")
+    steps.build(conn, "now")
+    conn.execute(
+        "INSERT INTO notifications (request_id, channel, identity, capability_status, "
+        "event_time, received_at, deliveries) "
+        "SELECT 'r0a', channel, identity, 'CAPABILITY_FULL', now(), now(), 1 "
+        "FROM targets WHERE contact_id = 'c0' LIMIT 1"
+    )
+    steps.build(conn, "now")
+    assert conn.execute(
+        "SELECT count(*) FROM capability WHERE run_id = 'now' AND request_id = 'r0a'"
+    ).fetchone() == (1,)
+    after = marts(conn)
+    assert whole_build(conn) == after
