@@ -46,6 +46,7 @@ RUN_TABLES = (
     "sample_members",
     "late_answers",
     "build_state",
+    "build_requests",
 )
 
 # Runs started before the cutoff, except the newest successful one and any whose answers a kept

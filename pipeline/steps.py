@@ -591,7 +591,7 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
         ).fetchall()
     ]
     with (
-        build_scope(conn, run_id, reuse_runs) as plan,
+        build_scope(conn, run_id, constants) as plan,
         ticking("build", model_count(), console=console) as tick,
     ):
         run_models(

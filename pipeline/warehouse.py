@@ -291,11 +291,18 @@ CREATE TABLE IF NOT EXISTS capability_changes (
 -- the contacts with notifications of a later batch, while all else the build reads is the same.
 CREATE TABLE IF NOT EXISTS build_state (
     run_id VARCHAR NOT NULL,
-    inputs VARCHAR NOT NULL,              -- digest: models, targets, requests, late and reused
+    inputs VARCHAR NOT NULL,              -- digest: models, constants, targets, late, reused
     batch BIGINT NOT NULL,                -- the newest notification batch it read
     capability_rows BIGINT NOT NULL,      -- the run's capability rows it left
     seconds DOUBLE NOT NULL,              -- how long it took
     built_at TIMESTAMPTZ NOT NULL
+);
+-- The run's requests as its last build read them: the next build redoes the contacts of a
+-- request added, changed or gone since.
+CREATE TABLE IF NOT EXISTS build_requests (
+    run_id VARCHAR NOT NULL,
+    contact_key VARCHAR NOT NULL,
+    row_hash UBIGINT NOT NULL             -- hash of the whole requests row
 );
 
 -- Partitions written before publication, once their table is final (pipeline.lake.partitions):

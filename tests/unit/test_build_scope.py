@@ -170,9 +170,6 @@ def test_nothing_new_rebuilds_no_contact_and_changes_nothing(
 @pytest.mark.parametrize(
     "change",
     [
-        "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
-        "planned_at) VALUES ('now', 'again', 'c1', '{}', ['SMS'], 'planned', now())",
-        "UPDATE requests SET state = 'failed', error = 'x' WHERE request_id = 'r2a'",
         "UPDATE targets SET country = 'NO' WHERE contact_id = 'c3'",
         "INSERT INTO late_answers VALUES ('now', 'prev', 'c4', 'SMS', NULL, 'CAPABILITY_FULL', "
         "NULL, NULL, 'r', now())",
@@ -195,6 +192,33 @@ def test_any_other_change_makes_a_whole_build(
     caplog.clear()
     steps.build(conn, "now")
     assert rebuilt(caplog) == "all"
+    after = marts(conn)
+    assert whole_build(conn) == after
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # a re-query
+        "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
+        "planned_at, accepted_at, requery_of) SELECT 'now', 'again', contact_key, body, "
+        "channels, 'accepted', now(), now(), request_id FROM requests WHERE request_id = 'r1a'",
+        # an outcome folded in
+        "UPDATE requests SET state = 'failed', error = 'x', accepted_at = NULL "
+        "WHERE request_id = 'r2a'",
+        "DELETE FROM requests WHERE request_id = 'r3a'",
+    ],
+)
+def test_a_request_added_changed_or_gone_rebuilds_its_contact(
+    conn: duckdb.DuckDBPyConnection, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.steps")
+    land(conn, plan_a_run(conn, random.Random(8), contacts=30))
+    steps.build(conn, "now")
+    conn.execute(change)
+    caplog.clear()
+    steps.build(conn, "now")
+    assert rebuilt(caplog) == "1"
     after = marts(conn)
     assert whole_build(conn) == after
 
