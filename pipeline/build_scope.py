@@ -43,6 +43,7 @@ from pipeline.warehouse import models_digest
 
 SCOPE_TABLE = "build_scope"
 MACRO = "in_build_scope"
+REQUESTS_NOW = "build_requests_now"  # the run's requests as this build reads them (hashed)
 
 # Every row the models read of the run, apart from notifications and requests; a change to any
 # of them (a re-plan, an answer kept late, a reused run built again) makes a whole build.
@@ -61,13 +62,11 @@ SELECT r.contact_key
 FROM notifications n JOIN requests r ON r.request_id = n.request_id
 WHERE n.batch > $since AND r.run_id = $run_id
 UNION  -- with a request new or changed since the last build
-SELECT r.contact_key FROM requests r
-WHERE r.run_id = $run_id
-  AND hash(r) NOT IN (SELECT row_hash FROM build_requests WHERE run_id = $run_id)
-UNION  -- with a request gone since
-SELECT b.contact_key FROM build_requests b
-WHERE b.run_id = $run_id
-  AND b.row_hash NOT IN (SELECT hash(r) FROM requests r WHERE r.run_id = $run_id)
+SELECT contact_key FROM {REQUESTS_NOW}
+WHERE row_hash NOT IN (SELECT row_hash FROM build_requests WHERE run_id = $run_id)
+UNION  -- with a request gone (or changed) since
+SELECT contact_key FROM build_requests
+WHERE run_id = $run_id AND row_hash NOT IN (SELECT row_hash FROM {REQUESTS_NOW})
 """
 
 
@@ -98,6 +97,7 @@ def build_scope(
     finally:
         conn.execute(f"DROP MACRO IF EXISTS {MACRO}")
         conn.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
+        conn.execute(f"DROP TABLE IF EXISTS {REQUESTS_NOW}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,11 @@ def _plan(
     params = {"run_id": run_id}
     inputs = inputs_digest(conn, run_id, constants)
     batch = _newest_batch(conn)
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {REQUESTS_NOW} AS "
+        "SELECT contact_key, hash(r) AS row_hash FROM requests r WHERE run_id = $run_id",
+        params,
+    )
     last = conn.execute(
         "SELECT inputs, batch, capability_rows, "
         "(SELECT count(*) FROM capability WHERE run_id = $run_id) "
@@ -168,11 +173,15 @@ def _newest_batch(conn: duckdb.DuckDBPyConnection) -> int:
 
 def _record(conn: duckdb.DuckDBPyConnection, plan: BuildPlan, seconds: float) -> None:
     params = {"run_id": plan.run_id}
-    with transaction(conn):
-        conn.execute("DELETE FROM build_requests WHERE run_id = $run_id", params)
+    with transaction(conn):  # build_requests := REQUESTS_NOW, changing only what differs
         conn.execute(
-            "INSERT INTO build_requests SELECT run_id, contact_key, hash(r) FROM requests r "
-            "WHERE run_id = $run_id",
+            "DELETE FROM build_requests WHERE run_id = $run_id "
+            f"AND row_hash NOT IN (SELECT row_hash FROM {REQUESTS_NOW})",
+            params,
+        )
+        conn.execute(
+            f"INSERT INTO build_requests SELECT $run_id, contact_key, row_hash FROM {REQUESTS_NOW} "
+            "WHERE row_hash NOT IN (SELECT row_hash FROM build_requests WHERE run_id = $run_id)",
             params,
         )
         conn.execute(
