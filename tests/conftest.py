@@ -125,6 +125,18 @@ async def asgi_client(app: Any) -> Any:
         yield client
 
 
+# The tables a build writes (sql/marts), each keyed by run.
+MART_TABLES = (
+    "capability",
+    "reachability",
+    "capability_changes",
+    "reasons",
+    "routing",
+    "reachability_by_country",
+    "estimates",
+)
+
+
 def add_targets(conn: Any, select: str, params: Any = None) -> None:
     """Insert targets given as analysts see them: `select` yields run_id, contact_key, channel,
     identity, source, row_number and optionally country and reuse_run_id. The contact key is

@@ -17,20 +17,11 @@ import pytest
 from pipeline import steps
 from pipeline.landing.correlate import new_batch
 from pipeline.warehouse import open_warehouse
-from tests.conftest import add_targets
+from tests.conftest import MART_TABLES, add_targets
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CHANNELS = ("RCS", "SMS", "WHATSAPP")
 STATUSES = ("CAPABILITY_FULL", "CAPABILITY_PARTIAL", "NO_CAPABILITY", "CAPABILITY_UNKNOWN")
-MARTS = (
-    "capability",
-    "reachability",
-    "capability_changes",
-    "reasons",
-    "routing",
-    "reachability_by_country",
-    "estimates",
-)
 
 
 @pytest.fixture
@@ -116,7 +107,7 @@ def land(conn: duckdb.DuckDBPyConnection, notifications: list[tuple]) -> None:
 
 
 def marts(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
-    return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in MARTS}
+    return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in MART_TABLES}
 
 
 def rebuilt(caplog: pytest.LogCaptureFixture) -> str:
@@ -132,6 +123,19 @@ def whole_build(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object,
     return marts(conn)
 
 
+def build_as_a_whole_build_would(
+    conn: duckdb.DuckDBPyConnection, caplog: pytest.LogCaptureFixture
+) -> str:
+    """Build the run, check it left what a whole build leaves, and say how many contacts it
+    redid ('all': it was a whole build)."""
+    caplog.clear()
+    steps.build(conn, "now")
+    redone = rebuilt(caplog)
+    after = marts(conn)
+    assert whole_build(conn) == after
+    return redone
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_build_after_more_notifications_equals_a_whole_build(
     conn: duckdb.DuckDBPyConnection, caplog: pytest.LogCaptureFixture, seed: int
@@ -144,14 +148,9 @@ def test_a_build_after_more_notifications_equals_a_whole_build(
     cuts = sorted(rng.sample(range(1, len(notifications)), 3))
     for start, end in zip([0, *cuts], [*cuts, len(notifications)], strict=True):
         land(conn, notifications[start:end])
-        steps.build(conn, "now")
-        scoped = rebuilt(caplog)
-        assert scoped != "all"
+        scoped = build_as_a_whole_build_would(conn, caplog)
         asked = {request for request, *_ in notifications[start:end]}
         assert 0 < int(scoped) <= len(asked)
-        after_scoped = marts(conn)
-        assert whole_build(conn) == after_scoped
-        caplog.clear()
 
 
 def test_nothing_new_rebuilds_no_contact_and_changes_nothing(
@@ -189,11 +188,7 @@ def test_any_other_change_makes_a_whole_build(
     steps.build(conn, "now")
     land(conn, notifications[20:])
     conn.execute(change)
-    caplog.clear()
-    steps.build(conn, "now")
-    assert rebuilt(caplog) == "all"
-    after = marts(conn)
-    assert whole_build(conn) == after
+    assert build_as_a_whole_build_would(conn, caplog) == "all"
 
 
 @pytest.mark.parametrize(
@@ -216,11 +211,7 @@ def test_a_request_added_changed_or_gone_rebuilds_its_contact(
     land(conn, plan_a_run(conn, random.Random(8), contacts=30))
     steps.build(conn, "now")
     conn.execute(change)
-    caplog.clear()
-    steps.build(conn, "now")
-    assert rebuilt(caplog) == "1"
-    after = marts(conn)
-    assert whole_build(conn) == after
+    assert build_as_a_whole_build_would(conn, caplog) == "1"
 
 
 def test_a_build_that_fails_halfway_leaves_the_next_one_whole(
@@ -241,8 +232,9 @@ def test_a_build_that_fails_halfway_leaves_the_next_one_whole(
 
 
 def test_a_notification_inserted_without_a_batch_is_still_built(
-    conn: duckdb.DuckDBPyConnection,
+    conn: duckdb.DuckDBPyConnection, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.steps")
     plan_a_run(conn, random.Random(7), contacts=5)
     conn.execute("UPDATE targets SET reuse_run_id = NULL")
     steps.build(conn, "now")
@@ -252,9 +244,7 @@ def test_a_notification_inserted_without_a_batch_is_still_built(
         "SELECT 'r0a', channel, identity, 'CAPABILITY_FULL', now(), now(), 1 "
         "FROM targets WHERE contact_id = 'c0' LIMIT 1"
     )
-    steps.build(conn, "now")
+    assert build_as_a_whole_build_would(conn, caplog) == "1"
     assert conn.execute(
         "SELECT count(*) FROM capability WHERE run_id = 'now' AND request_id = 'r0a'"
     ).fetchone() == (1,)
-    after = marts(conn)
-    assert whole_build(conn) == after

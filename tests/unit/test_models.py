@@ -12,7 +12,7 @@ import pytest
 from pipeline import steps
 from pipeline.sinch.models import ALL_STATUSES
 from pipeline.warehouse import _statements, open_warehouse
-from tests.conftest import add_targets
+from tests.conftest import MART_TABLES, add_targets
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GIVEN = {
@@ -210,18 +210,10 @@ def test_reachability_by_country_and_routing(conn: duckdb.DuckDBPyConnection) ->
 
 def test_building_twice_changes_nothing(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
-    tables = (
-        "capability",
-        "reachability",
-        "capability_changes",
-        "reasons",
-        "routing",
-        "reachability_by_country",
-    )
     steps.build(conn, "now")
-    first = {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
+    first = {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in MART_TABLES}
     steps.build(conn, "now")
-    assert {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in tables} == first
+    assert {t: rows(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in MART_TABLES} == first
 
 
 def assert_contracts(conn: duckdb.DuckDBPyConnection, *, catalog: bool = False) -> None:
