@@ -77,10 +77,6 @@ class BuildPlan:
     batch: int  # the newest notification batch the build reads
     contacts: int | None  # the contacts rebuilt; None: the whole run
 
-    @property
-    def scoped(self) -> bool:
-        return self.contacts is not None
-
 
 @contextmanager
 def build_scope(
