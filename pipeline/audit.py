@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import signal
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -618,7 +619,13 @@ def sinch_session(
     config = ["--config", settings.source] if settings.source != "<defaults>" else []
     restarts = Counter() if restarts is None else restarts
     with (
-        child_service(["simulate", *config], "simulator", env=env, restarts=restarts) as sim_url,
+        tempfile.TemporaryDirectory(prefix="capaudit-simulator-") as simulator_dir,
+        child_service(
+            ["simulate", *config, "--state-file", f"{simulator_dir}/state.json"],
+            "simulator",
+            env=env,
+            restarts=restarts,
+        ) as sim_url,
         child_service(["serve", *config], "receiver", env=env, restarts=restarts) as receiver_url,
     ):
         live = live.replace("sinch", base_url=sim_url, token_url=f"{sim_url}/oauth2/token")

@@ -218,6 +218,11 @@ def serve(
     type=click.FloatRange(0, 1),
     help="Share of callbacks sent without request_id (0 to 1), the same ones for a seed.",
 )
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep webhooks and tokens in this JSON file, so a restarted simulator still has them.",
+)
 @click.option("--fd", type=int, hidden=True)
 @handle_errors
 def simulate(
@@ -229,6 +234,7 @@ def simulate(
     webhook_rate: float | None,
     seed: int | None,
     omit_request_id_share: float | None,
+    state_file: Path | None,
     fd: int | None,
 ) -> None:
     """The Sinch simulator as a server (API paths, OAuth2, callbacks, /_sim/stats).
@@ -248,6 +254,7 @@ def simulate(
         "webhook_rate": webhook_rate,
         "seed": seed,
         "omit_request_id_share": omit_request_id_share,
+        "state_path": str(state_file) if state_file else None,
     }
     settings = settings.replace("simulator", **{k: v for k, v in flags.items() if v is not None})
     serve_asgi(create_app(settings.simulator), host=host, port=port, fd=fd)

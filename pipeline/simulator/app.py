@@ -283,12 +283,14 @@ class Simulator:
             return sinch_error(404, "NOT_FOUND", "Webhook not found")
         if request.method == "DELETE":
             del self.state.webhooks[webhook.id]
+            self.state.keep()
             return JSONResponse({})
         if request.method == "PATCH":
             changes = orjson.loads(await request.body() or b"{}")
             for key in ("target", "triggers", "secret"):
                 if key in changes:
                     setattr(webhook, key, changes[key])
+            self.state.keep()
         return JSONResponse(webhook.public())
 
     # -- contacts (reference §8) ------------------------------------------------------------

@@ -1,12 +1,16 @@
-"""The simulator's in-memory state: webhooks, contacts, tokens, counters."""
+"""The simulator's in-memory state: webhooks, contacts, tokens, counters. Webhooks and tokens
+are also kept in `[simulator] state_path` when set: Sinch forgets neither when it restarts."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pipeline.files import write_text_durably
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
 from pipeline.simulator.outcomes import OutcomeModel
@@ -57,9 +61,10 @@ class SimState:
         self.stats = Stats()
         self.model = OutcomeModel(seed=settings.seed)
         self.limit = SlidingWindowLimit(settings.rate_limit)
-        self.webhooks: dict[str, Webhook] = {}
+        kept = _load_kept(settings.state_path)
+        self.webhooks = {w["id"]: Webhook(**w) for w in kept.get("webhooks", [])}
+        self.tokens: dict[str, float] = kept.get("tokens", {})  # token: expiry (epoch seconds)
         self.contacts: dict[str, dict[str, Any]] = {}
-        self.tokens: dict[str, float] = {}
         self.request_ids: set[str] = set()
         # Keyed by a string, not a tuple: strings are not tracked by the garbage collector, so
         # millions of entries do not make full collections (and loop stalls) long.
@@ -73,8 +78,9 @@ class SimState:
 
     def issue_token(self) -> str:
         token = new_ulid() + new_ulid()
-        self.tokens[token] = time.monotonic() + self.settings.token_ttl_seconds
+        self.tokens[token] = time.time() + self.settings.token_ttl_seconds
         self.stats.tokens_issued += 1
+        self.keep()
         return token
 
     def token_state(self, token: str) -> str:
@@ -82,17 +88,26 @@ class SimState:
         expires = self.tokens.get(token)
         if expires is None:
             return "unknown"
-        return "valid" if time.monotonic() < expires else "expired"
+        return "valid" if time.time() < expires else "expired"
 
     def expire_tokens(self) -> None:
         self.tokens = dict.fromkeys(self.tokens, 0.0)
+        self.keep()
 
     # -- webhooks -----------------------------------------------------------------------------
 
     def add_webhook(self, app_id: str, target: str, triggers: list[str], secret: str) -> Webhook:
         webhook = Webhook(new_ulid(), app_id, target, triggers, secret)
         self.webhooks[webhook.id] = webhook
+        self.keep()
         return webhook
+
+    def keep(self) -> None:
+        """Keep the webhooks and tokens as they are now in `state_path` (if set), replaced
+        atomically: written on each change of either (rare: a token lasts an hour)."""
+        if self.settings.state_path:
+            kept = {"webhooks": [asdict(w) for w in self.webhooks.values()], "tokens": self.tokens}
+            write_text_durably(Path(self.settings.state_path), json.dumps(kept))
 
     def app_webhooks(self, app_id: str) -> list[Webhook]:
         return [w for w in self.webhooks.values() if w.app_id == app_id]
@@ -130,3 +145,11 @@ class SimState:
         stats["webhooks"] = len(self.webhooks)
         stats["contacts"] = len(self.contacts)
         return stats
+
+
+def _load_kept(path: str) -> dict[str, Any]:
+    """What an earlier run of the simulator kept in `path` (nothing without one)."""
+    if not path or not Path(path).exists():
+        return {}
+    kept: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return kept

@@ -115,6 +115,29 @@ def test_kill_9_of_the_embedded_receiver_is_restarted_and_nothing_is_lost(tmp_pa
     assert set(rows) == landed_keys(tmp_path / "landing")
 
 
+def test_kill_9_of_the_embedded_simulator_is_restarted_with_its_webhook(tmp_path: Path) -> None:
+    """Sinch forgets neither a registered webhook nor a token it issued: nor does the simulator,
+    restarted after a kill -9 (it answered 401 and sent no callback before). Only the callbacks
+    it had queued die with it."""
+    config = embedded_config(tmp_path, collect={"deadline_seconds": 3})  # a few are lost
+    run = start("run", "--config", str(config), "--run-id", "sim9")
+    wait_for(lambda: landed_lines(tmp_path / "landing") >= 150, timeout=60)
+    victim = child_pid(run.pid, "simulate")
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = run.communicate(timeout=120)
+    assert "restarted on the same socket" in stderr
+    [(restarts,)] = query(tmp_path, "SELECT restarts FROM runs")
+    assert json.loads(str(restarts)) == {"simulator": 1}
+    # Requests sent after the restart were answered: the webhook was still there.
+    [(answered, sent)] = query(
+        tmp_path,
+        """SELECT count(DISTINCT n.request_id), count(DISTINCT r.request_id) FROM requests r
+        LEFT JOIN notifications n USING (request_id) WHERE r.run_id = 'sim9'""",
+    )
+    assert answered >= 0.9 * sent, (answered, sent, stderr)
+
+
 def test_receiver_stopped_for_good_ends_incomplete_then_resume_completes(tmp_path: Path) -> None:
     config = embedded_config(tmp_path, collect={"deadline_seconds": 2})
     run = start("run", "--config", str(config), "--run-id", "stop")
