@@ -47,6 +47,8 @@ def replace_durably(staged: Path, final: Path) -> None:
 
 
 def write_text_durably(path: Path, text: str) -> None:
+    """`path` holds `text` whole, or what it held before (its folder made if missing)."""
+    make_dirs(path.parent)
     staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staged.write_text(text, encoding="utf-8")
     fsync_file(staged)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.files import write_text_durably
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
@@ -151,5 +152,10 @@ def _load_kept(path: str) -> dict[str, Any]:
     """What an earlier run of the simulator kept in `path` (nothing without one)."""
     if not path or not Path(path).exists():
         return {}
-    kept: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        kept: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+        for webhook in kept.get("webhooks", []):
+            Webhook(**webhook)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a simulator state file: {exc}") from exc
     return kept

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from pipeline.errors import UsageError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.settings import Secret, Secrets, SimulatorSettings, SinchSettings
 from pipeline.simulator.app import create_app
 from pipeline.simulator.outcomes import OutcomeModel
+from pipeline.simulator.state import SimState
 from pipeline.sinch.client import SinchClient
 from pipeline.sinch.models import SINCH_STATUSES, ChannelIdentity, query_body
 from pipeline.webhooks import ensure_webhook
@@ -188,3 +190,28 @@ def test_a_share_of_callbacks_leaves_request_id_out_the_same_ones_for_a_seed() -
     assert 30 < sum(omitted) < 90
     assert omitted == ["request_id" not in n for n in notes(0.3)]  # same seed, same callbacks
     assert omitted != ["request_id" not in n for n in notes(0.3, seed=2)]
+
+
+def test_a_simulator_restarted_on_its_state_file_keeps_webhooks_and_tokens(
+    tmp_path: Path,
+) -> None:
+    state = str(tmp_path / "sim" / "state.json")
+    first = SimState(SimulatorSettings(state_path=state))
+    webhook = first.add_webhook("app", "https://example.test/cb", ["CAPABILITY"], "s")
+    token = first.issue_token()
+    first.add_webhook("app", "https://example.test/gone", ["CAPABILITY"], "s")
+    del first.webhooks[next(w for w in first.webhooks if w != webhook.id)]
+    first.keep()
+    again = SimState(SimulatorSettings(state_path=state))
+    assert list(again.webhooks.values()) == [webhook]
+    assert again.token_state(token) == "valid"
+    again.expire_tokens()
+    assert SimState(SimulatorSettings(state_path=state)).token_state(token) == "expired"
+    assert SimState(SimulatorSettings()).webhooks == {}  # no file: in memory only
+
+
+def test_a_state_file_that_is_not_one_is_refused_by_name(tmp_path: Path) -> None:
+    bad = tmp_path / "state.json"
+    bad.write_text('{"webhooks": [{"id": 1, "colour": "red"}]}')
+    with pytest.raises(ConfigError, match=r"state\.json is not a simulator state file"):
+        SimState(SimulatorSettings(state_path=str(bad)))
