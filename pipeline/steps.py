@@ -424,7 +424,7 @@ class ProvisionalBuilds:
         started = time.monotonic()
         self._unread = False
         with self._conn.cursor() as cursor:
-            work = asyncio.ensure_future(asyncio.to_thread(build, cursor, self._run_id))
+            work = asyncio.ensure_future(asyncio.to_thread(build_models, cursor, self._run_id))
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
@@ -568,7 +568,16 @@ def _check_every_target_built(conn: duckdb.DuckDBPyConnection, run_id: str) -> N
 
 
 def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False) -> dict[str, int]:
-    """Run the SQL models for the run; returns the number of capability rows per status."""
+    """Run the SQL models for the run, saying first what callbacks could not be matched;
+    returns the number of capability rows per status."""
+    correlate.warn_if_unmatched(conn)
+    return build_models(conn, run_id, console=console)
+
+
+def build_models(
+    conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
+) -> dict[str, int]:
+    """`build` without its warning (collect's provisional builds, which would repeat it)."""
     reuse_runs = [
         str(row[0])
         for row in conn.execute(
@@ -578,7 +587,6 @@ def build(conn: duckdb.DuckDBPyConnection, run_id: str, *, console: bool = False
         ).fetchall()
     ]
     nothing_sent = not ledger.has_requests(conn, run_id)
-    correlate.warn_if_unmatched(conn)
     constants: dict[str, Sequence[str] | bool] = {
         "reuse_runs": reuse_runs,
         "nothing_sent": nothing_sent,

@@ -210,7 +210,7 @@ def test_a_stop_interrupts_a_provisional_build(
     def endless_build(cursor: duckdb.DuckDBPyConnection, run_id: str) -> None:
         cursor.execute("SELECT count(*) FROM range(1000000000000)").fetchall()
 
-    monkeypatch.setattr(steps, "build", endless_build)
+    monkeypatch.setattr(steps, "build_models", endless_build)
     landing = tmp_path / "landing"
     land(landing, "000001", [("qA", "SMS")])
     settings = Settings().replace("receiver", landing_dir=str(landing))
