@@ -541,6 +541,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
             "receiver_down_seconds": round(health.down_seconds, 1),
             "matched_by": summary.matched_by,
             "unmatched": summary.unmatched,
+            "provisional_builds": summary.provisional_builds,
         }
 
     run.result.collect = run.timed("collect", lambda: _until_signal(stop, watched()), counts)
