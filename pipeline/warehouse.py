@@ -288,7 +288,8 @@ CREATE TABLE IF NOT EXISTS capability_changes (
 );
 
 -- What each run's last build read (pipeline/build_scope.py): building the run again redoes only
--- the contacts with notifications of a later batch, while all else the build reads is the same.
+-- the contacts with notifications of a later batch or changed requests (`build_requests`),
+-- while all else the build reads is the same.
 CREATE TABLE IF NOT EXISTS build_state (
     run_id VARCHAR NOT NULL,
     inputs VARCHAR NOT NULL,              -- digest: models, constants, targets, late, reused

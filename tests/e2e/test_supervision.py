@@ -90,13 +90,22 @@ def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def signal_mid_run(
+    tmp_path: Path, config: Path, run_id: str, service: str, signum: int
+) -> subprocess.Popen[str]:
+    """Start `capaudit run`, and once 150 callbacks have landed send `signum` to its embedded
+    `service` (`serve` or `simulate`); returns the run's process."""
+    run = start("run", "--config", str(config), "--run-id", run_id)
+    wait_for(lambda: landed_lines(tmp_path / "landing") >= 150, timeout=60)
+    victim = child_pid(run.pid, service)
+    assert victim is not None
+    os.kill(victim, signum)
+    return run
+
+
 def test_kill_9_of_the_embedded_receiver_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
     config = embedded_config(tmp_path)
-    run = start("run", "--config", str(config), "--run-id", "k9")
-    wait_for(lambda: landed_lines(tmp_path / "landing") >= 150, timeout=60)
-    victim = child_pid(run.pid, "serve")
-    assert victim is not None
-    os.kill(victim, signal.SIGKILL)
+    run = signal_mid_run(tmp_path, config, "k9", "serve", signal.SIGKILL)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 0, stderr
     assert "restarted on the same socket" in stderr
@@ -120,11 +129,7 @@ def test_kill_9_of_the_embedded_simulator_is_restarted_with_its_webhook(tmp_path
     restarted after a kill -9 (it answered 401 and sent no callback before). Only the callbacks
     it had queued die with it."""
     config = embedded_config(tmp_path, collect={"deadline_seconds": 3})  # a few are lost
-    run = start("run", "--config", str(config), "--run-id", "sim9")
-    wait_for(lambda: landed_lines(tmp_path / "landing") >= 150, timeout=60)
-    victim = child_pid(run.pid, "simulate")
-    assert victim is not None
-    os.kill(victim, signal.SIGKILL)
+    run = signal_mid_run(tmp_path, config, "sim9", "simulate", signal.SIGKILL)
     _, stderr = run.communicate(timeout=120)
     assert "restarted on the same socket" in stderr
     [(restarts,)] = query(tmp_path, "SELECT restarts FROM runs")
@@ -140,11 +145,8 @@ def test_kill_9_of_the_embedded_simulator_is_restarted_with_its_webhook(tmp_path
 
 def test_receiver_stopped_for_good_ends_incomplete_then_resume_completes(tmp_path: Path) -> None:
     config = embedded_config(tmp_path, collect={"deadline_seconds": 2})
-    run = start("run", "--config", str(config), "--run-id", "stop")
-    wait_for(lambda: landed_lines(tmp_path / "landing") >= 150, timeout=60)
-    victim = child_pid(run.pid, "serve")
-    assert victim is not None
-    os.kill(victim, signal.SIGSTOP)  # alive, but answers nothing: no restart helps
+    # SIGSTOP: alive, but answers nothing: no restart helps
+    run = signal_mid_run(tmp_path, config, "stop", "serve", signal.SIGSTOP)
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 3, stderr
     assert "is down" in stderr
