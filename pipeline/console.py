@@ -11,6 +11,7 @@ from rich.table import Table
 from pipeline.audit import STEPS, RunResult
 from pipeline.contacts.load import LoadSummary
 from pipeline.lake.publish import PublishSummary
+from pipeline.report.missing_contacts import not_a_contact_line
 from pipeline.ledger import PlanSummary
 from pipeline.sinch.models import ALL_STATUSES
 from pipeline.steps import CollectSummary, SubmitSummary
@@ -22,6 +23,7 @@ SHORT = {
     "CAPABILITY_UNKNOWN": "unknown",
     "NO_RESPONSE": "no response",
     "REQUEST_FAILED": "failed",
+    "NOT_A_CONTACT": "not a contact",
 }
 
 
@@ -134,6 +136,9 @@ def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]
         )
     console.print(table)
     console.print("reachable: share of all targets; of answered: share of answered targets")
+    missing = not_a_contact_line(by_channel)
+    if missing:
+        console.print(missing, markup=False)
 
 
 def _took(console: Console, result: RunResult, steps: Sequence[str]) -> None:

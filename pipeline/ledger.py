@@ -37,6 +37,8 @@ EVENT_SCHEMA = pa.schema(
         ("sent_at", pa.timestamp("us", tz="UTC")),
         ("accepted_at", pa.timestamp("us", tz="UTC")),
         ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("error_details", pa.string()),  # Sinch's error `details`, as JSON
+        ("failure_reason", pa.string()),  # CONTACT_NOT_FOUND, DISPATCH_MODE (sinch/models.py)
     ]
 )
 
@@ -57,6 +59,8 @@ class RequestEvent:
     error: str | None = None
     sent_at: datetime | None = None
     accepted_at: datetime | None = None
+    error_details: str | None = None
+    failure_reason: str | None = None
 
 
 @dataclass
@@ -191,9 +195,11 @@ WHERE t.run_id = $run_id AND l.state = 'accepted' AND l.requery_of IS NULL
 """
 
 
-def _insert_requests(
+def insert_requests(
     conn: duckdb.DuckDBPyConnection, asked: str, run_id: str, app_id: str, now: datetime
 ) -> int:
+    """Plan one request per contact (and kind of recipient) for the targets `asked` (a query
+    with the columns of FIRST_ASKS); returns how many were planned."""
     count_sql = "SELECT count(*) FROM requests WHERE run_id = $run_id"
     before = _count(conn, count_sql, {"run_id": run_id})
     conn.execute(
@@ -207,7 +213,7 @@ def plan_requests(
     conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime
 ) -> int:
     """One request per contact with targets to query and no request yet; returns how many."""
-    return _insert_requests(conn, FIRST_ASKS, run_id, app_id, now)
+    return insert_requests(conn, FIRST_ASKS, run_id, app_id, now)
 
 
 def plan_requeries(
@@ -215,14 +221,14 @@ def plan_requeries(
 ) -> int:
     """Ask once more, within the run, for channels whose answer reported a transient failure
     (RATE_LIMITED, INTERNAL_ERROR, CHANNEL_FAILURE); a re-query is never re-queried."""
-    return _insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now)
+    return insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now)
 
 
 def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime) -> int:
     """Ask once more for targets whose accepted request was never answered (on `--resume`
     after the run waited out its deadline: Sinch, or a restarted simulator, may have given up
     on the callback); returns how many requests were planned."""
-    return _insert_requests(conn, UNANSWERED_ASKS, run_id, app_id, now)
+    return insert_requests(conn, UNANSWERED_ASKS, run_id, app_id, now)
 
 
 def accept_answered(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
@@ -232,7 +238,7 @@ def accept_answered(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:
         """
         INSERT INTO request_events
         SELECT r.run_id, r.request_id, 'accepted', greatest(r.attempts, 1), 200,
-            NULL, NULL, min(n.received_at), now()
+            NULL, NULL, min(n.received_at), now(), NULL, NULL
         FROM requests r JOIN notifications n ON n.request_id = r.request_id
         WHERE r.run_id = $run_id AND r.state = 'planned'
         GROUP BY ALL
@@ -353,6 +359,8 @@ def record_events(
                 "sent_at": e.sent_at,
                 "accepted_at": e.accepted_at,
                 "recorded_at": recorded,
+                "error_details": e.error_details,
+                "failure_reason": e.failure_reason,
             }
             for e in events
         ],
@@ -370,8 +378,8 @@ def fold_events(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
     conn.execute(
         """
         UPDATE requests r SET state = e.state, attempts = e.attempts,
-            http_status = e.http_status, error = e.error,
-            sent_at = coalesce(e.sent_at, r.sent_at), accepted_at = e.accepted_at
+            http_status = e.http_status, error = e.error, error_details = e.error_details,
+            failure_reason = e.failure_reason, sent_at = coalesce(e.sent_at, r.sent_at), accepted_at = e.accepted_at
         FROM (
             SELECT request_id, arg_max(COLUMNS(* EXCLUDE (run_id, request_id, recorded_at)),
                 recorded_at)

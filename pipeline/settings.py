@@ -112,6 +112,9 @@ class ContactsSettings:
     phone_channels: tuple[str, ...] = ("WHATSAPP", "RCS", "SMS")
     contact_id_channels: tuple[str, ...] = ("WHATSAPP", "RCS", "SMS")
     default_region: str = ""
+    # Sinch answers capability queries only for contacts that exist (CONVERSATION mode): true
+    # creates the ones it has none for (Contacts API) and asks once more (submit/contacts.py).
+    create_missing: bool = False
     contact_id_column: str = "contact_id"
     phone_column: str = "phone"
     channel_column: str = "channel"

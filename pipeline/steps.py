@@ -36,7 +36,9 @@ from pipeline.submit.backlog import (
     follow_callbacks,
     log_pace,
 )
-from pipeline.submit.dispatch import Dispatcher, DispatchStats
+from pipeline.submit.contacts import create_missing_contacts, refuse_for_processing_mode
+from pipeline.submit.dispatch import Dispatcher, DispatchStats, project_pacer
+from pipeline.submit.pacing import Pacer
 from pipeline.warehouse import FIRST_SEEN, model_count, run_models
 from pipeline.window import WindowSpec, fit_window_to_rate
 
@@ -200,6 +202,7 @@ class SubmitSummary:
     failed: int = 0
     not_sent: int = 0
     accepted_by_callback: int = 0
+    refused: int = 0  # by contact_id to an app in DISPATCH mode: never sent (submit/contacts.py)
     answers: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     rate_per_second: float = 0.0
@@ -227,19 +230,23 @@ async def submit(
     *,
     stop: asyncio.Event,
     console: bool,
+    pacer: Pacer | None = None,
 ) -> SubmitSummary:
-    """Send every planned request of the run; outcomes go to the ledger as they come."""
+    """Send every planned request of the run; outcomes go to the ledger as they come. `pacer`:
+    one shared with other calls to Sinch (collect's re-queries and contact creations)."""
     landing = Path(settings.receiver.landing_dir)
     summary = SubmitSummary(accepted_by_callback=prepare_resume(conn, run_id, landing))
-    total = ledger.request_counts(conn, run_id).get(ledger.PLANNED, 0)
-    summary.planned = total
     buffer, watch = EventBuffer(conn, run_id), CallbackWatch(conn, landing)
     budget = _callback_budget(conn, settings)
     started = time.monotonic()
     async with SinchClient(
         settings.sinch, settings.secrets, max_connections=settings.dispatch.max_in_flight
     ) as client:
-        dispatcher = Dispatcher(client, settings.dispatch, record=buffer.add, budget=budget)
+        summary.refused = await refuse_for_processing_mode(conn, run_id, client)
+        total = summary.planned = ledger.request_counts(conn, run_id).get(ledger.PLANNED, 0)
+        dispatcher = Dispatcher(
+            client, settings.dispatch, record=buffer.add, budget=budget, pacer=pacer
+        )
         done = asyncio.Event()
         helpers = [asyncio.create_task(buffer.run(done)), asyncio.create_task(watch.run(done))]
         if budget is not None:
@@ -467,6 +474,7 @@ async def collect(
     expected = None
     tracker = OutstandingTargets(conn, run_id)
     builds = ProvisionalBuilds(conn, run_id)
+    pacer = project_pacer(settings.dispatch)  # re-queries and contact creations share it
     with StepProgress("collect", None, console=console) as progress:
         while True:
             ingested = ingest_landing(conn, landing)
@@ -474,8 +482,10 @@ async def collect(
             builds.landed(ingested.notifications_new)
             requeried = 0
             if requery and settings.dispatch.requery_transient:
-                requeried = await _requery_transient(conn, run_id, settings, stop)
+                requeried = await _requery_transient(conn, run_id, settings, stop, pacer)
                 summary.requeried += requeried
+            if requery and settings.contacts.create_missing:
+                requeried += await _create_missing(conn, run_id, settings, stop, pacer)
             summary.outstanding = tracker.count(
                 answers_landed=ingested.notifications_new > 0, requests_changed=requeried > 0
             )
@@ -516,13 +526,35 @@ async def collect(
 
 
 async def _requery_transient(
-    conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, stop: asyncio.Event
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    settings: Settings,
+    stop: asyncio.Event,
+    pacer: Pacer,
 ) -> int:
     planned = ledger.plan_requeries(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
     if planned:
         log_fields(log, "re-querying transient failures once", requests=planned)
-        await submit(conn, run_id, settings, stop=stop, console=False)
+        await submit(conn, run_id, settings, stop=stop, console=False, pacer=pacer)
     return planned
+
+
+async def _create_missing(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    settings: Settings,
+    stop: asyncio.Event,
+    pacer: Pacer,
+) -> int:
+    """`[contacts] create_missing`: find or create the contacts Sinch had none for, and ask
+    their targets once more (pipeline/submit/contacts.py); returns the requests planned."""
+    async with SinchClient(settings.sinch, settings.secrets) as client:
+        made = await create_missing_contacts(
+            conn, client, run_id, pacer=pacer, max_in_flight=settings.dispatch.max_in_flight
+        )
+    if made.reasks:
+        await submit(conn, run_id, settings, stop=stop, console=False, pacer=pacer)
+    return made.reasks
 
 
 def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings) -> int:

@@ -245,8 +245,9 @@ def _move_matched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     if not counts:
         return {}
     conn.execute(f"""
-        INSERT INTO notifications
-        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint, {new_batch(conn)}
+        INSERT INTO notifications BY NAME
+        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint,
+            {new_batch(conn)} AS batch
         FROM match_winners JOIN match_choices c USING (fingerprint)
         JOIN unmatched_notifications u USING (fingerprint)
     """)

@@ -255,8 +255,8 @@ def _merge(
     stats.notifications_repeated = int(repeated[0]) if repeated else 0
     new = conn.execute(
         """
-        INSERT INTO notifications
-        SELECT i.*, $batch FROM incoming i ANTI JOIN notifications n
+        INSERT INTO notifications BY NAME
+        SELECT i.*, $batch AS batch FROM incoming i ANTI JOIN notifications n
             ON n.request_id = i.request_id AND n.channel = i.channel AND n.identity = i.identity
         WHERE i.request_id IS NOT NULL
     """,

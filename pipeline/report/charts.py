@@ -29,6 +29,7 @@ PALETTE = {
     "CAPABILITY_UNKNOWN": "#9e9e9e",
     "NO_RESPONSE": "#f0b429",
     "REQUEST_FAILED": "#6b3fa0",
+    "NOT_A_CONTACT": "#5b7083",
 }
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 # One drawing per screen width; below 600 px the narrow one shows. Charts never overflow the

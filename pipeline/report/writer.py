@@ -26,6 +26,7 @@ from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
 from pipeline.db import rows_as_dicts, sql_literal
 from pipeline.report import charts
 from pipeline.report.exports import exports_started
+from pipeline.report.missing_contacts import not_a_contact_html, not_a_contact_summary
 from pipeline.report.rolling import rolling_sections, rolling_summary
 from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
@@ -34,7 +35,8 @@ from pipeline.sinch.models import ALL_STATUSES
 STATUS_COLUMNS = tuple(status.lower() for status in ALL_STATUSES)
 # What each kind of share in `channels` is a share of (summary.json `share_bases`).
 SHARE_BASES = {
-    "*_share": "share of all targets of the channel (NO_RESPONSE and REQUEST_FAILED included)",
+    "*_share": "share of all targets of the channel (NO_RESPONSE, REQUEST_FAILED and "
+    "NOT_A_CONTACT included)",
     "*_share_of_answered": "share of the answered targets (one of Sinch's four statuses)",
 }
 TOP_COUNTRIES = 8  # the countries chart shows this many, the rest as one row
@@ -157,6 +159,7 @@ def report_summary(
             params | {"limit": trend_runs},
         ),
         "totals": run_totals(conn, run_id),
+        "not_a_contact": not_a_contact_summary(conn, run_id),
         **routing_summary(conn, run_id),
         "countries": country_summary(conn, run_id),
     }
@@ -270,7 +273,7 @@ def render_html(summary: dict[str, Any]) -> str:
         f"<title>capaudit report {escape(summary['run_id'])}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Capability audit {escape(summary['run_id'])}</h1>"
-        f"{_incomplete_banner(summary.get('completeness'))}"
+        f"{_incomplete_banner(summary.get('completeness'))}{not_a_contact_html(summary)}"
         f"<p class=muted>{totals['contacts']:,} contacts, {totals['targets']:,} targets "
         f"({totals['reused']:,} answers reused from earlier runs). "
         f"Generated {escape(summary['generated_at'][:19])} UTC.</p>{body}</body></html>\n"

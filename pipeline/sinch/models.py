@@ -35,12 +35,20 @@ SINCH_STATUSES = (CAPABILITY_FULL, CAPABILITY_PARTIAL, NO_CAPABILITY, CAPABILITY
 # Outcomes capaudit adds so that every target of a run has exactly one status.
 NO_RESPONSE = "NO_RESPONSE"
 REQUEST_FAILED = "REQUEST_FAILED"
-ALL_STATUSES = (*SINCH_STATUSES, NO_RESPONSE, REQUEST_FAILED)
+# Sinch has no contact for the target (reason CONTACT_NOT_FOUND, in a callback or as the query's
+# error) and `[contacts] create_missing` is off: not an answer about the channel, never NO_RESPONSE.
+NOT_A_CONTACT = "NOT_A_CONTACT"
+ALL_STATUSES = (*SINCH_STATUSES, NO_RESPONSE, REQUEST_FAILED, NOT_A_CONTACT)
+# capaudit's statuses that are not answers about a channel (never reused, never a change).
+NOT_ANSWERS = (NO_RESPONSE, REQUEST_FAILED, NOT_A_CONTACT)
 REACHABLE_STATUSES = (CAPABILITY_FULL, CAPABILITY_PARTIAL)
 
 # Callback reasons that describe a failure of the check, not of the contact: worth one re-query.
 TRANSIENT_REASONS = frozenset({"RATE_LIMITED", "INTERNAL_ERROR", "CHANNEL_FAILURE"})
 CAPABILITY_EVENT_KEY = "capability_notification"
+CONTACT_NOT_FOUND = "CONTACT_NOT_FOUND"
+# Why a query was refused, when capaudit can tell (`requests.failure_reason`).
+DISPATCH_MODE = "DISPATCH_MODE"  # asked by contact_id of an app in DISPATCH processing mode
 
 
 @dataclass(frozen=True)
@@ -86,3 +94,26 @@ def parse_error(body: bytes) -> tuple[str, str]:
         return str(error.get("status", "")), str(error.get("message", ""))
     except (orjson.JSONDecodeError, AttributeError):
         return "", body[:200].decode("utf-8", "replace")
+
+
+def error_details(body: bytes) -> str | None:
+    """The `details` list of a Sinch error body as JSON text (kept in the ledger and published
+    in `capability.error_details`); None when there are none or the body is not Sinch's."""
+    try:
+        details = orjson.loads(body).get("error", {}).get("details")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return orjson.dumps(details).decode() if isinstance(details, list) and details else None
+
+
+def failure_reason(status: int, body: bytes) -> str | None:
+    """What a refused query means when capaudit can tell: CONTACT_NOT_FOUND for Sinch's
+    "no such contact" (a 404 NOT_FOUND about a contact, or a detail naming the reason; a 404
+    about the project or app is a configuration error instead)."""
+    details = error_details(body) or ""
+    code, message = parse_error(body)
+    if CONTACT_NOT_FOUND in details or CONTACT_NOT_FOUND in message:
+        return CONTACT_NOT_FOUND
+    if status == 404 and code == "NOT_FOUND" and "contact" in message.lower():
+        return CONTACT_NOT_FOUND
+    return None

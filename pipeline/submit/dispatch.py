@@ -37,6 +37,7 @@ from pipeline.errors import SinchTransportError
 from pipeline.ledger import ACCEPTED, FAILED, PendingRequest, RequestEvent
 from pipeline.settings import DispatchSettings
 from pipeline.sinch.client import QueryAnswer, SinchClient
+from pipeline.sinch.models import error_details, failure_reason
 from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 from pipeline.submit.backlog import CallbackBudget
 from pipeline.submit.pacing import Pacer
@@ -68,6 +69,14 @@ class DispatchStats:
         """Requests per second over the sending period (first to last send)."""
         span = self.last_sent - self.first_sent
         return (self.sent - 1) / span if self.sent > 1 and span > 0 else 0.0
+
+
+def project_pacer(settings: DispatchSettings) -> Pacer:
+    """A pacer at the configured rate, never above Sinch's limit for the whole project."""
+    return Pacer(
+        min(settings.rate_per_second, SINCH_MAX_RATE),
+        window_margin=settings.window_margin_ms / 1000,
+    )
 
 
 @contextlib.contextmanager
@@ -118,10 +127,7 @@ class Dispatcher:
         self.settings = settings
         self.record = record
         self.budget = budget
-        self.pacer = pacer or Pacer(
-            min(settings.rate_per_second, SINCH_MAX_RATE),
-            window_margin=settings.window_margin_ms / 1000,
-        )
+        self.pacer = pacer or project_pacer(settings)
         self.sleep = sleep
         self.jitter = jitter
         self.stats = DispatchStats()
@@ -190,10 +196,18 @@ class Dispatcher:
             RequestEvent, request.request_id, attempts=attempt, sent_at=sent_at
         )
         if answer is not None and answer.accepted:
-            return outcome(state=ACCEPTED, http_status=200, accepted_at=datetime.now(UTC))
+            return outcome(
+                state=ACCEPTED, http_status=answer.status, accepted_at=datetime.now(UTC)
+            )
         status = answer.status if answer is not None else None
         if answer is not None and status not in RETRYABLE_STATUSES:
-            return outcome(state=FAILED, http_status=status, error=answer.error_text())
+            return outcome(
+                state=FAILED,
+                http_status=status,
+                error=answer.error_text(),
+                error_details=error_details(answer.body),
+                failure_reason=failure_reason(answer.status, answer.body),
+            )
         if attempt >= self.settings.max_attempts:
             error = answer.error_text() if answer is not None else problem
             return outcome(

@@ -120,8 +120,8 @@ def test_capability_given_expected(conn: duckdb.DuckDBPyConnection) -> None:
         ("B", "RCS", "NO_RESPONSE", None, False, None),
         ("B", "SMS", "NO_RESPONSE", None, False, None),
         ("C", "SMS", "REQUEST_FAILED", None, False, "400 INVALID_ARGUMENT: bad"),
-        ("D", "RCS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", False, None),
-        ("D", "SMS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", False, None),
+        ("D", "RCS", "NOT_A_CONTACT", "CONTACT_NOT_FOUND", False, None),
+        ("D", "SMS", "NOT_A_CONTACT", "CONTACT_NOT_FOUND", False, None),
         ("E", "SMS", "CAPABILITY_FULL", None, True, None),
     ]
     latency = rows(
@@ -139,22 +139,22 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
         conn,
         """
         SELECT channel, targets, capability_full, capability_partial,
-        no_capability, no_response, request_failed, reachable, reused
+        no_capability, no_response, request_failed, reachable, reused, not_a_contact
         FROM reachability WHERE run_id = 'now' ORDER BY 1
         """,
     ) == [
-        ("RCS", 3, 0, 1, 1, 1, 0, 1, 0),
-        ("SMS", 5, 2, 0, 1, 1, 1, 2, 1),
+        ("RCS", 3, 0, 1, 0, 1, 0, 1, 0, 1),
+        ("SMS", 5, 2, 0, 0, 1, 1, 2, 1, 1),
     ]
-    # Beside each share of all targets, the share of the answered ones (no NO_RESPONSE and
-    # REQUEST_FAILED): SMS has 2 reachable of 5 targets, of 3 answered.
+    # Beside each share of all targets, the share of the answered ones (no NO_RESPONSE,
+    # REQUEST_FAILED, NOT_A_CONTACT): SMS has 2 reachable of 5 targets, of 2 answered.
     shares = rows(
         conn,
         "SELECT channel, answered, reachable_share, reachable_share_of_answered, "
         "capability_full_share_of_answered, no_capability_share_of_answered "
         "FROM reachability WHERE run_id = 'now' ORDER BY 1",
     )
-    assert shares == [("RCS", 2, 1 / 3, 1 / 2, 0.0, 1 / 2), ("SMS", 3, 2 / 5, 2 / 3, 2 / 3, 1 / 3)]
+    assert shares == [("RCS", 1, 1 / 3, 1.0, 0.0, 0.0), ("SMS", 2, 2 / 5, 1.0, 1.0, 0.0)]
     assert rows(
         conn,
         "SELECT contact_key, channel, previous_run_id, previous_status, new_status, "
@@ -163,7 +163,7 @@ def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyCon
         ("A", "RCS", "older", "NO_CAPABILITY", "CAPABILITY_PARTIAL", "gained"),  # further back
         ("A", "SMS", "prev", "NO_CAPABILITY", "CAPABILITY_FULL", "gained"),
     ]
-    assert ("SMS", "NO_CAPABILITY", "CONTACT_NOT_FOUND", 1) in rows(
+    assert ("SMS", "NOT_A_CONTACT", "CONTACT_NOT_FOUND", 1) in rows(
         conn, "SELECT channel, status, reason_code, targets FROM reasons WHERE run_id = 'now'"
     )
     # FULL before PARTIAL, whatever the preference (RCS first) says.
@@ -189,15 +189,16 @@ def test_reachability_by_country_and_routing(conn: duckdb.DuckDBPyConnection) ->
     assert rows(
         conn,
         """SELECT country, channel, targets, capability_full, capability_partial,
-                         no_capability, no_response, request_failed, reachable, reachable_share
+                         no_capability, no_response, request_failed, reachable, reachable_share,
+                         not_a_contact
                          FROM reachability_by_country WHERE run_id = 'now' ORDER BY 1, 2""",
     ) == [
-        ("NO", "RCS", 1, 0, 0, 0, 1, 0, 0, 0.0),
-        ("NO", "SMS", 3, 1, 0, 0, 1, 1, 1, 1 / 3),
-        ("SE", "RCS", 1, 0, 1, 0, 0, 0, 1, 1.0),
-        ("SE", "SMS", 1, 1, 0, 0, 0, 0, 1, 1.0),
-        ("unknown", "RCS", 1, 0, 0, 1, 0, 0, 0, 0.0),
-        ("unknown", "SMS", 1, 0, 0, 1, 0, 0, 0, 0.0),
+        ("NO", "RCS", 1, 0, 0, 0, 1, 0, 0, 0.0, 0),
+        ("NO", "SMS", 3, 1, 0, 0, 1, 1, 1, 1 / 3, 0),
+        ("SE", "RCS", 1, 0, 1, 0, 0, 0, 1, 1.0, 0),
+        ("SE", "SMS", 1, 1, 0, 0, 0, 0, 1, 1.0, 0),
+        ("unknown", "RCS", 1, 0, 0, 0, 0, 0, 0, 0.0, 1),
+        ("unknown", "SMS", 1, 0, 0, 0, 0, 0, 0, 0.0, 1),
     ]
     # A: SMS is FULL, RCS only PARTIAL, so SMS first despite the preference (RCS, SMS);
     # E: SMS (reused); B, C, D: nothing reaches them.
@@ -256,10 +257,11 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection, *, catalog: bool = False) 
         conn,
         """
         SELECT bool_and(targets = capability_full + capability_partial
-           + no_capability + capability_unknown + no_response + request_failed),
+           + no_capability + capability_unknown + no_response + request_failed
+           + not_a_contact),
         bool_and(abs(capability_full_share + capability_partial_share
            + no_capability_share + capability_unknown_share + no_response_share
-           + request_failed_share - 1) < 1e-9),
+           + request_failed_share + not_a_contact_share - 1) < 1e-9),
         bool_and(reachable = capability_full + capability_partial)
         FROM reachability
         """,
@@ -267,7 +269,7 @@ def assert_contracts(conn: duckdb.DuckDBPyConnection, *, catalog: bool = False) 
     assert sums == [(True, True, True)]
     answered = rows(
         conn,
-        "SELECT bool_and(answered = targets - no_response - request_failed), "
+        "SELECT bool_and(answered = targets - no_response - request_failed - not_a_contact), "
         "bool_and(answered = 0 OR abs(capability_full_share_of_answered "
         "+ capability_partial_share_of_answered + no_capability_share_of_answered "
         "+ capability_unknown_share_of_answered - 1) < 1e-9) FROM reachability",

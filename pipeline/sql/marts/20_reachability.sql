@@ -2,7 +2,8 @@
 -- Counts (and shares) per status add up to `targets` (and 1); reachable = FULL + PARTIAL;
 -- latency over this run's callbacks only (reused answers have none).
 -- Each `*_share` is over all targets; each `*_share_of_answered` over the `answered` targets
--- (one of Sinch's four statuses: NO_RESPONSE and REQUEST_FAILED left out), NULL when none is.
+-- (one of Sinch's four statuses: NO_RESPONSE, REQUEST_FAILED and NOT_A_CONTACT left out), NULL
+-- when none is.
 DELETE FROM reachability WHERE run_id = $run_id;
 
 INSERT INTO reachability
@@ -27,7 +28,7 @@ SELECT
     count(*) FILTER (WHERE reused) AS reused,
     round(quantile_cont(latency_seconds, 0.5), 3) AS latency_p50_seconds,
     round(quantile_cont(latency_seconds, 0.95), 3) AS latency_p95_seconds,
-    count(*) FILTER (WHERE status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')) AS answered,
+    count(*) FILTER (WHERE is_answer(status)) AS answered,
     count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))
         / nullif(answered, 0) AS reachable_share_of_answered,
     count(*) FILTER (WHERE status = 'CAPABILITY_FULL') / nullif(answered, 0)
@@ -37,7 +38,9 @@ SELECT
     count(*) FILTER (WHERE status = 'NO_CAPABILITY') / nullif(answered, 0)
         AS no_capability_share_of_answered,
     count(*) FILTER (WHERE status = 'CAPABILITY_UNKNOWN') / nullif(answered, 0)
-        AS capability_unknown_share_of_answered
+        AS capability_unknown_share_of_answered,
+    count(*) FILTER (WHERE status = 'NOT_A_CONTACT') AS not_a_contact,
+    count(*) FILTER (WHERE status = 'NOT_A_CONTACT') / count(*) AS not_a_contact_share
 FROM capability
 WHERE run_id = $run_id
 GROUP BY run_id, channel;

@@ -2,9 +2,10 @@
 -- key (run_id, contact_key, channel). This run's answer against the contact's previous answer
 -- on that channel. Every target of a run has a capability row (reused answers included), so
 -- the previous answer is almost always in the run just before; only keys it lacks (new to
--- the list, or without an answer there) are looked up further back. NO_RESPONSE and
--- REQUEST_FAILED are not answers, so they never count as a change. The INSERT runs once per
--- channel of the run ($channel), so each join has the memory to itself (see 10_capability).
+-- the list, or without an answer there) are looked up further back. NO_RESPONSE,
+-- REQUEST_FAILED and NOT_A_CONTACT are not answers (is_answer), so they never count as a
+-- change. The INSERT runs once per channel of the run ($channel), so each join has the memory
+-- to itself (see 10_capability).
 DELETE FROM capability_changes WHERE run_id = $run_id;
 
 INSERT INTO capability_changes
@@ -21,13 +22,13 @@ previous_run AS (
 current AS (
     SELECT contact_key, channel, status FROM capability
     WHERE run_id = $run_id AND channel = $channel AND NOT reused
-      AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+      AND is_answer(status)
 ),
 
 last_run AS (
     SELECT contact_key, channel, run_id, status FROM capability
     WHERE run_id = (SELECT run_id FROM previous_run) AND channel = $channel
-      AND status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+      AND is_answer(status)
 ),
 
 -- One pass against the previous run: the changes, and the (few) keys it has no answer for.
@@ -51,7 +52,7 @@ further_back AS (
         USING (contact_key, channel)
     WHERE r.started_at < (SELECT started_at FROM this_run) AND c.channel = $channel
       AND c.run_id NOT IN ($run_id, coalesce((SELECT run_id FROM previous_run), ''))
-      AND c.status NOT IN ('NO_RESPONSE', 'REQUEST_FAILED')
+      AND is_answer(c.status)
     GROUP BY c.contact_key, c.channel
 ),
 

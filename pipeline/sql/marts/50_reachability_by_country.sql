@@ -12,7 +12,8 @@ SELECT
     count(*) AS targets,
     unnest(status_counts(status)),  -- capability_full ... request_failed, reachable
     count(*) FILTER (WHERE status IN ('CAPABILITY_FULL', 'CAPABILITY_PARTIAL'))
-        / count(*) AS reachable_share
+        / count(*) AS reachable_share,
+    count(*) FILTER (WHERE status = 'NOT_A_CONTACT') AS not_a_contact
 FROM capability
 WHERE run_id = $run_id
 GROUP BY run_id, 2, channel;

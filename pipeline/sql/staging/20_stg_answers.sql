@@ -9,6 +9,8 @@ SELECT
     n.channel,
     n.capability_status AS status,
     n.reason_code,
+    n.reason_sub_code,
+    n.reason_channel_code,
     n.channel_capabilities,
     n.request_id,
     nullif(n.identity, '') AS identity,
