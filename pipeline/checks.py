@@ -1,11 +1,13 @@
 """`capaudit check`: is this installation ready for tonight's run? No capability query is sent.
 
-Each check gives one line; the command exits 0 only when all pass.
+Each check gives one line; the command exits 0 only when all pass (a warning passes).
 
     config      the configuration file parses and validates
     secrets     SINCH_KEY_ID, SINCH_KEY_SECRET and CAPAUDIT_WEBHOOK_SECRET are set
     token       an OAuth2 token can be obtained with the access key (skipped for basic auth)
     api         the API answers with these credentials (lists the app's webhooks)
+    app         the app's processing mode and webhook rate limit; warns when [collect]
+                callback_rate_per_second expects more callbacks per second than the app gets
     webhook     the app has a CAPABILITY webhook pointing at [receiver] public_url
     receiver    the receiver answers at its public URL
 """
@@ -20,6 +22,7 @@ import httpx
 
 from pipeline.errors import CapauditError
 from pipeline.settings import Settings
+from pipeline.sinch.apps import read_app_profile
 from pipeline.sinch.auth import OAuth2Auth
 from pipeline.sinch.client import SinchClient
 
@@ -29,6 +32,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # passed, but something deserves a look
 
 
 async def run_checks(settings: Settings) -> list[Check]:
@@ -54,16 +58,19 @@ async def run_checks(settings: Settings) -> list[Check]:
     async with SinchClient(settings.sinch, settings.secrets) as client:
         results.append(await _check("token", lambda: _token(client)))
         results.append(await _check("api", lambda: _api(client)))
+        results.append(await _check("app", lambda: _app(client, settings)))
         results.append(await _check("webhook", lambda: _webhook(client, settings)))
     results.append(await _check("receiver", lambda: _receiver(settings.receiver.public_url)))
     return results
 
 
-async def _check(name: str, probe: Callable[[], Awaitable[str]]) -> Check:
+async def _check(name: str, probe: Callable[[], Awaitable[str | Check]]) -> Check:
+    """The probe's finding (a detail, or a whole Check when it warns); its error fails."""
     try:
-        return Check(name, True, await probe())
+        found = await probe()
     except (CapauditError, httpx.HTTPError, OSError) as exc:
         return Check(name, False, str(exc) or type(exc).__name__)
+    return found if isinstance(found, Check) else Check(name, True, found)
 
 
 async def _token(client: SinchClient) -> str:
@@ -76,6 +83,23 @@ async def _token(client: SinchClient) -> str:
 async def _api(client: SinchClient) -> str:
     webhooks = await client.list_webhooks()
     return f"{client.project_url} answers; the app has {len(webhooks)} webhook(s)"
+
+
+async def _app(client: SinchClient, settings: Settings) -> str | Check:
+    profile = await read_app_profile(client)
+    expected = settings.collect.callback_rate_per_second
+    if profile.webhook_rate is None:
+        rate = "webhook rate limit not shown (Sinch's default is 25/s)"
+    else:
+        rate = f"webhook rate limit {profile.webhook_rate:g}/s"
+    detail = f"app {client.app_id}: processing mode {profile.processing_mode}, {rate}"
+    if profile.webhook_rate is not None and expected > profile.webhook_rate:
+        warning = (
+            f"{detail}; [collect] callback_rate_per_second = {expected:g} is above it: "
+            "estimates and lag warnings will expect callbacks faster than Sinch sends them"
+        )
+        return Check("app", True, warning, warning=True)
+    return detail
 
 
 async def _webhook(client: SinchClient, settings: Settings) -> str:

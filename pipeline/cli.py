@@ -511,9 +511,9 @@ def webhooks_delete(config_path: Path, webhook_id: str) -> None:
 @config_option
 @handle_errors
 def check(config_path: Path) -> None:
-    """Check config, secrets, token, API access, the webhook and the receiver; send no query.
+    """Check config, secrets, token, API access, the app, the webhook and the receiver.
 
-    Prints one line per check; exits 0 only when all pass.
+    Sends no query. Prints one line per check; exits 0 only when all pass (warnings pass).
 
     \b
     Example:
@@ -521,7 +521,8 @@ def check(config_path: Path) -> None:
     """
     results = audit.check_ready(settings_for(config_path))
     for result in results:
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<9} {result.detail}")
+        status = "FAIL" if not result.ok else "warn" if result.warning else "ok  "
+        click.echo(f"{status}  {result.name:<9} {result.detail}")
     if not all(result.ok for result in results):
         sys.exit(1)
 

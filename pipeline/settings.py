@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from pipeline.errors import ConfigError
+from pipeline.sinch.models import PROCESSING_MODES
 
 DEFAULT_CONFIG = Path("configs/default.toml")
 EMBEDDED = "embedded"
@@ -192,11 +193,15 @@ class ReportsSettings:
     trend_runs: int = 14
 
 
+CONTACT_NOT_FOUND_ANSWERS = ("callback", "error")
+
+
 @dataclass(frozen=True)
 class SimulatorSettings:
     latency_ms: float = 20.0
     rate_limit: int = 800
-    retry_after: bool = True
+    # Sinch documents no Retry-After on its 429s: sent only when configured.
+    retry_after: bool = False
     fault_5xx_rate: float = 0.0
     fault_drop_rate: float = 0.0
     webhook_rate: float = 25.0
@@ -216,6 +221,17 @@ class SimulatorSettings:
     key_secret: str = ""
     project_id: str = ""
     app_id: str = ""
+    # The app (GET .../apps/{app_id}): CONVERSATION stores contacts, DISPATCH stores nothing and
+    # refuses contact_id recipients (reference §10).
+    processing_mode: str = "CONVERSATION"
+    # Sinch's Capability Query page: queries run only for contacts that exist. true: an
+    # identified_by query none of whose identities belongs to a contact is not checked.
+    contacts_must_exist: bool = False
+    # The share of phone numbers that already belong to a Sinch contact (seeded, per number).
+    known_contact_share: float = 1.0
+    # How a query for no contact is answered: one whole-request CONTACT_NOT_FOUND "callback",
+    # or an "error" (404 NOT_FOUND) to the query itself.
+    contact_not_found: str = "callback"
 
 
 @dataclass(frozen=True)
@@ -459,6 +475,18 @@ def _validate(settings: Settings) -> None:
         (
             0 <= settings.simulator.omit_request_id_share <= 1,
             "[simulator] omit_request_id_share must be between 0 and 1",
+        ),
+        (
+            0 <= settings.simulator.known_contact_share <= 1,
+            "[simulator] known_contact_share must be between 0 and 1",
+        ),
+        (
+            settings.simulator.processing_mode in PROCESSING_MODES,
+            f"[simulator] processing_mode must be one of {', '.join(PROCESSING_MODES)}",
+        ),
+        (
+            settings.simulator.contact_not_found in CONTACT_NOT_FOUND_ANSWERS,
+            "[simulator] contact_not_found must be 'callback' or 'error'",
         ),
         (
             settings.logging.format in ("auto", "json", "console"),

@@ -3,8 +3,10 @@
     app = create_app(settings.simulator)      # an ASGI app; `capaudit simulate` serves it
 
 Every API call passes the same gate as on Sinch: the project-wide rate limit (sliding one-second
-window, 429 with or without `Retry-After`), injected faults (503, dropped connections), the
-simulated network latency and authentication (OAuth2 bearer token or Basic access key).
+window, 429, with `Retry-After` only when configured), injected faults (503, dropped
+connections), the simulated network latency and authentication (OAuth2 bearer token or Basic
+access key). The webhook and contact routes live in simulator/webhooks.py and contacts_api.py,
+the check behind a query in simulator/checks.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import random
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,18 +31,22 @@ from starlette.types import Receive, Scope, Send
 
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
+from pipeline.simulator.answers import JSONResponse, sinch_error
+from pipeline.simulator.apps import app_resource
+from pipeline.simulator.checks import Checker
+from pipeline.simulator.contacts_api import ContactsApi
 from pipeline.simulator.deliverer import Deliverer
-from pipeline.simulator.state import MAX_TARGET_LENGTH, MAX_WEBHOOKS_PER_APP, SimState
-from pipeline.sinch.models import CAPABILITY_EVENT_KEY, CHANNELS, NO_CAPABILITY, error_body
+from pipeline.simulator.state import SimState
+from pipeline.simulator.webhooks import WebhookAdmin
+from pipeline.sinch.models import CHANNELS, DISPATCH_MODE
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+DISPATCH_RECIPIENT = "If Dispatch Mode is used, only identified_by is allowed"
+# The detail of a refused query that found no contact, as Google's ErrorInfo carries a reason.
+CONTACT_NOT_FOUND_DETAIL = {
+    "type_url": "type.googleapis.com/google.rpc.ErrorInfo",
+    "value": "CONTACT_NOT_FOUND",
+}
 
 
 class DroppedConnection(Exception):
@@ -58,20 +63,15 @@ class DropConnectionResponse(Response):
         raise DroppedConnection
 
 
-def sinch_error(status: int, grpc_status: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse(error_body(status, grpc_status, message), status, headers=headers or None)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
 class Simulator:
     """Holds the state and the deliverer; its methods are the route handlers."""
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self.state = SimState(settings)
         self.deliverer = Deliverer(self.state)
+        self.checker = Checker(self.state)
+        self.webhooks = WebhookAdmin(self.state)
+        self.contacts = ContactsApi(self.state)
         self._rng = random.Random(settings.seed ^ 0x5EED)
 
     # -- the gate every API call passes -----------------------------------------------------
@@ -114,7 +114,7 @@ class Simulator:
         if self.state.settings.retry_after:
             wait = self.state.limit.retry_after(time.monotonic())
             headers["Retry-After"] = str(max(1, round(wait + 0.5)))
-        return sinch_error(429, "RESOURCE_EXHAUSTED", "Too many requests", **headers)
+        return sinch_error(429, "RESOURCE_EXHAUSTED", "Too many requests", headers=headers)
 
     def _authenticate(self, request: Request) -> Response | None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -124,7 +124,8 @@ class Simulator:
                 return None
             challenge = f'Bearer error="invalid_token", error_description="token {state}"'
             message = "The access token expired" if state == "expired" else "Invalid token"
-            return sinch_error(401, "UNAUTHENTICATED", message, **{"WWW-Authenticate": challenge})
+            headers = {"WWW-Authenticate": challenge}
+            return sinch_error(401, "UNAUTHENTICATED", message, headers=headers)
         if scheme.lower() == "basic" and self._key_matches(value):
             return None
         return sinch_error(401, "UNAUTHENTICATED", "Missing or invalid credentials")
@@ -174,159 +175,53 @@ class Simulator:
         except orjson.JSONDecodeError:
             return self._bad_request("Request body is not valid JSON")
         problem = _query_problem(body)
+        if not problem and self.state.settings.processing_mode == DISPATCH_MODE:
+            problem = DISPATCH_RECIPIENT if "contact_id" in body["recipient"] else ""
         if problem:
             return self._bad_request(problem)
-        wanted_app = self.state.settings.app_id
-        if wanted_app and body["app_id"] != wanted_app:
-            stats.queries_refused["404"] += 1
-            return sinch_error(404, "NOT_FOUND", f"App {body['app_id']} not found")
+        app_id, recipient = body["app_id"], body["recipient"]
+        refusal = self._check_app(app_id)
+        identities = self.checker.identities(recipient)
+        if refusal is None and identities is None:
+            refusal = self._contact_refusal()
+        if refusal is not None:
+            stats.queries_refused[str(refusal.status_code)] += 1
+            return refusal
         request_id = str(body.get("request_id") or new_ulid())
         if request_id in self.state.request_ids:
             stats.request_ids_repeated += 1
         self.state.request_ids.add(request_id)
         stats.queries_accepted += 1
         project_id = request.path_params["project_id"]
-        bodies = self._check(project_id, body["app_id"], request_id, body["recipient"])
-        self.deliverer.schedule(body["app_id"], bodies)
-        return JSONResponse(
-            {"app_id": body["app_id"], "recipient": body["recipient"], "request_id": request_id}
-        )
+        if identities is None:
+            bodies = self.checker.contact_not_found(project_id, app_id, request_id, recipient)
+        else:
+            bodies = self.checker.callbacks(project_id, app_id, request_id, recipient, identities)
+        self.deliverer.schedule(app_id, bodies)
+        return JSONResponse({"app_id": app_id, "recipient": recipient, "request_id": request_id})
 
     def _bad_request(self, message: str) -> Response:
         self.state.stats.queries_refused["400"] += 1
         return sinch_error(400, "INVALID_ARGUMENT", message)
 
-    def _check(
-        self, project_id: str, app_id: str, request_id: str, recipient: dict[str, Any]
-    ) -> list[bytes]:
-        """Run the capability check now; the answers are delivered later as callbacks."""
-        contact_id = recipient.get("contact_id", "")
-        if contact_id:
-            contact = self.state.contacts.get(contact_id)
-            if contact is None:
-                unknown = {
-                    "capability_status": NO_CAPABILITY,
-                    "reason": _reason("CONTACT_NOT_FOUND"),
-                }
-                return [
-                    _callback(
-                        project_id=project_id,
-                        app_id=app_id,
-                        request_id=self._echoed(request_id, "", contact_id, 1),
-                        contact_id=contact_id,
-                        channel="",
-                        identity="",
-                        note=unknown,
-                    )
-                ]
-            identities = contact["channel_identities"]
-        else:
-            identities = recipient["identified_by"]["channel_identities"]
-        bodies = []
-        for item in identities:
-            channel, identity = item["channel"], item["identity"]
-            self.state.stats.checks += 1
-            nth = self.state.nth_check(channel, identity)
-            outcome = self.state.model.check(channel, identity, nth)
-            note: dict[str, Any] = {
-                "capability_status": outcome.status,
-                "channel_capabilities": list(outcome.capabilities),
-            }
-            if outcome.reason:
-                note["reason"] = _reason(outcome.reason)
-            bodies.append(
-                _callback(
-                    project_id=project_id,
-                    app_id=app_id,
-                    request_id=self._echoed(request_id, channel, identity, nth),
-                    contact_id=contact_id,
-                    channel=channel,
-                    identity=identity,
-                    note=note,
-                )
-            )
-        return bodies
+    def _check_app(self, app_id: str) -> Response | None:
+        wanted = self.state.settings.app_id
+        if wanted and app_id != wanted:
+            return sinch_error(404, "NOT_FOUND", f"App {app_id} not found")
+        return None
 
-    def _echoed(self, request_id: str, channel: str, identity: str, nth_check: int) -> str:
-        """The request_id the callback carries; '' (left out) for `omit_request_id_share`."""
-        share = self.state.settings.omit_request_id_share
-        omit = self.state.model.omits_request_id(channel, identity, nth_check, share)
-        if omit:
-            self.state.stats.callbacks_without_request_id += 1
-        return "" if omit else request_id
+    def _contact_refusal(self) -> Response | None:
+        """`contact_not_found = "error"`: the query itself is refused, naming the reason."""
+        if self.state.settings.contact_not_found != "error":
+            return None
+        details = [CONTACT_NOT_FOUND_DETAIL]
+        return sinch_error(404, "NOT_FOUND", "Contact not found", details=details)
 
-    # -- webhooks (reference §6) ------------------------------------------------------------
+    # -- the app (reference §10) ------------------------------------------------------------
 
-    async def create_webhook(self, request: Request) -> Response:
-        try:
-            body = orjson.loads(await request.body())
-            app_id, target = str(body["app_id"]), str(body["target"])
-            triggers = [str(t) for t in body.get("triggers", [])]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return sinch_error(400, "INVALID_ARGUMENT", "app_id and target are required")
-        if len(target) > MAX_TARGET_LENGTH or not target.startswith(("http://", "https://")):
-            return sinch_error(400, "INVALID_ARGUMENT", "target must be an http(s) URL")
-        if len(self.state.app_webhooks(app_id)) >= MAX_WEBHOOKS_PER_APP:
-            return sinch_error(
-                400, "INVALID_ARGUMENT", f"App {app_id} already has {MAX_WEBHOOKS_PER_APP} webhooks"
-            )
-        webhook = self.state.add_webhook(app_id, target, triggers, str(body.get("secret", "")))
-        return JSONResponse(webhook.public())
-
-    async def list_webhooks(self, request: Request) -> Response:
-        hooks = self.state.app_webhooks(request.path_params["app_id"])
-        return JSONResponse({"webhooks": [w.public() for w in hooks]})
-
-    async def one_webhook(self, request: Request) -> Response:
-        webhook = self.state.webhooks.get(request.path_params["webhook_id"])
-        if webhook is None:
-            return sinch_error(404, "NOT_FOUND", "Webhook not found")
-        if request.method == "DELETE":
-            del self.state.webhooks[webhook.id]
-            self.state.keep()
-            return JSONResponse({})
-        if request.method == "PATCH":
-            changes = orjson.loads(await request.body() or b"{}")
-            for key in ("target", "triggers", "secret"):
-                if key in changes:
-                    setattr(webhook, key, changes[key])
-            self.state.keep()
-        return JSONResponse(webhook.public())
-
-    # -- contacts (reference §8) ------------------------------------------------------------
-
-    async def create_contact(self, request: Request) -> Response:
-        try:
-            body = orjson.loads(await request.body())
-            identities = [
-                {"channel": str(i["channel"]), "identity": str(i["identity"])}
-                for i in body["channel_identities"]
-            ]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return sinch_error(400, "INVALID_ARGUMENT", "channel_identities are required")
-        extra = {k: body.get(k, "") for k in ("display_name", "email", "external_id", "metadata")}
-        return JSONResponse(self.state.add_contact(identities, **extra))
-
-    async def get_contact(self, request: Request) -> Response:
-        contact = self.state.contacts.get(request.path_params["contact_id"])
-        if contact is None:
-            return sinch_error(404, "NOT_FOUND", "Contact not found")
-        return JSONResponse(contact)
-
-    async def find_contacts(self, request: Request) -> Response:
-        channel, identity = (
-            request.query_params.get("channel"),
-            request.query_params.get("identity"),
-        )
-        found = [
-            c
-            for c in self.state.contacts.values()
-            if any(
-                i["channel"] == channel and i["identity"] == identity
-                for i in c["channel_identities"]
-            )
-        ]
-        return JSONResponse({"contacts": found, "total_size": len(found)})
+    async def get_app(self, request: Request) -> Response:
+        app_id = request.path_params["app_id"]
+        return self._check_app(app_id) or JSONResponse(app_resource(self.state.settings, app_id))
 
     # -- /_sim: counters and knobs ----------------------------------------------------------
 
@@ -394,42 +289,6 @@ def _query_problem(body: Any) -> str:
     return ""
 
 
-def _reason(code: str) -> dict[str, str]:
-    description = code.replace("_", " ").capitalize()
-    return {"code": code, "description": description, "sub_code": "UNSPECIFIED_SUB_CODE"}
-
-
-def _callback(
-    *,
-    project_id: str,
-    app_id: str,
-    request_id: str,
-    contact_id: str,
-    channel: str,
-    identity: str,
-    note: dict[str, Any],
-) -> bytes:
-    stamp = now_iso()
-    notification = {
-        **({"request_id": request_id} if request_id else {}),
-        "contact_id": contact_id,
-        "channel": channel,
-        "identity": identity,
-        **note,
-    }
-    return orjson.dumps(
-        {
-            "app_id": app_id,
-            "project_id": project_id,
-            "accepted_time": stamp,
-            "event_time": stamp,
-            "message_metadata": "",
-            "correlation_id": "",
-            CAPABILITY_EVENT_KEY: notification,
-        }
-    )
-
-
 def create_app(settings: SimulatorSettings) -> Starlette:
     sim = Simulator(settings)
     project = "/v1/projects/{project_id}"
@@ -447,16 +306,17 @@ def create_app(settings: SimulatorSettings) -> Starlette:
     routes = [
         Route("/oauth2/token", sim.token, methods=["POST"]),
         Route(f"{project}/capability:query", sim.api(sim.capability_query), methods=["POST"]),
-        Route(f"{project}/webhooks", sim.api(sim.create_webhook), methods=["POST"]),
-        Route(f"{project}/apps/{{app_id}}/webhooks", sim.api(sim.list_webhooks), methods=["GET"]),
+        Route(f"{project}/apps/{{app_id}}", sim.api(sim.get_app), methods=["GET"]),
+        Route(f"{project}/webhooks", sim.api(sim.webhooks.create), methods=["POST"]),
+        Route(f"{project}/apps/{{app_id}}/webhooks", sim.api(sim.webhooks.list), methods=["GET"]),
         Route(
             f"{project}/webhooks/{{webhook_id}}",
-            sim.api(sim.one_webhook),
+            sim.api(sim.webhooks.one),
             methods=["GET", "PATCH", "DELETE"],
         ),
-        Route(f"{project}/contacts", sim.api(sim.create_contact), methods=["POST"]),
-        Route(f"{project}/contacts", sim.api(sim.find_contacts), methods=["GET"]),
-        Route(f"{project}/contacts/{{contact_id}}", sim.api(sim.get_contact), methods=["GET"]),
+        Route(f"{project}/contacts", sim.api(sim.contacts.create), methods=["POST"]),
+        Route(f"{project}/contacts", sim.api(sim.contacts.list), methods=["GET"]),
+        Route(f"{project}/contacts/{{contact_id}}", sim.api(sim.contacts.one), methods=["GET"]),
         Route("/_sim/stats", sim.stats, methods=["GET"]),
         Route("/_sim/control", sim.control, methods=["POST"]),
         Route("/_sim/expire-tokens", sim.expire_tokens, methods=["POST"]),

@@ -62,7 +62,7 @@ class OutcomeModel:
 
     def check(self, channel: str, identity: str, nth_check: int = 1) -> Outcome:
         """The answer for the `nth_check` check of this identity on this channel."""
-        if channel in PHONE_CHANNELS and not _plausible_phone(identity):
+        if channel in PHONE_CHANNELS and not plausible_phone(identity):
             return Outcome(NO_CAPABILITY, "RECIPIENT_INVALID_CHANNEL_IDENTITY")
         if self._draw(channel, identity, f"transient-{nth_check}") < self.transient_rate:
             pick = self._draw(channel, identity, f"which-{nth_check}")
@@ -81,6 +81,17 @@ class OutcomeModel:
         """Whether the callback of this check leaves `request_id` out, as the notification on
         Sinch's Capability Query page does: `share` of them, the same ones for the same seed."""
         return share > 0 and self._draw(channel, identity, f"omit-request-id-{nth_check}") < share
+
+    def has_contact(self, number: str, share: float) -> bool:
+        """Whether this phone number already belongs to a Sinch contact: `share` of numbers,
+        the same ones for the same seed, whatever the channel."""
+        return share >= 1 or (share > 0 and self._draw("", number, "known-contact") < share)
+
+    def whole_request_channel(self, request_id: str) -> str | None:
+        """The `channel` of a callback about a whole request: all three forms occur on the wire
+        (reference §7), one of them per request, the same for the same seed."""
+        pick = int(self._draw("", request_id, "whole-request-channel") * 3)
+        return ("CHANNEL_UNSPECIFIED", "", None)[pick]
 
     def _status(self, channel: str, identity: str) -> str:
         draw = self._draw(channel, identity, "status")
@@ -102,6 +113,6 @@ class OutcomeModel:
         return int.from_bytes(digest, "big") / 2**64
 
 
-def _plausible_phone(identity: str) -> bool:
+def plausible_phone(identity: str) -> bool:
     digits = identity[1:] if identity.startswith("+") else identity
     return digits.isdigit() and 8 <= len(digits) <= 15

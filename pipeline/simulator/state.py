@@ -1,5 +1,6 @@
 """The simulator's in-memory state: webhooks, contacts, tokens, counters. Webhooks and tokens
-are also kept in `[simulator] state_path` when set: Sinch forgets neither when it restarts."""
+are also kept in `[simulator] state_path` when set, and created contacts beside it
+(simulator/contacts.py): Sinch forgets none of them when it restarts."""
 
 from __future__ import annotations
 
@@ -14,11 +15,9 @@ from pipeline.errors import ConfigError
 from pipeline.files import write_text_durably
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
+from pipeline.simulator.contacts import ContactBook, contacts_path
 from pipeline.simulator.outcomes import OutcomeModel
 from pipeline.simulator.windows import SlidingWindowLimit
-
-MAX_WEBHOOKS_PER_APP = 5
-MAX_TARGET_LENGTH = 742
 
 
 @dataclass
@@ -29,11 +28,14 @@ class Webhook:
     triggers: list[str]
     secret: str = ""
     target_type: str = "HTTP"
+    client_credentials: dict[str, str] | None = None
 
     def public(self) -> dict[str, Any]:
-        """The webhook as the API shows it (the secret is write-only)."""
+        """The webhook as the API shows it. The secret is shown: the SDKs' tests against
+        Sinch's mock server read it back from create, get, list and update alike."""
         shown = asdict(self)
-        shown.pop("secret")
+        if self.client_credentials is None:
+            del shown["client_credentials"]
         return shown
 
 
@@ -65,7 +67,7 @@ class SimState:
         kept = _load_kept(settings.state_path)
         self.webhooks = {w["id"]: Webhook(**w) for w in kept.get("webhooks", [])}
         self.tokens: dict[str, float] = kept.get("tokens", {})  # token: expiry (epoch seconds)
-        self.contacts: dict[str, dict[str, Any]] = {}
+        self.contacts = ContactBook(contacts_path(settings.state_path), self.model)
         self.request_ids: set[str] = set()
         # Keyed by a string, not a tuple: strings are not tracked by the garbage collector, so
         # millions of entries do not make full collections (and loop stalls) long.
@@ -97,11 +99,20 @@ class SimState:
 
     # -- webhooks -----------------------------------------------------------------------------
 
-    def add_webhook(self, app_id: str, target: str, triggers: list[str], secret: str) -> Webhook:
-        webhook = Webhook(new_ulid(), app_id, target, triggers, secret)
+    def add_webhook(
+        self, app_id: str, target: str, triggers: list[str], secret: str = "", **more: Any
+    ) -> Webhook:
+        webhook = Webhook(new_ulid(), app_id, target, triggers, secret, **more)
+        self.save_webhook(webhook)
+        return webhook
+
+    def save_webhook(self, webhook: Webhook) -> None:
         self.webhooks[webhook.id] = webhook
         self.keep()
-        return webhook
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        del self.webhooks[webhook_id]
+        self.keep()
 
     def keep(self) -> None:
         """Keep the webhooks and tokens as they are now in `state_path` (if set), replaced
@@ -116,14 +127,7 @@ class SimState:
     def capability_webhooks(self, app_id: str) -> list[Webhook]:
         return [w for w in self.app_webhooks(app_id) if "CAPABILITY" in w.triggers]
 
-    # -- contacts -----------------------------------------------------------------------------
-
-    def add_contact(
-        self, channel_identities: list[dict[str, str]], **fields: Any
-    ) -> dict[str, Any]:
-        contact = {"id": new_ulid(), "channel_identities": channel_identities, **fields}
-        self.contacts[contact["id"]] = contact
-        return contact
+    # -- checks -------------------------------------------------------------------------------
 
     def nth_check(self, channel: str, identity: str) -> int:
         key = f"{channel}|{identity}"
@@ -144,7 +148,7 @@ class SimState:
         stats["max_requests_in_1s_window"] = self.limit.max_arrivals_in_window
         stats["max_requests_in_flight"] = self.max_in_flight
         stats["webhooks"] = len(self.webhooks)
-        stats["contacts"] = len(self.contacts)
+        stats["contacts"] = self.contacts.created
         return stats
 
 

@@ -1,4 +1,4 @@
-"""The Sinch Conversation API client: capability queries, webhooks and contacts admin.
+"""The Sinch Conversation API client: capability queries, the app, webhooks and contacts.
 
 The network is a constructor argument (`transport=`): production uses `AiohttpTransport`, unit
 tests pass `httpx.MockTransport` or `httpx.ASGITransport(simulator_app)`.
@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -23,7 +24,7 @@ import orjson
 from pipeline.errors import ConfigError, SinchApiError, SinchTransportError
 from pipeline.settings import Secrets, SinchSettings
 from pipeline.sinch.auth import Auth, BasicAuth, OAuth2Auth
-from pipeline.sinch.models import parse_error
+from pipeline.sinch.models import CAPABILITY_TRIGGER, parse_error
 from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 from pipeline.sinch.transport import AiohttpTransport, RawResponse
 
@@ -32,7 +33,9 @@ ADMIN_ATTEMPTS = 4
 ADMIN_BACKOFF_SECONDS = 0.25
 ADMIN_BACKOFF_MAX_SECONDS = 4.0
 Gate = Callable[[], Awaitable[None]]
-CAPABILITY_TRIGGER = "CAPABILITY"
+# Contacts capaudit creates exist to be asked about, not written to; both SDKs make `language`
+# required, and EN_US is the value Sinch's own SDK tests create contacts with.
+CONTACT_LANGUAGE = "EN_US"
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class SinchClient:
         response = await self._send("POST", self._query_url, body, gate)
         return QueryAnswer(response.status_code, response.content, retry_after_seconds(response))
 
+    # -- the app (reference §10) ----------------------------------------------------------------
+
+    async def get_app(self) -> dict[str, Any]:
+        """The app as Sinch shows it: `processing_mode`, `rate_limits`, ... (sinch/apps.py)."""
+        return await self._call("GET", f"{self.project_url}/apps/{self.app_id}")
+
     # -- webhooks (reference §6) --------------------------------------------------------------
 
     async def list_webhooks(self) -> list[dict[str, Any]]:
@@ -116,17 +125,31 @@ class SinchClient:
         }
         return await self._call("POST", f"{self.project_url}/webhooks", body)
 
-    async def update_webhook(self, webhook_id: str, **changes: Any) -> dict[str, Any]:
-        return await self._call("PATCH", f"{self.project_url}/webhooks/{webhook_id}", changes)
+    async def update_webhook(
+        self, webhook_id: str, webhook: dict[str, Any], update_mask: Sequence[str]
+    ) -> dict[str, Any]:
+        """Change the fields `update_mask` names. `webhook` is the whole webhook (`target` is
+        required in the update model); the mask goes as the node SDK sends it, `a,b`."""
+        query = urllib.parse.urlencode({"update_mask": ",".join(update_mask)}, safe=",")
+        url = f"{self.project_url}/webhooks/{webhook_id}?{query}"
+        return await self._call("PATCH", url, webhook)
 
     async def delete_webhook(self, webhook_id: str) -> None:
         await self._call("DELETE", f"{self.project_url}/webhooks/{webhook_id}")
 
     # -- contacts (reference §8) --------------------------------------------------------------
 
-    async def create_contact(self, channel_identities: list[dict[str, str]]) -> dict[str, Any]:
-        body = {"channel_identities": channel_identities, "display_name": ""}
+    async def create_contact(
+        self, channel_identities: list[dict[str, str]], *, language: str = CONTACT_LANGUAGE
+    ) -> dict[str, Any]:
+        body = {"channel_identities": channel_identities, "language": language}
         return await self._call("POST", f"{self.project_url}/contacts", body)
+
+    async def find_contacts(self, channel: str, identity: str) -> list[dict[str, Any]]:
+        """The contacts that have this channel identity (usually none or one)."""
+        query = urllib.parse.urlencode({"channel": channel, "identity": identity})
+        answer = await self._call("GET", f"{self.project_url}/contacts?{query}")
+        return list(answer.get("contacts") or [])
 
     async def get_contact(self, contact_id: str) -> dict[str, Any]:
         return await self._call("GET", f"{self.project_url}/contacts/{contact_id}")

@@ -43,6 +43,50 @@ ALL_STATUSES = (*SINCH_STATUSES, NO_RESPONSE, REQUEST_FAILED, NOT_A_CONTACT)
 NOT_ANSWERS = (NO_RESPONSE, REQUEST_FAILED, NOT_A_CONTACT)
 REACHABLE_STATUSES = (CAPABILITY_FULL, CAPABILITY_PARTIAL)
 
+# Webhooks (reference §6; the Webhook model of sinch-sdk-java and sinch-sdk-node).
+CAPABILITY_TRIGGER = "CAPABILITY"
+MAX_WEBHOOKS_PER_APP = 5
+MAX_TARGET_LENGTH = 742
+WEBHOOK_TARGET_TYPES = ("HTTP", "DISMISS")
+# The triggers both SDKs list. Left out: UNSPECIFIED_TRIGGER ("using this value will cause
+# errors") and SMART_CONVERSATION(S), which each SDK spells differently.
+WEBHOOK_TRIGGERS = (
+    "MESSAGE_DELIVERY",
+    "MESSAGE_SUBMIT",
+    "MESSAGE_INBOUND",
+    "EVENT_DELIVERY",
+    "EVENT_INBOUND",
+    "MESSAGE_INBOUND_SMART_CONVERSATION_REDACTION",
+    "CONVERSATION_START",
+    "CONVERSATION_STOP",
+    "CONVERSATION_DELETE",
+    "CONTACT_CREATE",
+    "CONTACT_DELETE",
+    "CONTACT_MERGE",
+    "CONTACT_UPDATE",
+    "CONTACT_IDENTITIES_DUPLICATION",
+    "UNSUPPORTED",
+    "OPT_IN",
+    "OPT_OUT",
+    "CHANNEL_EVENT",
+    CAPABILITY_TRIGGER,
+    "RECORD_NOTIFICATION",
+)
+# The webhook fields an update can name in its `update_mask` (`id` is read-only).
+WEBHOOK_FIELDS = ("app_id", "target", "target_type", "triggers", "secret", "client_credentials")
+
+# Contacts (reference §8; ContactCreateRequest of both SDKs: `language` is required).
+_LANGUAGE_ROWS = (
+    "AF SQ AR AZ BN BG CA ZH ZH_CN ZH_HK ZH_TW HR CS DA NL EN EN_GB EN_US ET FIL FI FR DE EL GU",
+    "HA HE HI HU ID GA IT JA KN KK KO LO LV LT MK MS ML MR NB FA PL PT PT_BR PT_PT PA RO RU SR",
+    "SK SL ES ES_AR ES_ES ES_MX SW SV TA TE TH TR UK UR UZ VI ZU UNSPECIFIED",
+)
+CONTACT_LANGUAGES = frozenset(code for row in _LANGUAGE_ROWS for code in row.split())
+# The apps' processing modes (reference §10).
+CONVERSATION_MODE = "CONVERSATION"
+DISPATCH_MODE = "DISPATCH"
+PROCESSING_MODES = (CONVERSATION_MODE, DISPATCH_MODE)
+
 # Callback reasons that describe a failure of the check, not of the contact: worth one re-query.
 TRANSIENT_REASONS = frozenset({"RATE_LIMITED", "INTERNAL_ERROR", "CHANNEL_FAILURE"})
 CAPABILITY_EVENT_KEY = "capability_notification"
@@ -82,9 +126,12 @@ def query_body(
     return orjson.dumps({"app_id": app_id, "recipient": recipient, "request_id": request_id})
 
 
-def error_body(status: int, grpc_status: str, message: str) -> dict[str, Any]:
-    """Sinch's error object (reference §2)."""
-    return {"error": {"code": status, "message": message, "status": grpc_status, "details": []}}
+def error_body(
+    status: int, grpc_status: str, message: str, details: Sequence[dict[str, str]] = ()
+) -> dict[str, Any]:
+    """Sinch's error object (reference §2); `details` are `{"type_url", "value"}` entries."""
+    error = {"code": status, "message": message, "status": grpc_status, "details": list(details)}
+    return {"error": error}
 
 
 def parse_error(body: bytes) -> tuple[str, str]:

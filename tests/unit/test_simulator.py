@@ -162,7 +162,7 @@ def test_queries_by_contact_id_check_the_contact_s_identities() -> None:
         assert answer.status == 200
         assert sim.state.stats.checks == 2
         # An unknown contact is accepted too; its one callback says CONTACT_NOT_FOUND.
-        bodies = sim._check("p", "app", "r", {"contact_id": "01UNKNOWN"})
+        bodies = sim.checker.contact_not_found("p", "app", "r", {"contact_id": "01UNKNOWN"})
         [note] = [orjson.loads(b)["capability_notification"] for b in bodies]
         assert note["reason"]["code"] == "CONTACT_NOT_FOUND"
         assert note["channel"] == ""
@@ -176,7 +176,8 @@ def test_a_share_of_callbacks_leaves_request_id_out_the_same_ones_for_a_seed() -
             for n in range(200):
                 identity = {"channel": "SMS", "identity": f"467012{n:05d}"}
                 recipient = {"identified_by": {"channel_identities": [identity]}}
-                for body in sim._check("p", "app", f"r{n}", recipient):
+                bodies = sim.checker.callbacks("p", "app", f"r{n}", recipient, [identity])
+                for body in bodies:
                     found.append(orjson.loads(body)["capability_notification"])
 
         found: list[dict[str, Any]] = []
