@@ -11,8 +11,8 @@ from rich.table import Table
 from pipeline.audit import STEPS, RunResult
 from pipeline.contacts.load import LoadSummary
 from pipeline.lake.publish import PublishSummary
-from pipeline.report.missing_contacts import not_a_contact_line
 from pipeline.ledger import PlanSummary
+from pipeline.report.missing_contacts import not_a_contact_line
 from pipeline.sinch.models import ALL_STATUSES
 from pipeline.steps import CollectSummary, SubmitSummary
 

@@ -379,7 +379,8 @@ def fold_events(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
         """
         UPDATE requests r SET state = e.state, attempts = e.attempts,
             http_status = e.http_status, error = e.error, error_details = e.error_details,
-            failure_reason = e.failure_reason, sent_at = coalesce(e.sent_at, r.sent_at), accepted_at = e.accepted_at
+            failure_reason = e.failure_reason, sent_at = coalesce(e.sent_at, r.sent_at),
+            accepted_at = e.accepted_at
         FROM (
             SELECT request_id, arg_max(COLUMNS(* EXCLUDE (run_id, request_id, recorded_at)),
                 recorded_at)

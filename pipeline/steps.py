@@ -484,7 +484,12 @@ async def collect(
             if requery and settings.dispatch.requery_transient:
                 requeried = await _requery_transient(conn, run_id, settings, stop, pacer)
                 summary.requeried += requeried
-            if requery and settings.contacts.create_missing:
+            # Only when answers landed (the first round looks at the refusals of submit too).
+            if (
+                requery
+                and settings.contacts.create_missing
+                and (ingested.notifications_new or expected is None)
+            ):
                 requeried += await _create_missing(conn, run_id, settings, stop, pacer)
             summary.outstanding = tracker.count(
                 answers_landed=ingested.notifications_new > 0, requests_changed=requeried > 0

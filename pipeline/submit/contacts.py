@@ -87,6 +87,16 @@ class Creation:
     identities: list[dict[str, str]]
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What became of one contact: found, created (with Sinch's id) or failed (the error)."""
+
+    contact_key: str
+    state: str
+    contact_id: str | None = None
+    error: str | None = None
+
+
 @dataclass
 class CreationSummary:
     found: int = 0
@@ -109,19 +119,18 @@ async def create_missing_contacts(
     summary = CreationSummary()
     slots = asyncio.Semaphore(max_in_flight)
 
-    async def settle(creation: Creation) -> tuple[str, str, str | None, str | None]:
+    async def settle(creation: Creation) -> Settled:
         async with slots:
-            state, contact_id, error = await _find_or_create(client, pacer, creation)
-            return creation.contact_key, state, contact_id, error
+            return await _find_or_create(client, pacer, creation)
 
     # Recorded as each settles: a kill -9 loses at most the calls in flight, which the lookup
     # on resume finds.
-    for settled in asyncio.as_completed([settle(c) for c in pending]):
-        key, state, contact_id, error = await settled
-        _record(conn, run_id, key, state, contact_id, error)
-        summary.found += state == FOUND
-        summary.created += state == CREATED
-        summary.failed += state == FAILED
+    for settling in asyncio.as_completed([settle(c) for c in pending]):
+        settled = await settling
+        _record(conn, run_id, settled)
+        summary.found += settled.state == FOUND
+        summary.created += settled.state == CREATED
+        summary.failed += settled.state == FAILED
     summary.reasks = ledger.insert_requests(
         conn, CONTACT_ASKS, run_id, client.app_id, datetime.now(UTC)
     )
@@ -136,21 +145,19 @@ async def create_missing_contacts(
     return summary
 
 
-async def _find_or_create(
-    client: SinchClient, pacer: Pacer, creation: Creation
-) -> tuple[str, str | None, str | None]:
-    """(state, Sinch's contact id, error): look up first, create only what is not there."""
-    first = creation.identities[0]
+async def _find_or_create(client: SinchClient, pacer: Pacer, creation: Creation) -> Settled:
+    """Look up first, create only what is not there."""
+    first, key = creation.identities[0], creation.contact_key
     try:
         await pacer.acquire()
         found = await client.find_contacts(first["channel"], first["identity"])
         if found:
-            return FOUND, str(found[0].get("id", "")), None
+            return Settled(key, FOUND, str(found[0].get("id", "")))
         await pacer.acquire()
         created = await client.create_contact(creation.identities)
     except (SinchApiError, SinchTransportError) as exc:
-        return FAILED, None, str(exc)
-    return CREATED, str(created.get("id", "")), None
+        return Settled(key, FAILED, error=str(exc))
+    return Settled(key, CREATED, str(created.get("id", "")))
 
 
 def _pending(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[Creation]:
@@ -170,19 +177,17 @@ def _identities(text: str) -> list[dict[str, str]]:
     )
 
 
-def _record(
-    conn: duckdb.DuckDBPyConnection,
-    run_id: str,
-    contact_key: str,
-    state: str,
-    contact_id: str | None,
-    error: str | None,
-) -> None:
+def _record(conn: duckdb.DuckDBPyConnection, run_id: str, settled: Settled) -> None:
     conn.execute(
         "UPDATE contact_creations SET state = $state, sinch_contact_id = $contact_id, "
         "error = $error, updated_at = now() WHERE run_id = $run_id AND contact_key = $key",
-        {"state": state, "contact_id": contact_id, "error": error, "run_id": run_id,
-         "key": contact_key},
+        {
+            "state": settled.state,
+            "contact_id": settled.contact_id,
+            "error": settled.error,
+            "run_id": run_id,
+            "key": settled.contact_key,
+        },
     )
 
 

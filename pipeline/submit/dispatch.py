@@ -196,9 +196,7 @@ class Dispatcher:
             RequestEvent, request.request_id, attempts=attempt, sent_at=sent_at
         )
         if answer is not None and answer.accepted:
-            return outcome(
-                state=ACCEPTED, http_status=answer.status, accepted_at=datetime.now(UTC)
-            )
+            return outcome(state=ACCEPTED, http_status=answer.status, accepted_at=datetime.now(UTC))
         status = answer.status if answer is not None else None
         if answer is not None and status not in RETRYABLE_STATUSES:
             return outcome(
