@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from typing import Any, get_type_hints
 
 from pipeline.errors import ConfigError
 
+log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("configs/default.toml")
 EMBEDDED = "embedded"
 REGIONS = ("us", "eu", "br")
@@ -98,7 +100,10 @@ class ReceiverSettings:
     public_url: str = "http://127.0.0.1:8751/callbacks/sinch"
     landing_dir: str = "data/landing"
     max_body_bytes: int = 256 * 1024
-    timestamp_tolerance_seconds: int = 300
+    # Refuse a correctly signed callback signed longer ago (or further in the future) than this;
+    # 0: never refuse one for its age. Sinch publishes no window and re-delivers after outages
+    # on an unpublished schedule, so a limit can lose redeliveries (docs/receiver.md).
+    max_signature_age_seconds: float = 0.0
     group_commit_ms: float = 2.0
     segment_max_bytes: int = 64 * 1024 * 1024
     segment_max_age_seconds: float = 300.0
@@ -335,6 +340,13 @@ class _EnvValue(str):
         return instance
 
 
+# Keys renamed since: (section, old name) -> new name. The old name still works, with a
+# warning, only where it means exactly what the new one does (`_renamed`).
+RENAMED_KEYS: dict[tuple[str, str], str] = {
+    ("receiver", "timestamp_tolerance_seconds"): "max_signature_age_seconds",
+}
+
+
 def _build_section(name: str, values: Any, source: str) -> Any:
     cls = SECTIONS[name]
     if not isinstance(values, dict):
@@ -344,10 +356,38 @@ def _build_section(name: str, values: Any, source: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         where = value.origin if isinstance(value, _EnvValue) else f"{source}: [{name}] {key}"
-        if key not in known:
+        current = RENAMED_KEYS.get((name, key), key)
+        if current not in known:
             raise ConfigError(f"{where}: unknown key '{key}' in [{name}]")
-        kwargs[key] = _cast(value, hints[key], where)
+        if current != key and current in values:
+            raise ConfigError(
+                f"{where}: '{key}' is the deprecated name of '{current}', which [{name}] "
+                "has too; keep only one"
+            )
+        kwargs[current] = _cast(value, hints[current], where)
+        if current != key:
+            _renamed(key, current, kwargs[current], where)
     return cls(**kwargs)
+
+
+def _renamed(old: str, new: str, value: Any, where: str) -> None:
+    """Accept a deprecated key that means what its new name means, saying so; refuse one whose
+    value the new name reads differently. `timestamp_tolerance_seconds` refused signatures
+    more than N seconds old (or ahead), as `max_signature_age_seconds` does, but there 0
+    means no limit: an old 0 (which refused nearly everything) must not silently become it."""
+    if value <= 0:
+        raise ConfigError(
+            f"{where}: '{old}' is replaced by '{new}', where 0 means no age limit; "
+            f"set '{new}' instead ({old} = {value} refused almost every callback)"
+        )
+    log.warning(
+        "%s: '%s' is deprecated; it still refuses signatures older than %s s, "
+        "rename it '%s' (0 there: no age limit, the default)",
+        where,
+        old,
+        value,
+        new,
+    )
 
 
 def _cast(value: Any, hint: Any, where: str) -> Any:
@@ -453,6 +493,10 @@ def _validate(settings: Settings) -> None:
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
         (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
+        (
+            settings.receiver.max_signature_age_seconds >= 0,
+            "[receiver] max_signature_age_seconds must be >= 0 (0: no limit)",
+        ),
         (
             0 <= settings.simulator.omit_request_id_share <= 1,
             "[simulator] omit_request_id_share must be between 0 and 1",
