@@ -218,6 +218,39 @@ def test_a_query_sent_after_the_callback_was_received_is_not_its_query(audit: Au
     assert audit.unmatched()[0][2] == "no_outstanding_query"
 
 
+def test_an_old_callback_replayed_after_a_newer_query_does_not_answer_it(audit: Audit) -> None:
+    # The callback's event happened at 02:00:05; the query was sent an hour later, and the
+    # callback was re-delivered (or replayed) an hour after that: it cannot be that query's.
+    [request] = audit.plan("r1", ONE)
+    audit.accept("r1", request, seconds=3600)
+    audit.land(envelope(PAGE_EXAMPLE, "2026-11-25T02:00:05Z"), seconds=7200)
+    assert audit.notifications() == []
+    assert audit.unmatched()[0][2] == "no_outstanding_query"
+
+
+def test_event_time_bounds_to_the_second_and_the_receive_time_without_one(audit: Audit) -> None:
+    same_second, without_time, unreadable = audit.plan(
+        "r1", [("c1", "46700000001"), ("c2", "46700000002"), ("c3", "46700000003")]
+    )
+    # Sent at 02:00:05.3: an event_time of 02:00:05 (whole seconds) may be its answer.
+    audit.accept("r1", same_second, seconds=5.3)
+    audit.accept("r1", without_time, seconds=3600)
+    audit.accept("r1", unreadable, seconds=3600)
+
+    def answer(number: str) -> str:
+        return notification(channel="SMS", identity=number, capability_status="CAPABILITY_FULL")
+
+    in_that_second = envelope(answer("46700000001"), "2026-11-25T02:00:05Z")
+    no_event_time = envelope(answer("46700000002")).replace(
+        b'"event_time": "2026-11-25T02:00:05Z", ', b""
+    )
+    bad_event_time = envelope(answer("46700000003"), "yesterday")
+    assert b"event_time" not in no_event_time
+    stats = audit.land(in_that_second, no_event_time, bad_event_time, seconds=7200)
+    assert stats.matched_by_identity == 3
+    assert audit.unmatched() == []
+
+
 def test_a_request_id_answer_leaves_the_query_answered(audit: Audit) -> None:
     [request] = audit.plan("r1", ONE)
     audit.accept("r1", request)
