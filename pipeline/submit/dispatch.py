@@ -190,7 +190,7 @@ class Dispatcher:
             RequestEvent, request.request_id, attempts=attempt, sent_at=sent_at
         )
         if answer is not None and answer.accepted:
-            return outcome(state=ACCEPTED, http_status=200, accepted_at=datetime.now(UTC))
+            return outcome(state=ACCEPTED, http_status=answer.status, accepted_at=datetime.now(UTC))
         status = answer.status if answer is not None else None
         if answer is not None and status not in RETRYABLE_STATUSES:
             return outcome(state=FAILED, http_status=status, error=answer.error_text())
