@@ -45,6 +45,8 @@ NOTIFICATION_COLUMNS = (
     "capability_status",
     "reason_code",
     "reason_description",
+    "reason_sub_code",
+    "reason_channel_code",
     "channel_capabilities",
     "event_time",
     "received_at",
@@ -81,8 +83,9 @@ def stage_without_request_id(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]
         """).fetchone()
         repeated += int(row[0]) if row else 0
     new = conn.execute(f"""
-        INSERT INTO unmatched_notifications
-        SELECT fingerprint, {_columns("i")}, '{NO_OUTSTANDING_QUERY}', NULL, 0, now()
+        INSERT INTO unmatched_notifications BY NAME
+        SELECT fingerprint, {_columns("i")}, '{NO_OUTSTANDING_QUERY}' AS problem,
+            NULL AS candidate_runs, 0 AS attempts, now() AS checked_at
         FROM incoming i
         WHERE i.request_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.fingerprint = i.fingerprint)
@@ -254,8 +257,9 @@ def _move_matched(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     if not counts:
         return {}
     conn.execute(f"""
-        INSERT INTO notifications
-        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint, {new_batch(conn)}
+        INSERT INTO notifications BY NAME
+        SELECT c.request_id, {_columns("u")}, c.matched_by, u.fingerprint,
+            {new_batch(conn)} AS batch
         FROM match_winners JOIN match_choices c USING (fingerprint)
         JOIN unmatched_notifications u USING (fingerprint)
     """)

@@ -24,6 +24,9 @@ CHANNELS = (
     "WECHAT",
     "APPLEBC",
 )
+# The channel a callback about the whole request may carry (node and dotnet SDKs), as may an
+# empty or missing one: ingestion reads all of them as ''. Never a channel to ask for.
+WHOLE_REQUEST_CHANNEL = "CHANNEL_UNSPECIFIED"
 # Channels whose identity is an international phone number: normalised to E.164 digits.
 PHONE_CHANNELS = frozenset({"SMS", "MMS", "WHATSAPP", "RCS", "VIBERBM"})
 

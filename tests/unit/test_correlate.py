@@ -357,3 +357,69 @@ def test_purge_drops_unmatched_notifications_older_than_the_cutoff(audit: Audit)
     )
     assert summary.rows["unmatched_notifications"] == 1
     assert len(audit.unmatched()) == 1
+
+
+@pytest.mark.parametrize(
+    "channel",
+    [{"channel": "CHANNEL_UNSPECIFIED"}, {"channel": None}, {"channel": ""}, {}],
+    ids=["CHANNEL_UNSPECIFIED", "null", "empty", "missing"],
+)
+def test_a_whole_request_answer_has_channel_empty_and_matches_by_contact_id(
+    audit: Audit, channel: dict[str, Any]
+) -> None:
+    [by_id] = audit.plan("r1", [("c2", None)])
+    audit.accept("r1", by_id)
+    not_found = notification(
+        contact_id="c2",
+        capability_status="NO_CAPABILITY",
+        reason={"code": "CONTACT_NOT_FOUND"},
+        **channel,
+    )
+    with_id = notification(request_id="r-known", **channel, capability_status="NO_CAPABILITY")
+    stats = audit.land(envelope(not_found), envelope(with_id))
+    assert stats.matched_by_contact_id == 1
+    rows = audit.conn.execute(
+        "SELECT request_id, channel, identity, matched_by FROM notifications ORDER BY ALL"
+    ).fetchall()
+    assert rows == [(by_id, "", "", "contact_id"), ("r-known", "", "", "request_id")]
+    ledger.fold_events(audit.conn, "r1")
+    steps.build(audit.conn, "r1")  # the models read '' as an answer for every channel asked
+    assert audit.conn.execute(
+        "SELECT DISTINCT status, reason_code FROM capability WHERE run_id = 'r1'"
+    ).fetchall() == [("NO_CAPABILITY", "CONTACT_NOT_FOUND")]
+
+
+def test_reason_sub_code_and_channel_code_are_kept(audit: Audit) -> None:
+    [request] = audit.plan("r1", ONE)
+    audit.accept("r1", request)
+    reason = {
+        "code": "RECIPIENT_NOT_REACHABLE",
+        "description": "not on WhatsApp",
+        "sub_code": "UNSPECIFIED_SUB_CODE",
+        "channel_code": "131026",
+    }
+    without_id = notification(
+        channel="WHATSAPP", identity=NUMBER, capability_status="NO_CAPABILITY", reason=reason
+    )
+    with_id = notification(
+        request_id=request,
+        channel="SMS",
+        identity=NUMBER,
+        capability_status="NO_CAPABILITY",
+        reason=reason | {"sub_code": "INACTIVE_SENDER", "channel_code": None},
+    )
+    audit.land(envelope(without_id), envelope(with_id))
+    rows = audit.conn.execute(
+        "SELECT channel, reason_code, reason_description, reason_sub_code, reason_channel_code "
+        "FROM notifications ORDER BY channel"
+    ).fetchall()
+    assert rows == [
+        ("SMS", "RECIPIENT_NOT_REACHABLE", "not on WhatsApp", "INACTIVE_SENDER", None),
+        (
+            "WHATSAPP",
+            "RECIPIENT_NOT_REACHABLE",
+            "not on WhatsApp",
+            "UNSPECIFIED_SUB_CODE",
+            "131026",
+        ),
+    ]
