@@ -521,9 +521,8 @@ def _validate(settings: Settings) -> None:
 
 
 def _validate_channels(settings: Settings) -> None:
-    """Channel names end up in requests and SQL: only Sinch's own are accepted."""
-    from pipeline.sinch.models import CHANNELS
-
+    """Channel names end up in requests and SQL: only those Sinch's java and node SDKs list
+    (pipeline/sinch/models.py) are accepted."""
     named = {
         "[contacts] phone_channels": settings.contacts.phone_channels,
         "[contacts] contact_id_channels": settings.contacts.contact_id_channels,
@@ -531,9 +530,27 @@ def _validate_channels(settings: Settings) -> None:
         "[freshness.channels]": tuple(settings.freshness.channels),
     }
     for where, channels in named.items():
-        unknown = [c for c in channels if c.upper() not in CHANNELS]
-        if unknown:
-            raise ConfigError(
-                f"{settings.source}: {where}: unknown channel {unknown[0]!r} "
-                f"(Sinch's channels: {', '.join(CHANNELS)})"
-            )
+        for channel in channels:
+            problem = _channel_problem(channel)
+            if problem:
+                raise ConfigError(f"{settings.source}: {where}: {problem}")
+
+
+def _channel_problem(channel: str) -> str:
+    """Why `channel` cannot be asked for, or '' when it can."""
+    from pipeline.sinch.models import CHANNELS, RETIRED_CHANNELS, WHOLE_REQUEST_CHANNEL
+
+    name = channel.upper()
+    if name in CHANNELS:
+        return ""
+    if name in RETIRED_CHANNELS:
+        return (
+            f"channel {channel!r} is no longer accepted: only Sinch's dotnet SDK still lists it "
+            f"(the java and node SDKs dropped it); use {RETIRED_CHANNELS[name]!r}"
+        )
+    if name == WHOLE_REQUEST_CHANNEL:
+        return (
+            f"{channel!r} is not a channel to ask for: Sinch puts it on callbacks about a "
+            "whole request"
+        )
+    return f"unknown channel {channel!r} (Sinch's channels: {', '.join(CHANNELS)})"

@@ -109,3 +109,37 @@ def test_signature_age_keys_that_would_change_meaning_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings(write(tmp_path, f"[receiver]\n{text}\n"), env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[contacts]\nphone_channels = ["WHATSAPP", "VIBER"]',
+            "[contacts] phone_channels: channel 'VIBER' is no longer accepted: only Sinch's "
+            "dotnet SDK still lists it (the java and node SDKs dropped it); use 'VIBERBM'",
+        ),
+        (
+            '[reports]\nchannel_preference = ["viber"]',
+            "[reports] channel_preference: channel 'viber'",
+        ),
+        (
+            '[contacts]\ncontact_id_channels = ["CHANNEL_UNSPECIFIED"]',
+            "'CHANNEL_UNSPECIFIED' is not a channel to ask for",
+        ),
+        ('[contacts]\nphone_channels = ["FAX"]', "unknown channel 'FAX' (Sinch's channels: "),
+    ],
+)
+def test_channels_the_sdks_do_not_list_are_refused_by_key_and_value(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_every_channel_comes_from_the_java_and_node_sdks() -> None:
+    from pipeline.sinch.models import CHANNEL_SOURCES, CHANNELS
+
+    assert "VIBERBM" in CHANNELS
+    assert not {"VIBER", "CHANNEL_UNSPECIFIED"} & set(CHANNELS)
+    assert all(CHANNEL_SOURCES[c] == {"java", "node"} for c in CHANNELS)
