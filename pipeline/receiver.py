@@ -2,13 +2,17 @@
 
     POST /callbacks/sinch   a Sinch callback: 200 once it is fsynced in a landing segment
     GET  /healthz           liveness and the segment being written
-    GET  /metrics           Prometheus text: received, accepted, refused by reason, landed, fsync
+    GET  /metrics           Prometheus text: received, accepted, refused by reason, stale
+                            signatures, landed, fsync
 
-Refusals: 401 bad or missing signature / stale timestamp, 413 body too large, 415 not JSON,
-400 malformed JSON, 405 wrong method (by the router), 503 while shutting down. A repeated nonce
-is acknowledged (the sender must stop retrying) but not landed again. Valid JSON that is not a
-CAPABILITY event is acknowledged and landed apart (`kind: other`): other triggers may share
-the webhook. The receiver never opens the warehouse; `landing.ingest` does that.
+Refusals: 401 bad or missing signature (or, only when `[receiver] max_signature_age_seconds` is
+set, one signed longer ago than that), 413 body too large, 415 not JSON, 400 malformed JSON,
+405 wrong method (by the router), 503 while shutting down. A correctly signed callback is not
+refused for its age by default: Sinch re-delivers after an outage on an unpublished schedule and
+ingestion dedupes replays (docs/receiver.md); old signatures are counted and logged instead.
+A repeated nonce is acknowledged (the sender must stop retrying) but not landed again. Valid
+JSON that is not a CAPABILITY event is acknowledged and landed apart (`kind: other`): other
+triggers may share the webhook. The receiver never opens the warehouse; `landing.ingest` does that.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +44,13 @@ from pipeline.sinch.models import CAPABILITY_EVENT_KEY
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/callbacks/sinch"
 MAX_REMEMBERED_NONCES = 2_000_000
+# Nonces are remembered this long (or twice the age limit, if longer). Forgetting one costs
+# nothing but a second landed copy of a late replay, which ingestion merges into one row.
+NONCE_HORIZON_SECONDS = 3600.0
+# A correctly signed callback signed this long ago (or this far ahead: a skewed clock) is counted
+# and logged as stale, whether accepted or refused: Svix's window, a common default elsewhere.
+STALE_SIGNATURE_SECONDS = 300.0
+STALE_LOG_INTERVAL_SECONDS = 60.0
 ACK = Response(b'{"ok":true}', 200, media_type="application/json")
 
 
@@ -47,7 +59,8 @@ class BodyTooLarge(Exception):
 
 
 class NonceMemory:
-    """Nonces seen within the timestamp window; older ones are refused as stale anyway."""
+    """Recently seen nonces, so a repeated delivery is acknowledged without landing it again;
+    bounded by age (`horizon_seconds`) and count (`capacity`), whichever is reached first."""
 
     def __init__(self, horizon_seconds: float, capacity: int = MAX_REMEMBERED_NONCES) -> None:
         self.horizon = horizon_seconds
@@ -69,6 +82,59 @@ class NonceMemory:
         self._seen.pop(nonce, None)
 
 
+class StaleSignatures:
+    """Correctly signed callbacks signed long ago or ahead, by outcome (`accepted`, `refused`)
+    and direction (`past`, `future`). Each outcome is logged at most once a minute, with how
+    many came since: after an outage Sinch may re-deliver thousands at once."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._clock = clock
+        self._logged_at = {"accepted": -math.inf, "refused": -math.inf}
+        self._since_log = Counter[str]()
+
+    def note(self, verdict: signing.Verdict) -> None:
+        """Count `verdict` if it is about a stale signature (a refusal for age, or an accepted
+        one older or further ahead than STALE_SIGNATURE_SECONDS)."""
+        if verdict.reason == "stale_timestamp":
+            outcome = "refused"
+        elif verdict.ok and abs(verdict.age_seconds) > STALE_SIGNATURE_SECONDS:
+            outcome = "accepted"
+        else:
+            return
+        direction = "past" if verdict.age_seconds > 0 else "future"
+        self.counts[outcome, direction] += 1
+        self._since_log[outcome] += 1
+        if self._clock() - self._logged_at[outcome] >= STALE_LOG_INTERVAL_SECONDS:
+            self._log(outcome, verdict)
+
+    def _log(self, outcome: str, verdict: signing.Verdict) -> None:
+        age = verdict.age_seconds
+        when = f"{age:.0f} s ago" if age > 0 else f"{-age:.0f} s in the future (clock skew?)"
+        action = "refused (max_signature_age_seconds)" if outcome == "refused" else "accepted"
+        log.log(
+            logging.WARNING if outcome == "refused" else logging.INFO,
+            "%s a correctly signed callback signed %s (nonce %s); %d stale signatures %s "
+            "since the last such line",
+            action,
+            when,
+            verdict.nonce,
+            self._since_log[outcome],
+            outcome,
+        )
+        self._logged_at[outcome] = self._clock()
+        self._since_log[outcome] = 0
+
+    def prometheus_lines(self) -> list[str]:
+        metric = "capaudit_receiver_stale_signatures_total"
+        lines = [f"# TYPE {metric} counter"]
+        for outcome in ("accepted", "refused"):
+            for direction in ("past", "future"):
+                count = self.counts[outcome, direction]
+                lines.append(f'{metric}{{outcome="{outcome}",direction="{direction}"}} {count}')
+        return lines
+
+
 class Receiver:
     def __init__(self, settings: ReceiverSettings, secrets: tuple[Secret, ...]) -> None:
         if not secrets and not settings.insecure:
@@ -85,7 +151,10 @@ class Receiver:
             commit_window_seconds=settings.group_commit_ms / 1000,
             durable=settings.durable,
         )
-        self.nonces = NonceMemory(2 * settings.timestamp_tolerance_seconds)
+        self.nonces = NonceMemory(
+            max(NONCE_HORIZON_SECONDS, 2 * settings.max_signature_age_seconds)
+        )
+        self.stale = StaleSignatures()
         self.counts: Counter[str] = Counter()
         self.landing: dict[str, asyncio.Future[bool]] = {}  # nonce -> its write in progress
         self.refused: Counter[str] = Counter()
@@ -154,8 +223,9 @@ class Receiver:
             request.headers,
             self.secrets,
             now=time.time(),
-            tolerance_seconds=self.settings.timestamp_tolerance_seconds,
+            max_age_seconds=self.settings.max_signature_age_seconds,
         )
+        self.stale.note(verdict)
         if not verdict.ok:
             return self._refuse(401, verdict.reason)
         return verdict.nonce
@@ -199,6 +269,7 @@ class Receiver:
         lines.append("# TYPE capaudit_receiver_callbacks_refused_total counter")
         for reason, count in sorted(self.refused.items()):
             lines.append(f'capaudit_receiver_callbacks_refused_total{{reason="{reason}"}} {count}')
+        lines += self.stale.prometheus_lines()
         writer = self.writer.metrics
         lines.append("# TYPE capaudit_receiver_fsync_seconds histogram")
         for bound, count in zip(FSYNC_BUCKETS_MS, writer.fsync_buckets, strict=True):

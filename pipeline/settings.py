@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from typing import Any, get_type_hints
 from pipeline.errors import ConfigError
 from pipeline.sinch.models import PROCESSING_MODES
 
+log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("configs/default.toml")
 EMBEDDED = "embedded"
 REGIONS = ("us", "eu", "br")
@@ -99,7 +101,10 @@ class ReceiverSettings:
     public_url: str = "http://127.0.0.1:8751/callbacks/sinch"
     landing_dir: str = "data/landing"
     max_body_bytes: int = 256 * 1024
-    timestamp_tolerance_seconds: int = 300
+    # Refuse a correctly signed callback signed longer ago (or further in the future) than this;
+    # 0: never refuse one for its age. Sinch publishes no window and re-delivers after outages
+    # on an unpublished schedule, so a limit can lose redeliveries (docs/receiver.md).
+    max_signature_age_seconds: float = 0.0
     group_commit_ms: float = 2.0
     segment_max_bytes: int = 64 * 1024 * 1024
     segment_max_age_seconds: float = 300.0
@@ -354,6 +359,13 @@ class _EnvValue(str):
         return instance
 
 
+# Keys renamed since: (section, old name) -> new name. The old name still works, with a
+# warning, only where it means exactly what the new one does (`_renamed`).
+RENAMED_KEYS: dict[tuple[str, str], str] = {
+    ("receiver", "timestamp_tolerance_seconds"): "max_signature_age_seconds",
+}
+
+
 def _build_section(name: str, values: Any, source: str) -> Any:
     cls = SECTIONS[name]
     if not isinstance(values, dict):
@@ -363,10 +375,38 @@ def _build_section(name: str, values: Any, source: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         where = value.origin if isinstance(value, _EnvValue) else f"{source}: [{name}] {key}"
-        if key not in known:
+        current = RENAMED_KEYS.get((name, key), key)
+        if current not in known:
             raise ConfigError(f"{where}: unknown key '{key}' in [{name}]")
-        kwargs[key] = _cast(value, hints[key], where)
+        if current != key and current in values:
+            raise ConfigError(
+                f"{where}: '{key}' is the deprecated name of '{current}', which [{name}] "
+                "has too; keep only one"
+            )
+        kwargs[current] = _cast(value, hints[current], where)
+        if current != key:
+            _renamed(key, current, kwargs[current], where)
     return cls(**kwargs)
+
+
+def _renamed(old: str, new: str, value: Any, where: str) -> None:
+    """Accept a deprecated key that means what its new name means, saying so; refuse one whose
+    value the new name reads differently. `timestamp_tolerance_seconds` refused signatures
+    more than N seconds old (or ahead), as `max_signature_age_seconds` does, but there 0
+    means no limit: an old 0 (which refused nearly everything) must not silently become it."""
+    if value <= 0:
+        raise ConfigError(
+            f"{where}: '{old}' is replaced by '{new}', where 0 means no age limit; "
+            f"set '{new}' instead ({old} = {value} refused almost every callback)"
+        )
+    log.warning(
+        "%s: '%s' is deprecated; it still refuses signatures older than %s s, "
+        "rename it '%s' (0 there: no age limit, the default)",
+        where,
+        old,
+        value,
+        new,
+    )
 
 
 def _cast(value: Any, hint: Any, where: str) -> Any:
@@ -473,6 +513,10 @@ def _validate(settings: Settings) -> None:
         (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
         (
+            settings.receiver.max_signature_age_seconds >= 0,
+            "[receiver] max_signature_age_seconds must be >= 0 (0: no limit)",
+        ),
+        (
             0 <= settings.simulator.omit_request_id_share <= 1,
             "[simulator] omit_request_id_share must be between 0 and 1",
         ),
@@ -508,9 +552,8 @@ def _validate(settings: Settings) -> None:
 
 
 def _validate_channels(settings: Settings) -> None:
-    """Channel names end up in requests and SQL: only Sinch's own are accepted."""
-    from pipeline.sinch.models import CHANNELS
-
+    """Channel names end up in requests and SQL: only those Sinch's java and node SDKs list
+    (pipeline/sinch/models.py) are accepted."""
     named = {
         "[contacts] phone_channels": settings.contacts.phone_channels,
         "[contacts] contact_id_channels": settings.contacts.contact_id_channels,
@@ -518,9 +561,27 @@ def _validate_channels(settings: Settings) -> None:
         "[freshness.channels]": tuple(settings.freshness.channels),
     }
     for where, channels in named.items():
-        unknown = [c for c in channels if c.upper() not in CHANNELS]
-        if unknown:
-            raise ConfigError(
-                f"{settings.source}: {where}: unknown channel {unknown[0]!r} "
-                f"(Sinch's channels: {', '.join(CHANNELS)})"
-            )
+        for channel in channels:
+            problem = _channel_problem(channel)
+            if problem:
+                raise ConfigError(f"{settings.source}: {where}: {problem}")
+
+
+def _channel_problem(channel: str) -> str:
+    """Why `channel` cannot be asked for, or '' when it can."""
+    from pipeline.sinch.models import CHANNELS, RETIRED_CHANNELS, WHOLE_REQUEST_CHANNEL
+
+    name = channel.upper()
+    if name in CHANNELS:
+        return ""
+    if name in RETIRED_CHANNELS:
+        return (
+            f"channel {channel!r} is no longer accepted: only Sinch's dotnet SDK still lists it "
+            f"(the java and node SDKs dropped it); use {RETIRED_CHANNELS[name]!r}"
+        )
+    if name == WHOLE_REQUEST_CHANNEL:
+        return (
+            f"{channel!r} is not a channel to ask for: Sinch puts it on callbacks about a "
+            "whole request"
+        )
+    return f"unknown channel {channel!r} (Sinch's channels: {', '.join(CHANNELS)})"

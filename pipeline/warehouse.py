@@ -27,7 +27,7 @@ import duckdb
 
 from pipeline.db import sql_literal, transaction
 from pipeline.errors import RunLocked, WarehouseError
-from pipeline.sinch.models import CHANNELS
+from pipeline.sinch.models import CHANNELS, WHOLE_REQUEST_CHANNEL
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFERENCE = ("WHATSAPP", "RCS", "SMS")
@@ -147,13 +147,17 @@ CREATE TABLE IF NOT EXISTS notifications (
     matched_by VARCHAR NOT NULL DEFAULT 'request_id',
     fingerprint VARCHAR,                  -- callbacks without request_id: recognises a repeat
     -- the ingest that inserted it; any other insert gets a number of its own
-    batch BIGINT DEFAULT nextval('notification_batches')
+    batch BIGINT DEFAULT nextval('notification_batches'),
+    reason_sub_code VARCHAR,              -- Sinch's reason.sub_code, e.g. ATTACHMENT_REJECTED
+    reason_channel_code VARCHAR           -- reason.channel_code: the channel's raw error code
 );
 -- Columns added since the first version (CREATE TABLE above has them last, in this order).
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS matched_by VARCHAR DEFAULT 'request_id';
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS batch BIGINT
     DEFAULT nextval('notification_batches');
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS reason_sub_code VARCHAR;
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS reason_channel_code VARCHAR;
 
 -- Callbacks without request_id not matched to a query (yet): no outstanding query, or queries
 -- of several runs waiting for the same identity. Retried on every ingest; never guessed.
@@ -174,8 +178,12 @@ CREATE TABLE IF NOT EXISTS unmatched_notifications (
     problem VARCHAR NOT NULL,             -- no_outstanding_query / ambiguous
     candidate_runs VARCHAR[],             -- ambiguous: the runs whose queries wait for it
     attempts INTEGER NOT NULL,            -- ingests that tried to match it
-    checked_at TIMESTAMPTZ NOT NULL       -- the last try
+    checked_at TIMESTAMPTZ NOT NULL,      -- the last try
+    reason_sub_code VARCHAR,
+    reason_channel_code VARCHAR
 );
+ALTER TABLE unmatched_notifications ADD COLUMN IF NOT EXISTS reason_sub_code VARCHAR;
+ALTER TABLE unmatched_notifications ADD COLUMN IF NOT EXISTS reason_channel_code VARCHAR;
 
 -- What the ledger, runs and notifications looked like after the last matching (one row): an
 -- ingest that finds them unchanged does not try the unmatched notifications again.
@@ -404,6 +412,7 @@ def ensure_schema(
     """Create every table that is missing, (re)create the views; idempotent."""
     conn.execute(SCHEMA)
     _migrate_targets(conn)
+    _migrate_whole_request_channels(conn)
     for tables in _model_files("tables"):  # feature tables, one file each (sampling, ...)
         conn.execute(tables.read_text(encoding="utf-8"))
     if conn.execute("SELECT count(*) FROM schema_info").fetchone() == (0,):
@@ -444,6 +453,24 @@ def _migrate_targets(conn: duckdb.DuckDBPyConnection) -> None:
         """)
         conn.execute("DROP TABLE targets")
         conn.execute("ALTER TABLE targets_migrated RENAME TO targets")
+
+
+def _migrate_whole_request_channels(conn: duckdb.DuckDBPyConnection) -> None:
+    """Notifications stored before ingestion read Sinch's CHANNEL_UNSPECIFIED as '' (a callback
+    about the whole request) get '' too, once per database (recorded in `migrations`)."""
+    done = conn.execute("SELECT count(*) FROM migrations WHERE name = $name", {"name": _WHOLE})
+    if (done.fetchone() or (0,))[0]:
+        return
+    with transaction(conn):
+        for table in ("notifications", "unmatched_notifications"):
+            conn.execute(
+                f"UPDATE {table} SET channel = '' WHERE channel = $whole",
+                {"whole": WHOLE_REQUEST_CHANNEL},
+            )
+        conn.execute("INSERT INTO migrations VALUES ($name, now())", {"name": _WHOLE})
+
+
+_WHOLE = "whole_request_channel"
 
 
 def render_view(name: str, preference: Sequence[str] = DEFAULT_PREFERENCE) -> str:

@@ -12,12 +12,16 @@ without one. Such a notification is matched here, in this order (docs/receiver.m
    CONTACT_NOT_FOUND) -> `matched_by = 'contact_id'`.
 
 A query is *outstanding* for a callback when it is accepted (in the ledger, or in its events not
-yet folded while sending), was sent before the callback was received, its run is still waiting
-(running or interrupted, not finished as `succeeded` or `failed`), and it has no answer yet for
-that channel (for a contact-id query: for that channel and identity, as Sinch answers each of
-the contact's identities). Among the outstanding queries of one run the most recently accepted
-wins. Queries of several runs waiting for the same identity make the callback `ambiguous`; none
-makes it `no_outstanding_query`. Either way it stays in `unmatched_notifications`, is counted and
+yet folded while sending); was sent before the callback was received and no later than the
+callback's own `event_time` (to the second; the receive time alone bounds it when `event_time`
+is missing or unreadable), so an old callback re-delivered after an outage never answers a newer
+query of the same identity; its run is still waiting (running or interrupted, not finished as
+`succeeded` or `failed`); and it has no answer yet for that channel (for a contact-id query: for
+that channel and identity, as Sinch answers each of the contact's identities).
+
+Among the outstanding queries of one run the most recently accepted wins. Queries of several
+runs waiting for the same identity make the callback `ambiguous`; none makes it
+`no_outstanding_query`. Either way it stays in `unmatched_notifications`, is counted and
 reported, and is tried again on every ingest: the callback may have been ingested before the
 ledger recorded the acceptance (the receiver is faster than the dispatcher's ledger flush).
 """
@@ -41,6 +45,8 @@ NOTIFICATION_COLUMNS = (
     "capability_status",
     "reason_code",
     "reason_description",
+    "reason_sub_code",
+    "reason_channel_code",
     "channel_capabilities",
     "event_time",
     "received_at",
@@ -77,8 +83,9 @@ def stage_without_request_id(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]
         """).fetchone()
         repeated += int(row[0]) if row else 0
     new = conn.execute(f"""
-        INSERT INTO unmatched_notifications
-        SELECT fingerprint, {_columns("i")}, '{NO_OUTSTANDING_QUERY}', NULL, 0, now()
+        INSERT INTO unmatched_notifications BY NAME
+        SELECT fingerprint, {_columns("i")}, '{NO_OUTSTANDING_QUERY}' AS problem,
+            NULL AS candidate_runs, 0 AS attempts, now() AS checked_at
         FROM incoming i
         WHERE i.request_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.fingerprint = i.fingerprint)
@@ -197,6 +204,11 @@ WHERE coalesce(nullif(u.app_id, ''), c.app_id) IS NOT DISTINCT FROM c.app_id
   -- Sent before the callback was received: Sinch may call back before its 200 reaches us, so
   -- the acceptance time is no bound, the sending time is.
   AND (c.sent_at IS NULL OR c.sent_at <= u.received_at)
+  -- ... and no later than the event it reports: a callback re-delivered (or replayed) long
+  -- after its event must not answer a query sent since. To the second: Sinch's examples give
+  -- event_time in whole seconds. Without a readable event_time, the receive time bounds alone.
+  AND (c.sent_at IS NULL OR u.event_time IS NULL
+       OR date_trunc('second', c.sent_at) <= u.event_time)
   AND NOT EXISTS (
       SELECT 1 FROM notifications n
       WHERE n.request_id = c.request_id AND (n.channel = '' OR (n.channel = u.channel AND (

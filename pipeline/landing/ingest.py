@@ -5,7 +5,9 @@ that offset moves in the same transaction as the rows, so ingesting twice change
 a crash mid-ingest loses nothing. Only complete lines are read from a segment still being
 written (or left open by a crashed receiver: its torn last line was never acknowledged).
 A notification delivered again (Sinch retries, duplicates, a re-sent request, two receivers)
-is merged on (request_id, channel, identity) and counted in `deliveries`. A notification
+is merged on (request_id, channel, identity) and counted in `deliveries`. A notification about
+the whole request (channel `CHANNEL_UNSPECIFIED`, empty, null or missing) gets channel `''`
+here, once, so that matching and the models know one spelling. A notification
 without request_id is recognised by a fingerprint instead and matched to its query by
 `correlate.py`, in the same transaction.
 
@@ -23,11 +25,11 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.db import transaction
+from pipeline.db import sql_literal, transaction
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.segments import Segment, complete_end, list_segments, open_segment
-from pipeline.sinch.models import PHONE_CHANNELS
+from pipeline.sinch.models import PHONE_CHANNELS, WHOLE_REQUEST_CHANNEL
 
 log = logging.getLogger(__name__)
 LINE_COLUMNS = (
@@ -45,8 +47,10 @@ IDENTIFIERS_SHAPE = """'{"capability_notification": {"request_id": "VARCHAR",
 # contact; anything else (no capability_notification object, or an empty one) is kept in
 # `other_events`. `{n}` prefixes the fields: the parsed notification (`n.`), or none for the
 # columns of `incoming` (filtering there, after the group-by, costs far less than per line).
+# A channel naming the whole request (node and dotnet SDKs: CHANNEL_UNSPECIFIED) names no channel.
+CHANNEL_NAMED = f"nullif(nullif({{n}}channel, ''), {sql_literal(WHOLE_REQUEST_CHANNEL)})"
 IS_NOTIFICATION = (
-    "coalesce(nullif({n}request_id, ''), nullif({n}channel, ''), nullif({n}identity, ''), "
+    f"coalesce(nullif({{n}}request_id, ''), {CHANNEL_NAMED}, nullif({{n}}identity, ''), "
     "nullif({n}contact_id, '')) IS NOT NULL"
 )
 
@@ -325,7 +329,7 @@ WITH parsed AS (
 merged AS (
     SELECT
         request_id,
-        coalesce(n.channel, '') AS channel,
+        coalesce({CHANNEL_NAMED.format(n="n.")}, '') AS channel,
         coalesce(CASE WHEN n.channel IN ({_PHONE_CHANNELS})
             THEN regexp_replace(n.identity, '[^0-9]', '', 'g')
             ELSE n.identity END, '') AS identity,
@@ -346,10 +350,12 @@ merged AS (
 -- The first delivery's reason and time are decoded once per notification, not once per line.
 SELECT request_id, channel, identity, contact_id, capability_status,
     CASE WHEN starts_with(reason, '"') THEN reason->>'$' ELSE reasons[1] END AS reason_code,
-    reasons[2] AS reason_description, channel_capabilities,
+    reasons[2] AS reason_description, reasons[3] AS reason_sub_code,
+    reasons[4] AS reason_channel_code, channel_capabilities,
     try_cast(event_time AS TIMESTAMPTZ) AS event_time, received_at, deliveries, app_id,
     segment_id, CASE WHEN request_id IS NOT NULL THEN 'request_id' END AS matched_by, fingerprint
-FROM (SELECT *, json_extract_string(reason, ['$.code', '$.description']) AS reasons FROM merged)
+FROM (SELECT *, json_extract_string(reason, ['$.code', '$.description', '$.sub_code',
+    '$.channel_code']) AS reasons FROM merged)
 """
 
 

@@ -3,6 +3,12 @@
 The token endpoint is throttled, so the token is fetched once, shared, renewed a minute before it
 expires, and renewed early only when the API says it expired. Concurrent callers wait for the one
 fetch in progress instead of starting their own.
+
+The endpoint is a small bucket (about 30 fetches, refilling about 10 a second, per the node SDK)
+that answers 429 without `Retry-After`. A fetch refused with 429 or 5xx, or unanswered, is tried
+again after a full-jitter back-off (uniform between 0 and the capped exponential step), so that
+processes started together spread out instead of emptying the bucket again in step, until an
+overall deadline, then fails saying so.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -19,10 +26,16 @@ import orjson
 
 from pipeline.errors import SinchApiError, SinchTransportError
 from pipeline.settings import Secret
+from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 
 log = logging.getLogger(__name__)
 RENEW_MARGIN_SECONDS = 60.0
-TOKEN_FETCH_ATTEMPTS = 4
+# Full-jitter back-off for token fetches: steps of 0.5, 1, 2, 4, then 8 s at most, each drawn
+# uniformly from [0, step]; the first waits average a quarter second, which the bucket (~10/s)
+# refills in, and the whole fetch gives up after TOKEN_DEADLINE_SECONDS.
+TOKEN_BACKOFF_BASE_SECONDS = 0.5
+TOKEN_BACKOFF_CAP_SECONDS = 8.0
+TOKEN_DEADLINE_SECONDS = 60.0
 
 
 class Auth(Protocol):
@@ -65,12 +78,16 @@ class OAuth2Auth:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[float, float], float] = random.uniform,
+        deadline_seconds: float = TOKEN_DEADLINE_SECONDS,
     ) -> None:
         self._http = http
         self._token_url = token_url
         self._basic = basic_header(key_id, key_secret)
         self._clock = clock
         self._sleep = sleep
+        self._jitter = jitter
+        self._deadline_seconds = deadline_seconds
         self._header = ""
         self._renew_at = 0.0
         self._lock = asyncio.Lock()
@@ -90,29 +107,59 @@ class OAuth2Auth:
         return True
 
     async def _fetch(self) -> None:
-        for attempt in range(1, TOKEN_FETCH_ATTEMPTS + 1):
-            try:
-                response = await self._http.post(
-                    self._token_url,
-                    data={"grant_type": "client_credentials"},
-                    headers={"Authorization": self._basic},
-                )
-            except httpx.TransportError as exc:
-                if attempt == TOKEN_FETCH_ATTEMPTS:
-                    raise SinchTransportError(f"token endpoint {self._token_url}: {exc}") from exc
-            else:
-                if response.status_code == 200:
-                    self._store(response)
-                    return
-                if response.status_code not in (429, 500, 502, 503, 504) or (
-                    attempt == TOKEN_FETCH_ATTEMPTS
-                ):
-                    raise SinchApiError(
-                        response.status_code,
-                        f"token endpoint {self._token_url} refused the access key",
-                        body=response.text[:500],
-                    )
-            await self._sleep(min(2.0**attempt * 0.25, 5.0))
+        """Fetch a token, retrying 429, 5xx and no answer with full jitter until the deadline."""
+        deadline = self._clock() + self._deadline_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            failure = await self._try_fetch()
+            if failure is None:
+                return
+            left = deadline - self._clock()
+            if left <= 0:
+                raise self._gave_up(failure, attempt)
+            await self._sleep(min(left, self._backoff(attempt)))
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_seconds(
+            attempt, TOKEN_BACKOFF_BASE_SECONDS, TOKEN_BACKOFF_CAP_SECONDS, self._jitter
+        )
+
+    async def _try_fetch(self) -> SinchApiError | SinchTransportError | None:
+        """One request: None once the token is stored, or the failure worth another try. A
+        refusal that trying again cannot change (401, 403, 400) is raised at once."""
+        try:
+            response = await self._http.post(
+                self._token_url,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": self._basic},
+            )
+        except httpx.TransportError as exc:
+            return SinchTransportError(f"token endpoint {self._token_url}: {exc!r}")
+        if response.status_code == 200:
+            self._store(response)
+            return None
+        refusal = SinchApiError(
+            response.status_code,
+            f"token endpoint {self._token_url} refused the access key",
+            body=response.text[:500],
+        )
+        if response.status_code not in RETRYABLE_STATUSES:
+            raise refusal
+        return refusal
+
+    def _gave_up(
+        self, failure: SinchApiError | SinchTransportError, attempts: int
+    ) -> SinchApiError | SinchTransportError:
+        """The last failure, saying that the deadline passed and after how many tries."""
+        why = (
+            f"token endpoint {self._token_url}: no token after {attempts} attempts in "
+            f"{self._deadline_seconds:.0f} s (the deadline for one fetch)"
+        )
+        if isinstance(failure, SinchTransportError):
+            return SinchTransportError(f"{why}; the last one got no answer: {failure}")
+        hint = "; it allows about 10 fetches a second" if failure.status == 429 else ""
+        return SinchApiError(failure.status, f"{why}{hint}", body=failure.body)
 
     def _store(self, response: httpx.Response) -> None:
         try:

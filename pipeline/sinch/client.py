@@ -48,7 +48,9 @@ class QueryAnswer:
 
     @property
     def accepted(self) -> bool:
-        return self.status == 200
+        """Any 2xx: Sinch documents 200, and every SDK takes any 2xx as success (a 202 or an
+        empty 204 from a proxy or a later API version is an accepted query, not a failure)."""
+        return 200 <= self.status < 300
 
     def error_text(self) -> str:
         code, message = parse_error(self.body)

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-CHANNELS = (
-    "WHATSAPP",
-    "RCS",
-    "SMS",
-    "MESSENGER",
-    "VIBER",
-    "VIBERBM",
-    "MMS",
-    "INSTAGRAM",
-    "TELEGRAM",
-    "KAKAOTALK",
-    "KAKAOTALKCHAT",
-    "LINE",
-    "WECHAT",
-    "APPLEBC",
-)
+# The channels one can ask about, each with the official SDKs whose channel enum names it
+# (read 2026-07-21, both repositories' newest commits):
+#   java: sinch/sinch-sdk-java  openapi-contracts/src/main/com/sinch/sdk/domains/conversation/
+#         models/v1/ConversationChannel.java        (an EnumDynamic: unknown values still parse)
+#   node: sinch/sinch-sdk-node  packages/conversation/src/models/v1/conversation-channel/
+#         conversation-channel.ts                   (`| string`: open as well)
+# Callbacks may name channels not listed here (an open enum): ingestion keeps them as sent.
+_JAVA_NODE = frozenset({"java", "node"})
+CHANNEL_SOURCES: Mapping[str, frozenset[str]] = {
+    "WHATSAPP": _JAVA_NODE,
+    "RCS": _JAVA_NODE,
+    "SMS": _JAVA_NODE,
+    "MESSENGER": _JAVA_NODE,
+    "VIBERBM": _JAVA_NODE,
+    "MMS": _JAVA_NODE,
+    "INSTAGRAM": _JAVA_NODE,
+    "TELEGRAM": _JAVA_NODE,
+    "KAKAOTALK": _JAVA_NODE,
+    "KAKAOTALKCHAT": _JAVA_NODE,
+    "LINE": _JAVA_NODE,
+    "WECHAT": _JAVA_NODE,
+    "APPLEBC": _JAVA_NODE,
+}
+CHANNELS = tuple(CHANNEL_SOURCES)
+# Names the SDKs no longer list -> the channel to use instead. VIBER (the Viber bot channel)
+# left the java (6076f6f) and node (b1182a0) enums in 2025-08; only the dotnet SDK keeps it.
+RETIRED_CHANNELS: Mapping[str, str] = {"VIBER": "VIBERBM"}
+# The channel a callback about the whole request may carry (node and dotnet SDKs), as may an
+# empty or missing one: ingestion reads all of them as ''. Never a channel to ask for.
+WHOLE_REQUEST_CHANNEL = "CHANNEL_UNSPECIFIED"
 # Channels whose identity is an international phone number: normalised to E.164 digits.
 PHONE_CHANNELS = frozenset({"SMS", "MMS", "WHATSAPP", "RCS", "VIBERBM"})
 

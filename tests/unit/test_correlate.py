@@ -218,6 +218,39 @@ def test_a_query_sent_after_the_callback_was_received_is_not_its_query(audit: Au
     assert audit.unmatched()[0][2] == "no_outstanding_query"
 
 
+def test_an_old_callback_replayed_after_a_newer_query_does_not_answer_it(audit: Audit) -> None:
+    # The callback's event happened at 02:00:05; the query was sent an hour later, and the
+    # callback was re-delivered (or replayed) an hour after that: it cannot be that query's.
+    [request] = audit.plan("r1", ONE)
+    audit.accept("r1", request, seconds=3600)
+    audit.land(envelope(PAGE_EXAMPLE, "2026-11-25T02:00:05Z"), seconds=7200)
+    assert audit.notifications() == []
+    assert audit.unmatched()[0][2] == "no_outstanding_query"
+
+
+def test_event_time_bounds_to_the_second_and_the_receive_time_without_one(audit: Audit) -> None:
+    same_second, without_time, unreadable = audit.plan(
+        "r1", [("c1", "46700000001"), ("c2", "46700000002"), ("c3", "46700000003")]
+    )
+    # Sent at 02:00:05.3: an event_time of 02:00:05 (whole seconds) may be its answer.
+    audit.accept("r1", same_second, seconds=5.3)
+    audit.accept("r1", without_time, seconds=3600)
+    audit.accept("r1", unreadable, seconds=3600)
+
+    def answer(number: str) -> str:
+        return notification(channel="SMS", identity=number, capability_status="CAPABILITY_FULL")
+
+    in_that_second = envelope(answer("46700000001"), "2026-11-25T02:00:05Z")
+    no_event_time = envelope(answer("46700000002")).replace(
+        b'"event_time": "2026-11-25T02:00:05Z", ', b""
+    )
+    bad_event_time = envelope(answer("46700000003"), "yesterday")
+    assert b"event_time" not in no_event_time
+    stats = audit.land(in_that_second, no_event_time, bad_event_time, seconds=7200)
+    assert stats.matched_by_identity == 3
+    assert audit.unmatched() == []
+
+
 def test_a_request_id_answer_leaves_the_query_answered(audit: Audit) -> None:
     [request] = audit.plan("r1", ONE)
     audit.accept("r1", request)
@@ -324,3 +357,69 @@ def test_purge_drops_unmatched_notifications_older_than_the_cutoff(audit: Audit)
     )
     assert summary.rows["unmatched_notifications"] == 1
     assert len(audit.unmatched()) == 1
+
+
+@pytest.mark.parametrize(
+    "channel",
+    [{"channel": "CHANNEL_UNSPECIFIED"}, {"channel": None}, {"channel": ""}, {}],
+    ids=["CHANNEL_UNSPECIFIED", "null", "empty", "missing"],
+)
+def test_a_whole_request_answer_has_channel_empty_and_matches_by_contact_id(
+    audit: Audit, channel: dict[str, Any]
+) -> None:
+    [by_id] = audit.plan("r1", [("c2", None)])
+    audit.accept("r1", by_id)
+    not_found = notification(
+        contact_id="c2",
+        capability_status="NO_CAPABILITY",
+        reason={"code": "CONTACT_NOT_FOUND"},
+        **channel,
+    )
+    with_id = notification(request_id="r-known", **channel, capability_status="NO_CAPABILITY")
+    stats = audit.land(envelope(not_found), envelope(with_id))
+    assert stats.matched_by_contact_id == 1
+    rows = audit.conn.execute(
+        "SELECT request_id, channel, identity, matched_by FROM notifications ORDER BY ALL"
+    ).fetchall()
+    assert rows == [(by_id, "", "", "contact_id"), ("r-known", "", "", "request_id")]
+    ledger.fold_events(audit.conn, "r1")
+    steps.build(audit.conn, "r1")  # the models read '' as an answer for every channel asked
+    assert audit.conn.execute(
+        "SELECT DISTINCT status, reason_code FROM capability WHERE run_id = 'r1'"
+    ).fetchall() == [("NO_CAPABILITY", "CONTACT_NOT_FOUND")]
+
+
+def test_reason_sub_code_and_channel_code_are_kept(audit: Audit) -> None:
+    [request] = audit.plan("r1", ONE)
+    audit.accept("r1", request)
+    reason = {
+        "code": "RECIPIENT_NOT_REACHABLE",
+        "description": "not on WhatsApp",
+        "sub_code": "UNSPECIFIED_SUB_CODE",
+        "channel_code": "131026",
+    }
+    without_id = notification(
+        channel="WHATSAPP", identity=NUMBER, capability_status="NO_CAPABILITY", reason=reason
+    )
+    with_id = notification(
+        request_id=request,
+        channel="SMS",
+        identity=NUMBER,
+        capability_status="NO_CAPABILITY",
+        reason=reason | {"sub_code": "INACTIVE_SENDER", "channel_code": None},
+    )
+    audit.land(envelope(without_id), envelope(with_id))
+    rows = audit.conn.execute(
+        "SELECT channel, reason_code, reason_description, reason_sub_code, reason_channel_code "
+        "FROM notifications ORDER BY channel"
+    ).fetchall()
+    assert rows == [
+        ("SMS", "RECIPIENT_NOT_REACHABLE", "not on WhatsApp", "INACTIVE_SENDER", None),
+        (
+            "WHATSAPP",
+            "RECIPIENT_NOT_REACHABLE",
+            "not on WhatsApp",
+            "UNSPECIFIED_SUB_CODE",
+            "131026",
+        ),
+    ]

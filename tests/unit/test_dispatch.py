@@ -239,3 +239,40 @@ def test_steady_timing_restores_the_collector_and_switch_interval() -> None:
     assert gc.get_threshold() == thresholds
     assert sys.getswitchinterval() == interval
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(201, json={"request_id": "req-0"}),
+        httpx.Response(202, json={"request_id": "req-0"}),
+        httpx.Response(204),  # no body at all
+    ],
+    ids=["201", "202", "204-empty"],
+)
+def test_any_2xx_is_an_accepted_query(answer: httpx.Response) -> None:
+    """The SDKs take any 2xx as success: such a query is accepted once, never re-sent."""
+    calls: list[httpx.Request] = []
+
+    def sinch(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(answer.status_code, content=answer.content)
+
+    events: list[RequestEvent] = []
+
+    async def main() -> None:
+        sinch_settings = SinchSettings(base_url="http://sinch.test", auth="basic")
+        async with SinchClient(
+            sinch_settings, KEYS, transport=httpx.MockTransport(sinch)
+        ) as client:
+            assert (await client.query(b"{}")).accepted
+            dispatcher = Dispatcher(
+                client, DispatchSettings(max_attempts=3), record=events.append, sleep=fast_sleep
+            )
+            await dispatcher.run(requests(1), asyncio.Event())
+
+    asyncio.run(main())
+    assert [(e.state, e.http_status, e.attempts) for e in events] == [
+        (ACCEPTED, answer.status_code, 1)
+    ]
+    assert len(calls) == 2  # the direct query above, then one attempt by the dispatcher

@@ -146,3 +146,42 @@ def test_publish_command_exits_2_for_an_unknown_run(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "there is no run nope" in result.output
     assert (tmp_path / "state.duckdb").exists()  # the working state sits beside the catalog
+
+
+def add_answer(conn: duckdb.DuckDBPyConnection, run_id: str, sub_code: str | None) -> None:
+    """A request of the run and its callback."""
+    conn.execute(
+        "INSERT INTO requests (run_id, request_id, contact_key, body, channels, state, "
+        "planned_at) VALUES ($r, 'q-' || $r, 'C0', '{}', ['SMS'], 'accepted', $t)",
+        {"r": run_id, "t": T0},
+    )
+    columns = "request_id, channel, identity, reason_code, received_at, deliveries"
+    values = "'q-' || $r, 'SMS', '46700000000', 'RECIPIENT_NOT_REACHABLE', $t, 1"
+    if sub_code is not None:
+        columns, values = f"{columns}, reason_sub_code", f"{values}, $s"
+    conn.execute(
+        f"INSERT INTO notifications ({columns}) VALUES ({values})",
+        {"r": run_id, "t": T0} | ({"s": sub_code} if sub_code is not None else {}),
+    )
+
+
+def test_partitions_published_before_a_column_was_added_still_read(
+    state: duckdb.DuckDBPyConnection, lake_settings: Settings
+) -> None:
+    add_run(state, "before", 0, "NO_CAPABILITY")
+    # Published by a version whose notifications had no reason_sub_code / reason_channel_code.
+    state.execute("ALTER TABLE notifications DROP COLUMN reason_sub_code")
+    state.execute("ALTER TABLE notifications DROP COLUMN reason_channel_code")
+    add_answer(state, "before", None)
+    publish_runs(state, lake_settings, ["before"])
+    state.execute("ALTER TABLE notifications ADD COLUMN reason_sub_code VARCHAR")
+    state.execute("ALTER TABLE notifications ADD COLUMN reason_channel_code VARCHAR")
+    add_run(state, "after", 1, "NO_CAPABILITY")
+    add_answer(state, "after", "INACTIVE_SENDER")
+    publish_runs(state, lake_settings, ["after"])
+    expected = [("after", "INACTIVE_SENDER", None), ("before", None, None)]
+    query = "SELECT run_id, reason_sub_code, reason_channel_code FROM notifications ORDER BY 1"
+    assert catalog_frame(lake_settings, query).rows() == expected
+    notifications = scan("notifications", root=lake_settings.warehouse.lake).collect()
+    picked = notifications.select("run_id", "reason_sub_code", "reason_channel_code")
+    assert picked.sort("run_id").rows() == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,71 @@ def test_bad_configuration_names_what_and_where(
 ) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_settings(write(tmp_path, text), env=env)
+
+
+def test_no_signature_age_limit_by_default() -> None:
+    assert load_settings(None, env={}).receiver.max_signature_age_seconds == 0
+
+
+def test_the_old_tolerance_key_still_limits_the_age_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write(tmp_path, "[receiver]\ntimestamp_tolerance_seconds = 300\n")
+    assert load_settings(config, env={}).receiver.max_signature_age_seconds == 300
+    assert "'timestamp_tolerance_seconds' is deprecated" in caplog.text
+    env = {"CAPAUDIT_RECEIVER__TIMESTAMP_TOLERANCE_SECONDS": "600"}
+    assert load_settings(None, env=env).receiver.max_signature_age_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # 0 refused nearly every callback under the old name; under the new one it means no
+        # limit: the config must not silently change meaning.
+        ("timestamp_tolerance_seconds = 0", "set 'max_signature_age_seconds' instead"),
+        (
+            "timestamp_tolerance_seconds = 300\nmax_signature_age_seconds = 60",
+            "deprecated name of 'max_signature_age_seconds', which [receiver] has too",
+        ),
+        ("max_signature_age_seconds = -1", "max_signature_age_seconds must be >= 0"),
+    ],
+)
+def test_signature_age_keys_that_would_change_meaning_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, f"[receiver]\n{text}\n"), env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[contacts]\nphone_channels = ["WHATSAPP", "VIBER"]',
+            "[contacts] phone_channels: channel 'VIBER' is no longer accepted: only Sinch's "
+            "dotnet SDK still lists it (the java and node SDKs dropped it); use 'VIBERBM'",
+        ),
+        (
+            '[reports]\nchannel_preference = ["viber"]',
+            "[reports] channel_preference: channel 'viber'",
+        ),
+        (
+            '[contacts]\ncontact_id_channels = ["CHANNEL_UNSPECIFIED"]',
+            "'CHANNEL_UNSPECIFIED' is not a channel to ask for",
+        ),
+        ('[contacts]\nphone_channels = ["FAX"]', "unknown channel 'FAX' (Sinch's channels: "),
+    ],
+)
+def test_channels_the_sdks_do_not_list_are_refused_by_key_and_value(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_every_channel_comes_from_the_java_and_node_sdks() -> None:
+    from pipeline.sinch.models import CHANNEL_SOURCES, CHANNELS
+
+    assert "VIBERBM" in CHANNELS
+    assert not {"VIBER", "CHANNEL_UNSPECIFIED"} & set(CHANNELS)
+    assert all(CHANNEL_SOURCES[c] == {"java", "node"} for c in CHANNELS)

@@ -55,3 +55,27 @@ def test_targets_stored_by_an_earlier_version_read_the_same_after_the_upgrade(
             ("tue", "b.csv", 0),
             ("tue", "c.csv", 1),
         ]
+
+
+def test_notifications_stored_by_an_earlier_version_gain_the_reason_columns(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "state.duckdb"
+    with open_warehouse(database) as conn:  # then made what an earlier version left
+        for table in ("notifications", "unmatched_notifications"):
+            for column in ("reason_sub_code", "reason_channel_code"):
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("DELETE FROM migrations")
+        conn.execute(
+            "INSERT INTO notifications (request_id, channel, identity, received_at, deliveries) "
+            "VALUES ('r1', 'CHANNEL_UNSPECIFIED', '', now(), 1), ('r2', 'SMS', '4670', now(), 1)"
+        )
+    for _ in range(2):  # opening again changes nothing
+        with open_warehouse(database) as conn:
+            columns = [str(row[0]) for row in conn.execute("DESCRIBE notifications").fetchall()]
+            rows = conn.execute(
+                "SELECT request_id, channel, reason_sub_code FROM notifications ORDER BY ALL"
+            ).fetchall()
+        assert columns[-2:] == ["reason_sub_code", "reason_channel_code"]
+        # Sinch's whole-request channel, as ingestion now reads it.
+        assert rows == [("r1", "", None), ("r2", "SMS", None)]
