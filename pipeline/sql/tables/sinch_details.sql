@@ -1,9 +1,8 @@
 -- What Sinch said, kept whole (reference §4, §10): a callback's `reason.sub_code` and
--- `reason.channel_code`, a refused query's error `details`, and what capaudit made of a refusal
--- (`failure_reason`: CONTACT_NOT_FOUND, DISPATCH_MODE). Added to tables of earlier versions, so
--- each is an ALTER (last in its table, in this order).
-ALTER TABLE notifications ADD COLUMN IF NOT EXISTS reason_sub_code VARCHAR;
-ALTER TABLE notifications ADD COLUMN IF NOT EXISTS reason_channel_code VARCHAR;
+-- `reason.channel_code` (in `notifications` since the same version), a refused query's error
+-- `details`, and what capaudit made of a refusal (`failure_reason`: CONTACT_NOT_FOUND,
+-- DISPATCH_MODE). Added to tables of earlier versions, so each is an ALTER (last in its table,
+-- in this order).
 
 ALTER TABLE request_events ADD COLUMN IF NOT EXISTS error_details VARCHAR;  -- JSON list
 ALTER TABLE request_events ADD COLUMN IF NOT EXISTS failure_reason VARCHAR;
