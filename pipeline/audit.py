@@ -542,6 +542,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
             "matched_by": summary.matched_by,
             "unmatched": summary.unmatched,
             "provisional_builds": summary.provisional_builds,
+            "contacts": summary.contacts,
         }
 
     run.result.collect = run.timed("collect", lambda: _until_signal(stop, watched()), counts)

@@ -83,10 +83,16 @@ def _plan(plan: PlanSummary) -> str:
 
 
 def _submit(sent: SubmitSummary) -> str:
-    return (
+    text = (
         f"Sent {sent.accepted + sent.failed:,} requests in {sent.seconds:.1f}s "
         f"({sent.rate_per_second:.1f}/s): {sent.accepted:,} accepted, {sent.failed:,} failed"
     )
+    if sent.refused:
+        text += (
+            f"\n  {sent.refused:,} requests by contact_id not sent: the app is in DISPATCH "
+            "processing mode, which takes only identified_by queries"
+        )
+    return text
 
 
 def _collect(collected: CollectSummary) -> str:
@@ -97,6 +103,9 @@ def _collect(collected: CollectSummary) -> str:
             f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
             f"p95 {lag['p95_seconds']:.2f}s; {collected.requeried:,} transient failures re-queried"
         )
+    if collected.contacts:
+        made = ", ".join(f"{n:,} {state}" for state, n in sorted(collected.contacts.items()))
+        lines.append(f"Contacts Sinch had none for ([contacts] create_missing): {made}")
     correlation = _correlation(collected.matched_by, collected.unmatched)
     if correlation:
         lines.append(correlation)

@@ -36,7 +36,11 @@ from pipeline.submit.backlog import (
     follow_callbacks,
     log_pace,
 )
-from pipeline.submit.contacts import create_missing_contacts, refuse_for_processing_mode
+from pipeline.submit.contacts import (
+    create_missing_contacts,
+    creation_counts,
+    refuse_for_processing_mode,
+)
 from pipeline.submit.dispatch import Dispatcher, DispatchStats, project_pacer
 from pipeline.submit.pacing import Pacer
 from pipeline.warehouse import FIRST_SEEN, model_count, run_models
@@ -333,6 +337,8 @@ class CollectSummary:
     matched_by: dict[str, int] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
     provisional_builds: int = 0  # builds of the run while waiting (ProvisionalBuilds)
+    # `[contacts] create_missing`: contacts per state (found, created, failed; submit/contacts.py)
+    contacts: dict[str, int] = field(default_factory=dict)
 
 
 # Whether the callback of outstanding target `l` has landed (one predicate, used both to find
@@ -510,6 +516,7 @@ async def collect(
             await asyncio.sleep(min(settings.collect.poll_interval_seconds, remaining))
     tracker.close()
     summary.provisional_builds = builds.count
+    summary.contacts = creation_counts(conn, run_id)
     summary.waited_seconds = time.monotonic() - started
     summary.lag = ledger.callback_lag(conn, run_id)
     _warn_if_callbacks_lag(summary.lag, settings)
