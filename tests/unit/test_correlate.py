@@ -386,7 +386,7 @@ def test_a_whole_request_answer_has_channel_empty_and_matches_by_contact_id(
     steps.build(audit.conn, "r1")  # the models read '' as an answer for every channel asked
     assert audit.conn.execute(
         "SELECT DISTINCT status, reason_code FROM capability WHERE run_id = 'r1'"
-    ).fetchall() == [("NO_CAPABILITY", "CONTACT_NOT_FOUND")]
+    ).fetchall() == [("NOT_A_CONTACT", "CONTACT_NOT_FOUND")]
 
 
 def test_reason_sub_code_and_channel_code_are_kept(audit: Audit) -> None:
