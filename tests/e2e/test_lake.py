@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipeline.lake.migrate import MIGRATION
 from tests.conftest import REPO, service_env, wait_for, write_config
 from tests.e2e.test_audit import capaudit, small_sample
 
@@ -204,7 +205,9 @@ def test_a_single_file_warehouse_is_migrated_on_the_first_run(tmp_path: Path) ->
     assert reused is not None
     assert reused[0] > 0  # the new run reused the adopted answers: the state was carried over
     with duckdb.connect(str(tmp_path / "state.duckdb"), read_only=True) as conn:
-        migrated = conn.execute("SELECT done_at IS NOT NULL FROM migrations").fetchall()
+        migrated = conn.execute(
+            "SELECT done_at IS NOT NULL FROM migrations WHERE name = ?", [MIGRATION]
+        ).fetchall()
         requests = conn.execute("SELECT count(*) FROM requests WHERE run_id = 'legacy'").fetchone()
     assert migrated == [(True,)]
     with duckdb.connect(str(kept), read_only=True) as conn:  # the ledger stays in the state
