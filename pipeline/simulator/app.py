@@ -41,6 +41,8 @@ from pipeline.simulator.webhooks import WebhookAdmin
 from pipeline.sinch.models import CHANNELS, DISPATCH_MODE
 
 Handler = Callable[[Request], Awaitable[Response]]
+# The SDKs' LookupCapabilityRequest, plus the `project_id` of Sinch's own Capability Query page.
+QUERY_FIELDS = frozenset({"app_id", "recipient", "request_id", "project_id"})
 DISPATCH_RECIPIENT = "If Dispatch Mode is used, only identified_by is allowed"
 # The detail of a refused query that found no contact, as Google's ErrorInfo carries a reason.
 CONTACT_NOT_FOUND_DETAIL = {
@@ -261,31 +263,46 @@ def _query_problem(body: Any) -> str:
     """Sinch's validation of a capability:query body; '' when it is valid."""
     if not isinstance(body, dict):
         return "Request body must be a JSON object"
-    if not body.get("app_id"):
+    unknown = sorted(set(body) - QUERY_FIELDS)
+    if unknown:
+        return f"unknown field '{unknown[0]}' in the query"
+    if not body.get("app_id") or not isinstance(body["app_id"], str):
         return "app_id is required"
+    if not isinstance(body.get("request_id", ""), str):
+        return "request_id must be a string"
     recipient = body.get("recipient")
     if not isinstance(recipient, dict):
         return "recipient is required"
-    has_contact, has_ids = "contact_id" in recipient, "identified_by" in recipient
-    if has_contact == has_ids:
+    return _recipient_problem(recipient)
+
+
+def _recipient_problem(recipient: dict[str, Any]) -> str:
+    if len(recipient) != 1 or not {"contact_id", "identified_by"} >= set(recipient):
         return "recipient must hold exactly one of contact_id or identified_by"
-    if has_contact:
-        return (
-            ""
-            if isinstance(recipient["contact_id"], str) and recipient["contact_id"]
-            else ("recipient.contact_id must be a non-empty string")
-        )
-    identities = (recipient["identified_by"] or {}).get("channel_identities")
+    if "contact_id" in recipient:
+        contact_id = recipient["contact_id"]
+        ok = isinstance(contact_id, str) and contact_id
+        return "" if ok else "recipient.contact_id must be a non-empty string"
+    identified_by = recipient["identified_by"]
+    if not isinstance(identified_by, dict) or set(identified_by) != {"channel_identities"}:
+        return "recipient.identified_by must hold channel_identities"
+    identities = identified_by["channel_identities"]
     if not isinstance(identities, list) or not identities:
         return "recipient.identified_by.channel_identities must be a non-empty list"
     for index, item in enumerate(identities):
-        where = f"channel_identities[{index}]"
-        if not isinstance(item, dict) or set(item) != {"channel", "identity"}:
-            return f"{where} must have exactly 'channel' and 'identity'"
-        if item["channel"] not in CHANNELS:
-            return f"{where}.channel: unknown channel {item['channel']!r}"
-        if not isinstance(item["identity"], str) or not item["identity"]:
-            return f"{where}.identity must be a non-empty string"
+        problem = _recipient_identity_problem(item, f"channel_identities[{index}]")
+        if problem:
+            return problem
+    return ""
+
+
+def _recipient_identity_problem(item: Any, where: str) -> str:
+    if not isinstance(item, dict) or set(item) != {"channel", "identity"}:
+        return f"{where} must have exactly 'channel' and 'identity'"
+    if item["channel"] not in CHANNELS:
+        return f"{where}.channel: unknown channel {item['channel']!r}"
+    if not isinstance(item["identity"], str) or not item["identity"]:
+        return f"{where}.identity must be a non-empty string"
     return ""
 
 

@@ -175,19 +175,30 @@ def _triggers(value: Any) -> str:
     return f"unknown trigger {unknown[0]!r}" if unknown else ""
 
 
+# ClientCredentials: the required fields, then the optional ones with their longest length
+# (token_request_type: "if not set or unrecognized, BASIC is used", so any text).
+CREDENTIALS_REQUIRED = ("client_id", "client_secret", "endpoint")
+CREDENTIALS_OPTIONAL = {"scope": 1024, "response_type": 64, "token_request_type": None}
+
+
 def _client_credentials(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, dict):
         return "must be an object"
-    for key in ("client_id", "client_secret", "endpoint"):
+    for key in CREDENTIALS_REQUIRED:
         if not isinstance(value.get(key), str) or not value[key]:
             return f"{key} is required"
-    unknown = sorted(
-        set(value)
-        - {"client_id", "client_secret", "endpoint", "scope", "response_type", "token_request_type"}
-    )
-    return f"unknown field '{unknown[0]}'" if unknown else ""
+    unknown = sorted(set(value) - {*CREDENTIALS_REQUIRED, *CREDENTIALS_OPTIONAL})
+    if unknown:
+        return f"unknown field '{unknown[0]}'"
+    for key, longest in CREDENTIALS_OPTIONAL.items():
+        text = value.get(key, "")
+        if not isinstance(text, str):
+            return f"{key} must be a string"
+        if longest is not None and len(text) > longest:
+            return f"{key} is longer than {longest} characters"
+    return ""
 
 
 FIELD_CHECKS: dict[str, Callable[[Any], str]] = {
