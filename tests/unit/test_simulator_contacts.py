@@ -219,3 +219,21 @@ def test_the_app_shows_its_processing_mode_and_webhook_rate() -> None:
         assert_refused(other, 404, "NOT_FOUND", "App other not found")
 
     against_simulator(scenario, processing_mode="DISPATCH", webhook_rate=40.0, app_id="app")
+
+
+def test_a_query_by_a_found_contact_s_id_checks_its_identities() -> None:
+    async def scenario(http: httpx.AsyncClient) -> None:
+        notes = captured(http)
+        found = await http.get(CONTACTS, params={"channel": "RCS", "identity": "46701234567"})
+        [contact] = found.json()["contacts"]
+        by_id = {"app_id": "app", "recipient": {"contact_id": contact["id"]}}
+        assert (await http.post(QUERY, json=by_id)).status_code == 200
+        assert [n["channel"] for n in notes] == ["WHATSAPP", "RCS", "SMS"]
+        assert {n["contact_id"] for n in notes} == {contact["id"]}
+        notes.clear()
+        unknown = {"app_id": "app", "recipient": {"contact_id": "01NOBODY"}}
+        assert (await http.post(QUERY, json=unknown)).status_code == 200
+        [note] = notes
+        assert (note["contact_id"], note["reason"]["code"]) == ("01NOBODY", "CONTACT_NOT_FOUND")
+
+    against_simulator(scenario, contacts_must_exist=True)
