@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
 from pipeline.simulator.answers import JSONResponse, sinch_error
-from pipeline.simulator.apps import app_resource
+from pipeline.simulator.apps import app_resource, unknown_app
 from pipeline.simulator.checks import Checker
 from pipeline.simulator.contacts_api import ContactsApi
 from pipeline.simulator.deliverer import Deliverer
@@ -181,20 +181,25 @@ class Simulator:
             problem = DISPATCH_RECIPIENT if "contact_id" in body["recipient"] else ""
         if problem:
             return self._bad_request(problem)
-        app_id, recipient = body["app_id"], body["recipient"]
-        refusal = self._check_app(app_id)
-        identities = self.checker.identities(recipient)
+        refusal = unknown_app(self.state.settings, body["app_id"])
+        identities = self.checker.identities(body["recipient"])
         if refusal is None and identities is None:
             refusal = self._contact_refusal()
         if refusal is not None:
             stats.queries_refused[str(refusal.status_code)] += 1
             return refusal
+        return self._accept(request.path_params["project_id"], body, identities)
+
+    def _accept(
+        self, project_id: str, body: dict[str, Any], identities: list[dict[str, str]] | None
+    ) -> Response:
+        """Answer 200 at once; the check's callbacks are queued for delivery."""
+        app_id, recipient = body["app_id"], body["recipient"]
         request_id = str(body.get("request_id") or new_ulid())
         if request_id in self.state.request_ids:
-            stats.request_ids_repeated += 1
+            self.state.stats.request_ids_repeated += 1
         self.state.request_ids.add(request_id)
-        stats.queries_accepted += 1
-        project_id = request.path_params["project_id"]
+        self.state.stats.queries_accepted += 1
         if identities is None:
             bodies = self.checker.contact_not_found(project_id, app_id, request_id, recipient)
         else:
@@ -206,12 +211,6 @@ class Simulator:
         self.state.stats.queries_refused["400"] += 1
         return sinch_error(400, "INVALID_ARGUMENT", message)
 
-    def _check_app(self, app_id: str) -> Response | None:
-        wanted = self.state.settings.app_id
-        if wanted and app_id != wanted:
-            return sinch_error(404, "NOT_FOUND", f"App {app_id} not found")
-        return None
-
     def _contact_refusal(self) -> Response | None:
         """`contact_not_found = "error"`: the query itself is refused, naming the reason."""
         if self.state.settings.contact_not_found != "error":
@@ -222,8 +221,8 @@ class Simulator:
     # -- the app (reference §10) ------------------------------------------------------------
 
     async def get_app(self, request: Request) -> Response:
-        app_id = request.path_params["app_id"]
-        return self._check_app(app_id) or JSONResponse(app_resource(self.state.settings, app_id))
+        app_id, settings = request.path_params["app_id"], self.state.settings
+        return unknown_app(settings, app_id) or JSONResponse(app_resource(settings, app_id))
 
     # -- /_sim: counters and knobs ----------------------------------------------------------
 
