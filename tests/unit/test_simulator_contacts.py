@@ -110,7 +110,9 @@ def test_created_contacts_survive_a_restart_and_a_torn_last_line(tmp_path: Path)
     with kept.open("a") as log:
         log.write('{"id": "torn-by-a-kill')
     against_simulator(find, state_path=state_path)
-    assert SimState(SimulatorSettings(state_path=state_path)).contacts.created == 1
+    contact["channel_identities"] = [by_identity("MESSENGER", "psid-2")]
+    against_simulator(create, state_path=state_path)  # appended after the cut-off torn line
+    assert SimState(SimulatorSettings(state_path=state_path)).contacts.created == 2
     kept.write_text('{"nope": 1}\n' + kept.read_text())
     with pytest.raises(ConfigError, match=r"state\.contacts\.jsonl:1: not a simulator contact"):
         SimState(SimulatorSettings(state_path=state_path))
