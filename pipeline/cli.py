@@ -221,7 +221,10 @@ def serve(
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Keep webhooks and tokens in this JSON file, so a restarted simulator still has them.",
+    help=(
+        "Keep webhooks and tokens in this JSON file, and created contacts beside it, so a "
+        "restarted simulator still has them."
+    ),
 )
 @click.option("--fd", type=int, hidden=True)
 @handle_errors

@@ -217,9 +217,9 @@ class SimulatorSettings:
     delivery_max_attempts: int = 8
     token_ttl_seconds: int = 3600
     seed: int = 1
-    # Registered webhooks and issued tokens are kept in this JSON file, so that a restarted
-    # simulator still has them (Sinch forgets neither); empty: in memory only. Embedded runs
-    # set one of their own.
+    # Registered webhooks and issued tokens are kept in this JSON file, and created contacts in
+    # <stem>.contacts.jsonl beside it, so that a restarted simulator still has them (Sinch
+    # forgets none); empty: in memory only. Embedded runs set one of their own.
     state_path: str = ""
     # Credentials the simulator insists on; empty accepts any (it is a simulator: no real secret).
     key_id: str = ""

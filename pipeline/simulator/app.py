@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from pipeline.ids import new_ulid
 from pipeline.settings import SimulatorSettings
 from pipeline.simulator.answers import JSONResponse, sinch_error
-from pipeline.simulator.apps import app_resource
+from pipeline.simulator.apps import app_resource, unknown_app
 from pipeline.simulator.checks import Checker
 from pipeline.simulator.contacts_api import ContactsApi
 from pipeline.simulator.deliverer import Deliverer
@@ -41,6 +41,8 @@ from pipeline.simulator.webhooks import WebhookAdmin
 from pipeline.sinch.models import CHANNELS, DISPATCH_MODE
 
 Handler = Callable[[Request], Awaitable[Response]]
+# The SDKs' LookupCapabilityRequest, plus the `project_id` of Sinch's own Capability Query page.
+QUERY_FIELDS = frozenset({"app_id", "recipient", "request_id", "project_id"})
 DISPATCH_RECIPIENT = "If Dispatch Mode is used, only identified_by is allowed"
 # The detail of a refused query that found no contact, as Google's ErrorInfo carries a reason.
 CONTACT_NOT_FOUND_DETAIL = {
@@ -179,20 +181,25 @@ class Simulator:
             problem = DISPATCH_RECIPIENT if "contact_id" in body["recipient"] else ""
         if problem:
             return self._bad_request(problem)
-        app_id, recipient = body["app_id"], body["recipient"]
-        refusal = self._check_app(app_id)
-        identities = self.checker.identities(recipient)
+        refusal = unknown_app(self.state.settings, body["app_id"])
+        identities = self.checker.identities(body["recipient"])
         if refusal is None and identities is None:
             refusal = self._contact_refusal()
         if refusal is not None:
             stats.queries_refused[str(refusal.status_code)] += 1
             return refusal
+        return self._accept(request.path_params["project_id"], body, identities)
+
+    def _accept(
+        self, project_id: str, body: dict[str, Any], identities: list[dict[str, str]] | None
+    ) -> Response:
+        """Answer 200 at once; the check's callbacks are queued for delivery."""
+        app_id, recipient = body["app_id"], body["recipient"]
         request_id = str(body.get("request_id") or new_ulid())
         if request_id in self.state.request_ids:
-            stats.request_ids_repeated += 1
+            self.state.stats.request_ids_repeated += 1
         self.state.request_ids.add(request_id)
-        stats.queries_accepted += 1
-        project_id = request.path_params["project_id"]
+        self.state.stats.queries_accepted += 1
         if identities is None:
             bodies = self.checker.contact_not_found(project_id, app_id, request_id, recipient)
         else:
@@ -204,12 +211,6 @@ class Simulator:
         self.state.stats.queries_refused["400"] += 1
         return sinch_error(400, "INVALID_ARGUMENT", message)
 
-    def _check_app(self, app_id: str) -> Response | None:
-        wanted = self.state.settings.app_id
-        if wanted and app_id != wanted:
-            return sinch_error(404, "NOT_FOUND", f"App {app_id} not found")
-        return None
-
     def _contact_refusal(self) -> Response | None:
         """`contact_not_found = "error"`: the query itself is refused, naming the reason."""
         if self.state.settings.contact_not_found != "error":
@@ -220,8 +221,8 @@ class Simulator:
     # -- the app (reference §10) ------------------------------------------------------------
 
     async def get_app(self, request: Request) -> Response:
-        app_id = request.path_params["app_id"]
-        return self._check_app(app_id) or JSONResponse(app_resource(self.state.settings, app_id))
+        app_id, settings = request.path_params["app_id"], self.state.settings
+        return unknown_app(settings, app_id) or JSONResponse(app_resource(settings, app_id))
 
     # -- /_sim: counters and knobs ----------------------------------------------------------
 
@@ -261,31 +262,46 @@ def _query_problem(body: Any) -> str:
     """Sinch's validation of a capability:query body; '' when it is valid."""
     if not isinstance(body, dict):
         return "Request body must be a JSON object"
-    if not body.get("app_id"):
+    unknown = sorted(set(body) - QUERY_FIELDS)
+    if unknown:
+        return f"unknown field '{unknown[0]}' in the query"
+    if not body.get("app_id") or not isinstance(body["app_id"], str):
         return "app_id is required"
+    if not isinstance(body.get("request_id", ""), str):
+        return "request_id must be a string"
     recipient = body.get("recipient")
     if not isinstance(recipient, dict):
         return "recipient is required"
-    has_contact, has_ids = "contact_id" in recipient, "identified_by" in recipient
-    if has_contact == has_ids:
+    return _recipient_problem(recipient)
+
+
+def _recipient_problem(recipient: dict[str, Any]) -> str:
+    if len(recipient) != 1 or not {"contact_id", "identified_by"} >= set(recipient):
         return "recipient must hold exactly one of contact_id or identified_by"
-    if has_contact:
-        return (
-            ""
-            if isinstance(recipient["contact_id"], str) and recipient["contact_id"]
-            else ("recipient.contact_id must be a non-empty string")
-        )
-    identities = (recipient["identified_by"] or {}).get("channel_identities")
+    if "contact_id" in recipient:
+        contact_id = recipient["contact_id"]
+        ok = isinstance(contact_id, str) and contact_id
+        return "" if ok else "recipient.contact_id must be a non-empty string"
+    identified_by = recipient["identified_by"]
+    if not isinstance(identified_by, dict) or set(identified_by) != {"channel_identities"}:
+        return "recipient.identified_by must hold channel_identities"
+    identities = identified_by["channel_identities"]
     if not isinstance(identities, list) or not identities:
         return "recipient.identified_by.channel_identities must be a non-empty list"
     for index, item in enumerate(identities):
-        where = f"channel_identities[{index}]"
-        if not isinstance(item, dict) or set(item) != {"channel", "identity"}:
-            return f"{where} must have exactly 'channel' and 'identity'"
-        if item["channel"] not in CHANNELS:
-            return f"{where}.channel: unknown channel {item['channel']!r}"
-        if not isinstance(item["identity"], str) or not item["identity"]:
-            return f"{where}.identity must be a non-empty string"
+        problem = _recipient_identity_problem(item, f"channel_identities[{index}]")
+        if problem:
+            return problem
+    return ""
+
+
+def _recipient_identity_problem(item: Any, where: str) -> str:
+    if not isinstance(item, dict) or set(item) != {"channel", "identity"}:
+        return f"{where} must have exactly 'channel' and 'identity'"
+    if item["channel"] not in CHANNELS:
+        return f"{where}.channel: unknown channel {item['channel']!r}"
+    if not isinstance(item["identity"], str) or not item["identity"]:
+        return f"{where}.identity must be a non-empty string"
     return ""
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import Response
+
 from pipeline.settings import SimulatorSettings
+from pipeline.simulator.answers import sinch_error
 
 SINCH_DEFAULT_RATE = 25  # Sinch's default for each of the app's rate limits
 
@@ -30,6 +33,13 @@ def app_resource(settings: SimulatorSettings, app_id: str) -> dict[str, Any]:
         "dispatch_retention_policy": {"retention_type": "MESSAGE_EXPIRE_POLICY", "ttl_days": 0},
         "smart_conversation": {"enabled": False},
     }
+
+
+def unknown_app(settings: SimulatorSettings, app_id: str) -> Response | None:
+    """404 for an app other than the configured one (any app is known when none is)."""
+    if settings.app_id and app_id != settings.app_id:
+        return sinch_error(404, "NOT_FOUND", f"App {app_id} not found")
+    return None
 
 
 def _whole_if_whole(rate: float) -> float | int:

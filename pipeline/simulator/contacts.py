@@ -165,18 +165,20 @@ def _append_line(path: Path, line: str) -> None:
 
 
 def _read_kept(path: Path | None) -> list[Contact]:
-    """The contacts an earlier run of the simulator created; a torn last line (the process was
-    killed while appending) is the contact whose creation was never answered: skipped."""
+    """The contacts an earlier run of the simulator created. A last line without its newline
+    was being appended when the process was killed: that creation was never answered, so it
+    is cut off (later appends then start on a line of their own)."""
     if path is None or not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    text = path.read_bytes()
+    whole = text[: text.rfind(b"\n") + 1]
+    if len(whole) < len(text):
+        os.truncate(path, len(whole))
     kept = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(whole.decode("utf-8").splitlines(), 1):
         try:
             kept.append(_parse_contact(line))
         except ValueError as exc:
-            if number == len(lines):
-                break
             raise ConfigError(f"{path}:{number}: not a simulator contact ({exc})") from exc
     return kept
 

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pipeline.simulator.answers import JSONResponse, invalid_argument, json_object, sinch_error
+from pipeline.simulator.apps import unknown_app
 from pipeline.simulator.state import SimState, Webhook
 from pipeline.sinch.models import (
     MAX_TARGET_LENGTH,
@@ -56,7 +57,7 @@ class WebhookAdmin:
         problem = problem or webhook_problem(body, required=("app_id", "target"))
         if problem:
             return invalid_argument(problem)
-        refusal = self._app_refusal(body["app_id"]) or self._full_app(body["app_id"])
+        refusal = unknown_app(self.state.settings, body["app_id"]) or self._full_app(body["app_id"])
         if refusal:
             return refusal
         fields = {key: body[key] for key in WEBHOOK_FIELDS if key in body}
@@ -65,7 +66,7 @@ class WebhookAdmin:
 
     async def list(self, request: Request) -> Response:
         app_id = request.path_params["app_id"]
-        refusal = self._app_refusal(app_id)
+        refusal = unknown_app(self.state.settings, app_id)
         if refusal:
             return refusal
         return JSONResponse({"webhooks": [w.public() for w in self.state.app_webhooks(app_id)]})
@@ -94,18 +95,12 @@ class WebhookAdmin:
         changes: dict[str, Any] = {key: body.get(key, CLEARED.get(key)) for key in paths}
         moved = str(changes.get("app_id", webhook.app_id))
         if moved != webhook.app_id:
-            refusal = self._app_refusal(moved) or self._full_app(moved)
+            refusal = unknown_app(self.state.settings, moved) or self._full_app(moved)
             if refusal:
                 return refusal
         updated = dataclasses.replace(webhook, **changes)
         self.state.save_webhook(updated)
         return JSONResponse(updated.public())
-
-    def _app_refusal(self, app_id: str) -> Response | None:
-        wanted = self.state.settings.app_id
-        if wanted and app_id != wanted:
-            return sinch_error(404, "NOT_FOUND", f"App {app_id} not found")
-        return None
 
     def _full_app(self, app_id: str) -> Response | None:
         if len(self.state.app_webhooks(app_id)) >= MAX_WEBHOOKS_PER_APP:
@@ -175,19 +170,30 @@ def _triggers(value: Any) -> str:
     return f"unknown trigger {unknown[0]!r}" if unknown else ""
 
 
+# ClientCredentials: the required fields, then the optional ones with their longest length
+# (token_request_type: "if not set or unrecognized, BASIC is used", so any text).
+CREDENTIALS_REQUIRED = ("client_id", "client_secret", "endpoint")
+CREDENTIALS_OPTIONAL = {"scope": 1024, "response_type": 64, "token_request_type": None}
+
+
 def _client_credentials(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, dict):
         return "must be an object"
-    for key in ("client_id", "client_secret", "endpoint"):
+    for key in CREDENTIALS_REQUIRED:
         if not isinstance(value.get(key), str) or not value[key]:
             return f"{key} is required"
-    unknown = sorted(
-        set(value)
-        - {"client_id", "client_secret", "endpoint", "scope", "response_type", "token_request_type"}
-    )
-    return f"unknown field '{unknown[0]}'" if unknown else ""
+    unknown = sorted(set(value) - {*CREDENTIALS_REQUIRED, *CREDENTIALS_OPTIONAL})
+    if unknown:
+        return f"unknown field '{unknown[0]}'"
+    for key, longest in CREDENTIALS_OPTIONAL.items():
+        text = value.get(key, "")
+        if not isinstance(text, str):
+            return f"{key} must be a string"
+        if longest is not None and len(text) > longest:
+            return f"{key} is longer than {longest} characters"
+    return ""
 
 
 FIELD_CHECKS: dict[str, Callable[[Any], str]] = {

@@ -45,7 +45,7 @@ def test_webhooks_ensure_twice_gives_one_and_a_sixth_is_refused(tmp_path: Path) 
     with simulator(config) as sim_url:
         env = against(sim_url)
         target = "https://capaudit.example.com/callbacks/sinch"
-        for expected in ("created", "updated"):
+        for expected in ("created", "unchanged"):  # against the strict simulator: both exit 0
             done = capaudit(
                 "webhooks", "ensure", "--config", str(config), "--target", target, env=env
             )
@@ -84,6 +84,7 @@ def test_check_passes_when_ready_and_fails_without_a_receiver(tmp_path: Path) ->
                 ["ok", "secrets"],
                 ["ok", "token"],
                 ["ok", "api"],
+                ["ok", "app"],
                 ["ok", "webhook"],
                 ["ok", "receiver"],
             ]
