@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.audit import STEPS, RunResult
@@ -105,7 +106,7 @@ def _collect(collected: CollectSummary) -> str:
         )
     if collected.contacts:
         made = ", ".join(f"{n:,} {state}" for state, n in sorted(collected.contacts.items()))
-        lines.append(f"Contacts Sinch had none for ([contacts] create_missing): {made}")
+        lines.append(escape(f"Contacts Sinch had none for ([contacts] create_missing): {made}"))
     correlation = _correlation(collected.matched_by, collected.unmatched)
     if correlation:
         lines.append(correlation)

@@ -14,7 +14,10 @@ import duckdb
 
 from pipeline.db import rows_as_dicts
 
-FIX = "set [contacts] create_missing = true to create them (Contacts API) and ask again"
+FIX = (
+    "set [contacts] create_missing = true to create them (Contacts API) and ask again; a row "
+    "with only a contact id Sinch does not know cannot be created"
+)
 
 
 def not_a_contact_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:

@@ -106,7 +106,7 @@ TRANSIENT_REASONS = frozenset({"RATE_LIMITED", "INTERNAL_ERROR", "CHANNEL_FAILUR
 CAPABILITY_EVENT_KEY = "capability_notification"
 CONTACT_NOT_FOUND = "CONTACT_NOT_FOUND"
 # Why a query was refused, when capaudit can tell (`requests.failure_reason`).
-DISPATCH_MODE = "DISPATCH_MODE"  # asked by contact_id of an app in DISPATCH processing mode
+DISPATCH_REFUSED = "DISPATCH_MODE"  # asked by contact_id of an app in DISPATCH processing mode
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pipeline import ledger
 from pipeline.errors import SinchApiError, SinchTransportError
 from pipeline.sinch.apps import read_app_profile
 from pipeline.sinch.client import SinchClient
-from pipeline.sinch.models import CONTACT_NOT_FOUND, DISPATCH_MODE
+from pipeline.sinch.models import CONTACT_NOT_FOUND, DISPATCH_MODE, DISPATCH_REFUSED
 from pipeline.submit.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,6 @@ CONTACT_ID_REQUESTS = """
 SELECT request_id FROM requests
 WHERE run_id = $run_id AND state = 'planned' AND body LIKE '%"recipient":{"contact_id"%'
 """
-DISPATCH_PROCESSING_MODE = "DISPATCH"
 DISPATCH_REFUSAL = (
     "not sent: the app is in DISPATCH processing mode, which stores no contacts and takes only "
     "identified_by queries; give the row a phone number or identity, or use a CONVERSATION app"
@@ -201,7 +200,7 @@ def refuse_contact_id_requests(conn: duckdb.DuckDBPyConnection, run_id: str) -> 
             ledger.FAILED,
             attempts=0,
             error=DISPATCH_REFUSAL,
-            failure_reason=DISPATCH_MODE,
+            failure_reason=DISPATCH_REFUSED,
         )
         for (request_id,) in conn.execute(CONTACT_ID_REQUESTS, {"run_id": run_id}).fetchall()
     ]
@@ -226,7 +225,7 @@ async def refuse_for_processing_mode(
     except (SinchApiError, SinchTransportError) as exc:
         log.warning("could not read the app's processing mode (%s); sending as CONVERSATION", exc)
         return 0
-    if profile.processing_mode != DISPATCH_PROCESSING_MODE:
+    if profile.processing_mode != DISPATCH_MODE:
         return 0
     return refuse_contact_id_requests(conn, run_id)
 

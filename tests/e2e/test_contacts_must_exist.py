@@ -72,7 +72,7 @@ def test_without_create_missing_targets_are_not_a_contact_and_add_up(
 def test_create_missing_creates_each_contact_once_and_answers_every_target(
     tmp_path: Path, answer: str
 ) -> None:
-    code, _, stderr = run(
+    code, stdout, stderr = run(
         tmp_path,
         90,
         simulator={**STRICT, "contact_not_found": answer},
@@ -99,6 +99,9 @@ def test_create_missing_creates_each_contact_once_and_answers_every_target(
     )
     assert created
     assert all(s == "created" and n == distinct for s, n, distinct in created)
+    assert f"Contacts Sinch had none for ([contacts] create_missing): {created[0][1]} created" in (
+        stdout
+    )
     # Each re-ask is the only one for its first request: asked at most twice.
     assert state(
         tmp_path,
