@@ -194,11 +194,29 @@ SNAPSHOT_COLUMNS = (
     "reason_code",
     "channel_capabilities",
     "checked_at",
-    "run_id",
+    "run_id",  # the newest run that published the answer
+    "answered_run_id",  # the run whose check produced it (provenance, issue 26)
+    "request_id",  # that check's request
 )
-_SNAPSHOT_SELECT = ", ".join(("contact_key", "channel", *SNAPSHOT_COLUMNS))
+# How `capability` gives each: rows of earlier versions have no answered_run_id of their own.
+_FROM_CAPABILITY = {"answered_run_id": "coalesce(answered_run_id, run_id) AS answered_run_id"}
+_SNAPSHOT_SELECT = ", ".join(
+    ("contact_key", "channel", *(_FROM_CAPABILITY.get(c, c) for c in SNAPSHOT_COLUMNS))
+)
 _ANSWERED = f"run_id = $run_id AND status IN {REAL_STATUSES} AND checked_at IS NOT NULL"
 _ANSWERS = f"SELECT {_SNAPSHOT_SELECT} FROM capability WHERE {_ANSWERED}"
+
+
+def _previous_select(conn: duckdb.DuckDBPyConnection, previous: Path) -> str:
+    """The snapshot columns of a previous snapshot file; one written before a column existed
+    gives NULL for it (its answers' provenance is unknown, not guessed)."""
+    described = conn.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_literal(str(previous))})"
+    ).fetchall()
+    present = {str(row[0]) for row in described}
+    return ", ".join(
+        c if c in present else f"NULL AS {c}" for c in ("contact_key", "channel", *SNAPSHOT_COLUMNS)
+    )
 
 
 def _copy_snapshot(
@@ -214,7 +232,9 @@ def _copy_snapshot(
     # picking the exceptions only, not every winner, saves reading a 10M-row list back.
     conn.execute(_SNAPSHOT_PICKS, {"run_id": run_id, "previous": str(previous)})
     try:
-        return _copy(conn, _snapshot_rows(previous), target, run_id)
+        return _copy(
+            conn, _snapshot_rows(previous, _previous_select(conn, previous)), target, run_id
+        )
     finally:
         conn.execute("DROP TABLE IF EXISTS snapshot_picks")
 
@@ -240,12 +260,12 @@ SELECT answer_row AS lost_row, previous_row AS kept_row FROM picked WHERE NOT an
 """
 
 
-def _snapshot_rows(previous: Path) -> str:
+def _snapshot_rows(previous: Path, previous_select: str) -> str:
     return f"""
     {_ANSWERS}
       AND rowid NOT IN (SELECT lost_row FROM snapshot_picks WHERE lost_row IS NOT NULL)
     UNION ALL
-    SELECT {_SNAPSHOT_SELECT}
+    SELECT {previous_select}
     FROM read_parquet({sql_literal(str(previous))}, file_row_number = true)
     WHERE file_row_number IN (SELECT kept_row FROM snapshot_picks)
     """

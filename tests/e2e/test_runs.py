@@ -55,6 +55,23 @@ def test_second_run_within_ttl_reuses_answers_and_reports_every_target(tmp_path:
     report = (tmp_path / "reports" / "second" / "channels" / "SMS.csv").read_text()
     assert report.splitlines()[0].count("reused") == 1
     assert ",true," in report
+    # What analysts read names where each answer came from: a reused answer the first run's
+    # check (its run and request), republished by the second.
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as catalog:
+        latest = catalog.execute(
+            "SELECT run_id, answered_run_id, count(*), count(request_id) FROM capability_latest "
+            "GROUP BY ALL ORDER BY 3 DESC"
+        ).fetchall()
+        mismatched = catalog.execute(
+            "SELECT count(*) FROM capability_latest l JOIN capability c "
+            "ON c.run_id = l.answered_run_id AND c.contact_key = l.contact_key "
+            "AND c.channel = l.channel WHERE c.request_id IS DISTINCT FROM l.request_id "
+            "OR c.checked_at IS DISTINCT FROM l.checked_at OR c.reused"
+        ).fetchone()
+    run_id, answered, rows_, with_request = latest[0]
+    assert (run_id, answered) == ("second", "first")
+    assert rows_ == with_request > 0.9 * targets
+    assert mismatched == (0,)  # the answering run's own row: same request, same check
 
 
 def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path: Path) -> None:

@@ -132,6 +132,40 @@ def test_capability_given_expected(conn: duckdb.DuckDBPyConnection) -> None:
     assert latency == [(5.0,)]
 
 
+def test_every_answer_names_the_run_and_request_of_its_check(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    given(conn)
+    conn.execute(
+        "UPDATE capability SET request_id = 'req-e' WHERE run_id = 'prev' AND contact_key = 'E'"
+    )
+    steps.build(conn, "now")
+    provenance = rows(
+        conn,
+        "SELECT contact_key, channel, answered_run_id, request_id IS NOT NULL FROM capability "
+        "WHERE run_id = 'now' AND contact_key IN ('A', 'B', 'E') ORDER BY 1, 2",
+    )
+    assert provenance == [
+        ("A", "RCS", "now", True),
+        ("A", "SMS", "now", True),
+        ("B", "RCS", None, False),  # no answer, no check to name
+        ("B", "SMS", None, False),
+        ("E", "SMS", "prev", True),  # reused: the check was prev's, not this run's
+    ]
+    # Reused again by a later run, the answer still names the run that checked it.
+    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES ('next', now(), 'running')")
+    conn.execute(
+        "INSERT INTO capability (run_id, contact_key, channel, status, checked_at, reused, "
+        "request_id, answered_run_id) SELECT 'next', contact_key, channel, status, checked_at, "
+        "true, request_id, answered_run_id FROM capability WHERE run_id = 'now' AND contact_key = 'E'"
+    )
+    assert rows(
+        conn,
+        "SELECT answered_run_id, request_id, run_id FROM capability_latest "
+        "WHERE contact_key = 'E' AND channel = 'SMS'",
+    ) == [("prev", "req-e", "next")]
+
+
 def test_reachability_changes_reasons_and_channel_order(conn: duckdb.DuckDBPyConnection) -> None:
     given(conn)
     steps.build(conn, "now")

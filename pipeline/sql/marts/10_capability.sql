@@ -14,7 +14,9 @@
 -- 12 s at 10M targets in `make bench-warehouse`).
 DELETE FROM capability WHERE run_id = $run_id AND in_build_scope(contact_key);
 
-INSERT INTO capability
+-- BY NAME: columns added since the first version (ALTERs in sql/tables/) sit in the order those
+-- files run, which is not the order they were added in.
+INSERT INTO capability BY NAME
 WITH request_answers AS (
     SELECT * FROM stg_answers WHERE channel = ''
 ),
@@ -47,14 +49,15 @@ refused AS (
 -- groups of `capability` are read. Only answers are ever reused (never NO_RESPONSE).
 reused AS (
     SELECT run_id, contact_key, channel, identity, status, reason_code, channel_capabilities,
-        request_id, checked_at, reason_sub_code, reason_channel_code
+        request_id, checked_at, reason_sub_code, reason_channel_code,
+        coalesce(answered_run_id, run_id) AS answered_run_id
     FROM capability
     WHERE run_id IN $reuse_runs AND channel = $channel
       AND is_answer(status)
     UNION ALL
     -- answers that landed after their own run's deadline, kept by `plan` (pipeline/late.py)
     SELECT origin_run_id, contact_key, channel, identity, status, reason_code,
-        channel_capabilities, request_id, checked_at, NULL, NULL
+        channel_capabilities, request_id, checked_at, NULL, NULL, origin_run_id
     FROM late_answers
     WHERE run_id = $run_id AND channel = $channel
 ),
@@ -91,6 +94,10 @@ decided AS (
             AS channel_capabilities,
         CASE WHEN t.action = 'reuse' THEN u.request_id
             ELSE coalesce(a.request_id, ra.request_id) END AS request_id,
+        -- the run whose check gave the answer: the one reused, or this run for its own
+        CASE WHEN t.action = 'reuse' THEN u.answered_run_id
+            WHEN a.contact_key IS NOT NULL OR ra.contact_key IS NOT NULL THEN $run_id
+            END AS answered_run_id,
         CASE WHEN t.action = 'reuse' THEN u.checked_at
             ELSE coalesce(a.checked_at, ra.checked_at) END AS checked_at,
         CASE WHEN t.action <> 'reuse' THEN coalesce(a.latency_seconds, ra.latency_seconds) END
@@ -115,5 +122,5 @@ decided AS (
 SELECT
     $run_id AS run_id, contact_key, contact_id, channel, identity, status, reason AS reason_code,
     channel_capabilities, request_id, checked_at, latency_seconds, reused, error, country,
-    reason_sub_code, reason_channel_code, error_details
+    reason_sub_code, reason_channel_code, error_details, answered_run_id
 FROM decided;

@@ -6,7 +6,7 @@
 -- when none is.
 DELETE FROM reachability WHERE run_id = $run_id;
 
-INSERT INTO reachability
+INSERT INTO reachability BY NAME
 SELECT
     run_id,
     channel,

@@ -4,7 +4,7 @@
 -- rows add up to that channel's `reachability` row.
 DELETE FROM reachability_by_country WHERE run_id = $run_id;
 
-INSERT INTO reachability_by_country
+INSERT INTO reachability_by_country BY NAME
 SELECT
     run_id,
     coalesce(country, 'unknown') AS country,
