@@ -45,6 +45,7 @@ from pipeline.lake.partitions import stage_early
 from pipeline.lake.publish import PublishSummary, publish_runs
 from pipeline.progress import StepProgress
 from pipeline.report import ReportFiles, write_report
+from pipeline.run_kinds import run_kind
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
@@ -225,8 +226,16 @@ def _begin(
         paths = options.contacts or runs.run_inputs(conn, run_id) or settings.contacts.paths
         inputs = [runs.file_digest(p) for p in resolve_paths(paths)]
     recorded = {name: getattr(options, name) for name in (*RECORDED_OPTIONS, *SAMPLE_OPTIONS)}
+    kind = run_kind(
+        sample=options.sample, window=options.window or settings.plan.window, limit=options.limit
+    )
     runs.start_run(
-        conn, run_id, config_digest=config_digest(settings), inputs=inputs, options=recorded
+        conn,
+        run_id,
+        config_digest=config_digest(settings),
+        inputs=inputs,
+        options=recorded,
+        kind=kind,
     )
     return options
 

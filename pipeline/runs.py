@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from pipeline import __version__
+from pipeline.run_kinds import FULL
 
 
 def file_digest(path: Path) -> dict[str, Any]:
@@ -32,18 +33,21 @@ def start_run(
     config_digest: str,
     inputs: list[dict[str, Any]],
     options: dict[str, Any] | None = None,
+    kind: str = FULL,
 ) -> None:
     """Record the run as running; a resumed run keeps its first start time, and its inputs and
-    options unless new ones are given."""
+    options unless new ones are given. `kind`: see pipeline/run_kinds.py."""
     conn.execute(
         """
         INSERT INTO runs (run_id, started_at, status, capaudit_version, config_digest, inputs,
-            options, counts, durations)
-        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, $options, '{}', '{}')
+            options, counts, durations, kind)
+        VALUES ($run_id, now(), 'running', $version, $digest, $inputs, $options, '{}', '{}',
+            $kind)
         ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
             exit_code = NULL, error = NULL, capaudit_version = $version, config_digest = $digest,
             inputs = CASE WHEN $inputs = '[]' THEN runs.inputs ELSE $inputs END,
-            options = CASE WHEN $options = '{}' THEN runs.options ELSE $options END
+            options = CASE WHEN $options = '{}' THEN runs.options ELSE $options END,
+            kind = $kind
         """,
         {
             "run_id": run_id,
@@ -51,6 +55,7 @@ def start_run(
             "digest": config_digest,
             "inputs": json.dumps(inputs),
             "options": json.dumps(options or {}),
+            "kind": kind,
         },
     )
 

@@ -26,6 +26,7 @@ from pipeline.db import sql_literal
 from pipeline.errors import WarehouseError
 from pipeline.files import fsync_file, replace_durably, write_text_durably
 from pipeline.lake.tables import LATEST, TABLES
+from pipeline.run_kinds import KINDS
 
 log = logging.getLogger(__name__)
 STORAGE_VERSION = "v1.4.0"
@@ -116,9 +117,19 @@ def _latest_view(lake: Path, newest: str) -> str:
 
 def _describe(conn: duckdb.DuckDBPyConnection, lake: Path, current: Published) -> None:
     about = {"at": datetime.now(UTC), "run": current.newest_run, "lake": str(lake)}
+    # The newest published run of each kind, by start time (pipeline/run_kinds.py); runs of
+    # versions before `kind` read as full.
+    newest = ", ".join(
+        f"(SELECT arg_max(run_id, started_at) FROM runs WHERE coalesce(kind, 'full') = '{kind}')"
+        f" AS newest_{kind}_run_id"
+        if "runs" in current.files
+        else f"NULL::VARCHAR AS newest_{kind}_run_id"
+        for kind in KINDS
+    )
     conn.execute(
         "CREATE TABLE capaudit_catalog AS SELECT $at::TIMESTAMPTZ AS published_at, "
-        f"$run AS newest_run_id, $lake AS lake_dir, '{__version__}' AS capaudit_version",
+        f"$run AS newest_run_id, {newest}, $lake AS lake_dir, "
+        f"'{__version__}' AS capaudit_version",
         about,
     )
     conn.execute(

@@ -28,6 +28,7 @@ from pipeline.report import charts
 from pipeline.report.exports import exports_started
 from pipeline.report.missing_contacts import not_a_contact_html, not_a_contact_summary
 from pipeline.report.rolling import rolling_sections, rolling_summary
+from pipeline.run_kinds import FULL, SAMPLE
 from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
 
@@ -152,10 +153,10 @@ def report_summary(
             """
             SELECT r.run_id, r.started_at, x.channel, x.reachable_share, x.targets
             FROM reachability x JOIN runs r USING (run_id)
-            WHERE r.run_id IN (SELECT run_id FROM runs WHERE started_at <=
-                (SELECT started_at FROM runs WHERE run_id = $run_id)
-                ORDER BY started_at DESC LIMIT $limit)
-            ORDER BY r.started_at, x.channel""",
+            WHERE r.run_id IN (SELECT r.run_id FROM runs r WHERE r.started_at <=
+                (SELECT started_at FROM runs WHERE run_id = $run_id) AND SAME_KIND
+                ORDER BY r.started_at DESC LIMIT $limit)
+            ORDER BY r.started_at, x.channel""".replace("SAME_KIND", SAME_KIND),
             params | {"limit": trend_runs},
         ),
         "totals": run_totals(conn, run_id),
@@ -199,8 +200,8 @@ def routing_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, A
         """
         SELECT r.run_id FROM runs r
         WHERE r.started_at < (SELECT started_at FROM runs WHERE run_id = $run_id)
-          AND r.run_id IN (SELECT run_id FROM routing)
-        ORDER BY r.started_at DESC LIMIT 1""",
+          AND r.run_id IN (SELECT run_id FROM routing) AND SAME_KIND
+        ORDER BY r.started_at DESC LIMIT 1""".replace("SAME_KIND", SAME_KIND),
         params,
     ).fetchone()
     previous_id = str(previous[0]) if previous else None
@@ -214,13 +215,28 @@ def routing_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, A
             coalesce(n.contacts, 0) AS contacts, round(coalesce(n.share, 0), 4) AS share,
             CASE WHEN $previous IS NOT NULL THEN coalesce(b.contacts, 0) END
                 AS previous_contacts,
-            CASE WHEN $previous IS NOT NULL
-                THEN coalesce(n.contacts, 0) - coalesce(b.contacts, 0) END AS change
+            CASE WHEN $previous IS NOT NULL AND NOT $sample
+                THEN coalesce(n.contacts, 0) - coalesce(b.contacts, 0) END AS change,
+            CASE WHEN $previous IS NOT NULL THEN round(coalesce(n.share, 0)
+                - coalesce(b.contacts, 0) / nullif((SELECT sum(contacts) FROM before), 0), 4)
+                END AS share_change
         FROM now n FULL JOIN before b ON b.first_channel IS NOT DISTINCT FROM n.first_channel)
         SELECT * FROM joined ORDER BY first_channel IS NULL, contacts DESC, first_channel""",
-        params | {"previous": previous_id},
+        params | {"previous": previous_id, "sample": _kind(conn, run_id) == SAMPLE},
     )
     return {"routing": rows, "routing_compared_with": previous_id}
+
+
+# A run is compared only with runs of its own kind (pipeline/run_kinds.py): a sample with
+# samples, and then by shares, never by counts (its counts are the sample's, not the list's).
+SAME_KIND = (
+    "coalesce(r.kind, 'full') = (SELECT coalesce(kind, 'full') FROM runs WHERE run_id = $run_id)"
+)
+
+
+def _kind(conn: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    row = conn.execute("SELECT kind FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    return str(row[0]) if row and row[0] else FULL
 
 
 def country_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
@@ -272,12 +288,18 @@ def render_html(summary: dict[str, Any]) -> str:
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>capaudit report {escape(summary['run_id'])}</title>"
         f"<style>{STYLE}</style></head><body>"
-        f"<h1>Capability audit {escape(summary['run_id'])}</h1>"
+        f"<h1>Capability audit {escape(summary['run_id'])}{_kind_label(summary)}</h1>"
         f"{_incomplete_banner(summary.get('completeness'))}{not_a_contact_html(summary)}"
         f"<p class=muted>{totals['contacts']:,} contacts, {totals['targets']:,} targets "
         f"({totals['reused']:,} answers reused from earlier runs). "
         f"Generated {escape(summary['generated_at'][:19])} UTC.</p>{body}</body></html>\n"
     )
+
+
+def _kind_label(summary: dict[str, Any]) -> str:
+    """' (sample run)' for a run that is not a full one: its numbers cover part of the list."""
+    kind = (summary.get("run") or {}).get("kind") or FULL
+    return "" if kind == FULL else f" ({escape(str(kind))} run)"
 
 
 def _incomplete_banner(gate: dict[str, Any] | None) -> str:
@@ -346,12 +368,14 @@ def _routing_section(summary: dict[str, Any]) -> str:
         shown = f"{r['contacts']:,} · {float(r['share']):.1%}"
         if r.get("change") is not None:
             shown += f" ({r['change']:+,})"
+        elif r.get("share_change") is not None:  # a sample: shares compare, counts do not
+            shown += f" ({float(r['share_change']) * 100:+.1f} pp)"
         rows.append((name, float(r["contacts"]), shown))
     chart = charts.horizontal_bars(
         rows, maximum=max(r[1] for r in rows), label="contacts per first channel", colour="#1b7f3b"
     )
     note = (
-        f"Change in brackets: since run {escape(compared)}."
+        f"Change in brackets: since run {escape(compared)}, the previous run of the same kind."
         if compared
         else "The first run: nothing earlier to compare with."
     )
