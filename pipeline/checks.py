@@ -10,7 +10,7 @@ Each check gives one line; the command exits 0 only when all pass (a warning pas
                 callback_rate_per_second expects more callbacks per second than the app gets
     webhook     the app has a CAPABILITY webhook pointing at [receiver] public_url
     receiver    the receiver answers at its public URL
-    permissions no data file or directory is open to other users (a warning: permissions.py)
+    privacy     no data file or directory is open to other users (a warning: permissions.py)
 """
 
 from __future__ import annotations

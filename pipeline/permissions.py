@@ -1,4 +1,4 @@
-"""`capaudit check`'s `permissions` line: is any data file or directory open to other users?
+"""`capaudit check`'s `privacy` line: is any data file or directory open to other users?
 
 capaudit creates its files 0640 and its directories 0750 (`private.py`) but never changes what
 exists: files written by an earlier version, or copied with another umask, stay as they are.
@@ -31,7 +31,7 @@ def data_permissions(settings: Settings) -> Check:
     places = data_places(settings)
     exposed = [(path, mode) for path, mode in _modes(places) if mode & OTHERS]
     if not exposed:
-        return Check("permissions", True, "no data file or directory is open to other users")
+        return Check("privacy", True, "no data file or directory is open to other users")
     examples = ", ".join(f"{path} ({stat.filemode(mode)})" for path, mode in exposed[:SHOWN])
     more = f" and {len(exposed) - SHOWN:,} more" if len(exposed) > SHOWN else ""
     fix = " ".join(str(p) for p in places if p.exists())
@@ -39,7 +39,7 @@ def data_permissions(settings: Settings) -> Check:
         f"{len(exposed):,} data files or directories are open to other users: {examples}{more}; "
         f"fix with: chmod -R o-rwx {fix} (docs/operations.md, Private files)"
     )
-    return Check("permissions", True, detail, warning=True)
+    return Check("privacy", True, detail, warning=True)
 
 
 def data_places(settings: Settings) -> list[Path]:

@@ -123,7 +123,7 @@ def test_check_warns_about_data_open_to_other_users(tmp_path: Path, umask: None)
     (data / "state.duckdb").write_text("")  # as an earlier version left them: 0644, 0755
     (data / "reports" / "r1" / "routing.csv").write_text("")
     (data / "reports" / "old").mkdir()
-    ok, detail, warning = checks(settings)["permissions"]
+    ok, detail, warning = checks(settings)["privacy"]
     assert ok
     assert warning
     assert detail.startswith("3 data files or directories are open to other users")
@@ -138,7 +138,7 @@ def test_check_warns_about_data_open_to_other_users(tmp_path: Path, umask: None)
     for path in (data / "state.duckdb", data / "reports" / "r1" / "routing.csv"):
         path.chmod(0o640)
     (data / "reports" / "old").chmod(0o2750)
-    assert checks(settings)["permissions"] == (
+    assert checks(settings)["privacy"] == (
         True,
         "no data file or directory is open to other users",
         False,
