@@ -35,8 +35,9 @@ def data_permissions(settings: Settings) -> Check:
     examples = ", ".join(f"{path} ({stat.filemode(mode)})" for path, mode in exposed[:SHOWN])
     more = f" and {len(exposed) - SHOWN:,} more" if len(exposed) > SHOWN else ""
     fix = " ".join(str(p) for p in places if p.exists())
+    what = "data file or directory is" if len(exposed) == 1 else "data files or directories are"
     detail = (
-        f"{len(exposed):,} data files or directories are open to other users: {examples}{more}; "
+        f"{len(exposed):,} {what} open to other users: {examples}{more}; "
         f"fix with: chmod -R o-rwx {fix} (docs/operations.md, Private files)"
     )
     return Check("privacy", True, detail, warning=True)

@@ -51,10 +51,14 @@ def make_private_dirs(path: Path) -> list[Path]:
     while not path.exists():
         missing.append(path)
         path = path.parent
-    created = list(reversed(missing))
-    for folder in created:
-        folder.mkdir(exist_ok=True)
+    created = []
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:  # another process made it first: its mode is its own
+            continue
         private_dir(folder)
+        created.append(folder)
     return created
 
 
