@@ -43,6 +43,7 @@ from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
 from pipeline.lake.partitions import stage_early
 from pipeline.lake.publish import PublishSummary, publish_runs
+from pipeline.metrics.record import run_metrics
 from pipeline.progress import StepProgress
 from pipeline.report import ReportFiles, write_report
 from pipeline.run_kinds import run_kind
@@ -136,10 +137,12 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
     with _warehouse(settings) as conn:
         if options.dry_run:
             return _dry_run(conn, settings, options, result, console)
-        _check_resume(conn, result.run_id, options)
-        options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
-        with _recorded(conn, settings, result, console):
-            _run_steps(_Run(conn, settings, options, result, console))
+        with run_metrics(conn, settings, result):  # however the run ends ([metrics])
+            _check_resume(conn, result.run_id, options)
+            options = dataclasses.replace(options, run_id=result.run_id)
+            options = _begin(conn, settings, options, "run")
+            with _recorded(conn, settings, result, console):
+                _run_steps(_Run(conn, settings, options, result, console))
     return result
 
 

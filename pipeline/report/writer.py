@@ -23,9 +23,11 @@ from typing import Any
 import duckdb
 
 from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
-from pipeline.db import rows_as_dicts, sql_literal
+from pipeline.db import rows_as_dicts
+from pipeline.files import write_text_durably
+from pipeline.private import make_private_dirs
 from pipeline.report import charts
-from pipeline.report.exports import exports_started
+from pipeline.report.exports import exports_started, write_reachability
 from pipeline.report.missing_contacts import not_a_contact_html, not_a_contact_summary
 from pipeline.report.rolling import rolling_sections, rolling_summary
 from pipeline.run_kinds import FULL, SAMPLE
@@ -66,13 +68,9 @@ def write_report(
     `on_file(path, files)` is called as each file is written, with how many there are in all."""
     written = on_file or (lambda path, files: None)
     out = reports_dir / (run_id if pseudonym_key is None else f"{run_id}-pseudonymised")
-    out.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(out)
     params = {"run_id": run_id}
-    conn.execute(
-        f"COPY (SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id "
-        f"ORDER BY channel) TO {sql_literal(str(out / 'reachability.csv'))} (HEADER)",
-        params,
-    )
+    write_reachability(conn, run_id, out)
     channels = [
         str(r[0])
         for r in conn.execute(
@@ -91,10 +89,10 @@ def write_report(
             written(path, files)
     summary["outputs"] = {"directory": str(out), "channels": channels, "routing": "routing.csv"}
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_durably(summary_path, json.dumps(summary, indent=2, default=str) + "\n")
     written(summary_path, files)
     index = out / "index.html"
-    index.write_text(render_html(summary), encoding="utf-8")
+    write_text_durably(index, render_html(summary))
     written(index, files)
     return ReportFiles(out, index, summary_path)
 
