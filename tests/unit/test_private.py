@@ -119,6 +119,7 @@ def test_check_warns_about_data_open_to_other_users(tmp_path: Path, umask: None)
     data = tmp_path / "data"
     settings = Settings().replace("warehouse", path=str(data / "warehouse.duckdb"))
     settings = settings.replace("reports", dir=str(data / "reports"))
+    settings = settings.replace("receiver", landing_dir=str(data / "landing"))
     make_dirs(data / "reports" / "r1")
     (data / "state.duckdb").write_text("")  # as an earlier version left them: 0644, 0755
     (data / "reports" / "r1" / "routing.csv").write_text("")
