@@ -246,7 +246,8 @@ def expected_callback_rate(
     measured = float(row[1])
     if row[2] or measured > configured:
         return measured, f"measured by run {row[0]}"
-    return configured, f"configuration (run {row[0]} was not held back by callbacks)"
+    # Said without brackets: the terminal shows it in brackets after the rate.
+    return configured, f"configuration, as run {row[0]} was not held back by callbacks"
 
 
 def run_callback_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
