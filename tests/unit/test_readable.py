@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.progress import StepProgress
 from pipeline.readable import counted, duration, figure, rate_of
 
 
@@ -59,3 +60,10 @@ def test_a_rate_is_shown_only_where_it_means_something() -> None:
     assert rate_of(2001, 10.4, 194.3) == "194/s"
     assert rate_of(2001, 10.4) == "192/s"  # from the count when no measured rate is given
     assert rate_of(50, 5.0, 0.0) == ""
+
+
+def test_progress_fields_show_their_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    """A progress field is plain text: "[collect]" is a config section, not rich markup."""
+    with StepProgress("collect", 10, console=True) as progress:
+        progress.update(5, waiting="[collect] deadline_seconds")
+    assert "waiting [collect] deadline_seconds" in capsys.readouterr().err
