@@ -22,9 +22,10 @@ MIN_RATE_SECONDS = 1.0
 
 def duration(seconds: float) -> str:
     """A duration in the largest units that still tell two nights apart: tenths of a second
-    under a minute, whole seconds under an hour, whole minutes beyond (minutes and seconds
-    zero-padded, so that durations line up and compare at a glance)."""
-    if seconds < 1:
+    under a minute (hundredths under a tenth), whole seconds under an hour, whole minutes
+    beyond; minutes and seconds zero-padded, so that durations line up and compare at a
+    glance."""
+    if seconds < 0.1:  # a step that took no time to speak of, but not "0.0 s"
         return f"{max(seconds, 0.0):.2f} s"
     if round(seconds, 1) < 60:
         return f"{seconds:.1f} s"

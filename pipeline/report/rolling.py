@@ -57,7 +57,7 @@ def _coverage_html(coverage: dict[str, Any], late: int) -> str:
     )
     if without:
         chart += charts.horizontal_bars(
-            without, maximum=top, label="targets without an answer that counts", colour="#bbb"
+            without, maximum=top, label="targets without an answer in this run", colour="#bbb"
         )
     return f"<p>{_coverage_text(coverage, late)}</p>{chart}"
 
@@ -75,7 +75,7 @@ def _coverage_text(coverage: dict[str, Any], late: int) -> str:
     if without:
         reasons = ", ".join(f"{w['reason']} {w['targets']:,}" for w in without)
         missing = sum(int(w["targets"]) for w in without)
-        text += f". {missing:,} have no answer that counts: {reasons}"
+        text += f". {missing:,} have none in this run: {reasons}"
     return f"{text}. {_refresh_text(coverage)} {_late_text(late)}".rstrip()
 
 

@@ -12,7 +12,8 @@ from pipeline.readable import counted, duration, figure, rate_of
     ("seconds", "shown"),
     [
         (0.04, "0.04 s"),
-        (0.3012, "0.30 s"),
+        (0.3012, "0.3 s"),
+        (0.96, "1.0 s"),
         (13.14, "13.1 s"),
         (59.94, "59.9 s"),
         (59.96, "1 min 00 s"),  # never "60.0 s"
