@@ -255,8 +255,9 @@ def rolling_lines(result: RunResult) -> list[str]:
         )
     if "sample_half_width" in result.estimate:
         lines.append(
-            f"A 95% interval of at most ±{result.estimate['sample_half_width']:.2%} "
-            "(a share near 50%; narrower near 0% or 100%) for each channel's reachable share."
+            f"A 95% interval of at most ±{100 * result.estimate['sample_half_width']:.1f} "
+            "percentage points (a share near 50%; narrower near 0% or 100%) for each channel's "
+            "reachable share."
         )
     window = result.plan.window if result.plan is not None else {}
     if window:

@@ -193,3 +193,19 @@ def test_publish_reads_in_whole_units(capsys: pytest.CaptureFixture[str]) -> Non
         PublishSummary(runs=["r1"], rows={"runs": 1}, catalog="w.duckdb", seconds=0.2)
     )
     assert "Published r1: 1 table, 1 row in 0.2 s" in capsys.readouterr().out
+
+
+def test_a_dry_run_of_a_sample_states_its_interval_in_percentage_points(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = finished(plan=PlanSummary(targets=1500, reused=1495, to_query=5, requests=3))
+    result.estimate = {
+        "query_seconds": 0.015,
+        "callback_seconds": 0.008,
+        "callback_rate_per_second": 581.74,
+        "sample_half_width": 0.03802,
+    }
+    console.print_plan(result)
+    shown = capsys.readouterr().out
+    assert "Estimated: 0.01 s to send at the query rate; 0.01 s for the callbacks at 582/s" in shown
+    assert "A 95% interval of at most ±3.8 percentage points (a share near 50%" in shown
