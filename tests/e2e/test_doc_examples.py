@@ -37,6 +37,7 @@ import importlib.util
 import io
 import re
 import shlex
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,8 @@ FASTER = {
 }
 REACHABLE = ("CAPABILITY_FULL", "CAPABILITY_PARTIAL")
 DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
-FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A fenced block, also indented in a list item (its code is dedented).
+FENCE = re.compile(r"^ *```(\w*)[^\n]*\n(.*?)^ *```[ \t]*$", re.MULTILINE | re.DOTALL)
 # A path of the docs' layout, relative (data/lake) or under an install dir (/srv/capaudit/data/lake).
 DOC_PATH = re.compile(r"(?<![\w./-])(?:/[\w.-]+)*/?data/(?=lake\b|reports\b|warehouse\.duckdb\b)")
 
@@ -103,7 +105,7 @@ def examples() -> Iterator[Example]:
         text = path.read_text(encoding="utf-8")
         doc = str(path.relative_to(REPO))
         for block in FENCE.finditer(text):
-            lang, code = block.group(1), block.group(2)
+            lang, code = block.group(1), textwrap.dedent(block.group(2))
             line = text.count("\n", 0, block.start()) + 1
             if lang in ("sql", "python", "py"):
                 yield Example(doc, line, "sql" if lang == "sql" else "python", code)
@@ -188,7 +190,7 @@ def spark_session(example: Example) -> dict[str, Any]:
         reason = f"{example.id} needs pyspark (a Spark session), which is not installed"
         print(reason)
         pytest.skip(reason)
-    from pyspark.sql import SparkSession  # type: ignore[import-not-found]
+    from pyspark.sql import SparkSession
 
     return {"spark": SparkSession.builder.master("local[1]").getOrCreate()}
 
