@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +25,9 @@ from pipeline.settings_meanings import ENVIRONMENT, KEYS, SECRETS, SECTION_DOCS,
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "configuration.md"
-SCANNED = ("pipeline", "benchmarks")  # where the code that reads the environment lives
+SCANNED = ("pipeline", "benchmarks")  # where the Python that reads the environment lives
+SCRIPTS = "scripts"  # shell scripts: `${NAME:-default}`
+SHELL_READ = re.compile(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}")
 UNDOCUMENTED = "*not documented yet: add it to `pipeline/settings_meanings.py`, run `make docs`*"
 TYPE_NAMES = {
     bool: "true/false",
@@ -173,7 +176,7 @@ def _secrets() -> str:
 def _environment() -> str:
     intro = (
         "Besides `CAPAUDIT_<SECTION>__<KEY>` and the secrets, the code reads these (found in "
-        "`pipeline/` and `benchmarks/` by `pipeline.settings_doc.env_reads`)."
+        "`pipeline/`, `benchmarks/` and `scripts/` by `pipeline.settings_doc.env_reads`)."
     )
     rows = []
     for name, default in sorted(env_reads().items(), key=_capaudit_first):
@@ -190,14 +193,18 @@ def _capaudit_first(item: tuple[str, str | None]) -> tuple[bool, str]:
 
 def env_reads(root: Path = REPO) -> dict[str, str | None]:
     """Every `os.environ.get(NAME, default)`, `os.getenv(...)` and `os.environ[NAME]` in the
-    scanned packages (NAME a literal or a module constant): name -> its literal default, None
-    when it has none. `CAPAUDIT_<SECTION>__<KEY>` overrides are the sections' business."""
+    scanned packages (NAME a literal or a module constant), and every `${NAME:-default}` in the
+    shell scripts: name -> its literal default, None when it has none.
+    `CAPAUDIT_<SECTION>__<KEY>` overrides are the sections' business."""
     found: dict[str, str | None] = {}
     for path in sorted(p for folder in SCANNED for p in (root / folder).rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for name, default in _reads(tree, _string_constants(tree)):
             if not (name.startswith(ENV_PREFIX) and "__" in name):
                 found[name] = found.get(name) or default
+    for script in sorted((root / SCRIPTS).iterdir()):
+        if script.is_file() and script.suffix != ".py":
+            found |= dict(SHELL_READ.findall(script.read_text(encoding="utf-8")))
     return found
 
 

@@ -384,6 +384,11 @@ ENVIRONMENT: dict[str, KeyDoc] = {
         "Do not set it.",
         read_by="serve, simulate",
     ),
+    "STATE_DIRECTORY": KeyDoc(
+        "Set by systemd from `StateDirectory=`: where `scripts/capaudit-nightly` keeps the id "
+        "of an unfinished run (`unfinished-run`) to resume it the next night.",
+        read_by="scripts/capaudit-nightly",
+    ),
     "BENCH_QUERIES": KeyDoc(
         "Queries sent by the dispatch benchmark.", read_by="make bench-dispatch"
     ),
