@@ -165,7 +165,7 @@ def _secrets() -> str:
     intro = (
         "Read from the environment only, never from the TOML file; each may instead be given as "
         "the path of a file holding it in `<NAME>_FILE` (systemd credentials, container secrets; "
-        "one trailing newline is stripped). Held masked: they never appear in logs, errors or "
+        "surrounding whitespace is stripped). Held masked: they never appear in logs, errors or "
         'reports. `base_url = "embedded"` makes up throw-away ones for the run when missing.'
     )
     rows = [(f"`{s.name}`", f"`{s.name}_FILE`", _commands(s.read_by), s.meaning) for s in SECRETS]
@@ -202,7 +202,8 @@ def env_reads(root: Path = REPO) -> dict[str, str | None]:
         for name, default in _reads(tree, _string_constants(tree)):
             if not (name.startswith(ENV_PREFIX) and "__" in name):
                 found[name] = found.get(name) or default
-    for script in sorted((root / SCRIPTS).iterdir()):
+    scripts = root / SCRIPTS
+    for script in sorted(scripts.iterdir() if scripts.is_dir() else ()):
         if script.is_file() and script.suffix != ".py":
             found |= dict(SHELL_READ.findall(script.read_text(encoding="utf-8")))
     return found

@@ -339,7 +339,7 @@ KEYS: dict[str, KeyDoc] = {
         'A query for no contact: one CONTACT_NOT_FOUND `"callback"`, or an `"error"` (404).'
     ),
     # [logging]
-    "logging.level": KeyDoc("`DEBUG`, `INFO`, `WARNING` or `ERROR`."),
+    "logging.level": KeyDoc("`DEBUG`, `INFO`, `WARNING` or `ERROR` (any case)."),
     "logging.format": KeyDoc(
         '`"auto"`: readable lines on a terminal, JSON lines otherwise; `"json"` or '
         '`"console"` always.'

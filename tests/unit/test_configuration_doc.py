@@ -56,7 +56,7 @@ def test_env_reads_finds_literals_constants_subscripts_and_shell_defaults(tmp_pa
         'd = os.environ["CAPAUDIT_X_PID"]\n'
         'e = os.environ.get("CAPAUDIT_SINCH__REGION")\n'
     )
-    (tmp_path / "scripts" / "job").write_text('dir=${STATE_X:-/var/lib/x}\nc=${1:?usage}\n')
+    (tmp_path / "scripts" / "job").write_text("dir=${STATE_X:-/var/lib/x}\nc=${1:?usage}\n")
     assert settings_doc.env_reads(tmp_path) == {
         "CAPAUDIT_X_LIMIT": "1GB",
         "CAPAUDIT_X_PAUSE": None,

@@ -32,7 +32,9 @@ def test_the_example_window_and_ttl_fit_a_million_contacts_at_25_per_second() ->
 
 
 def git(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], check=False, capture_output=True, text=True
+    )
 
 
 @pytest.mark.skipif(
@@ -54,10 +56,7 @@ def fake(tmp_path: Path) -> Path:
     binary = tmp_path / ".venv" / "bin" / "capaudit"
     binary.parent.mkdir(parents=True)
     binary.write_text(
-        "#!/bin/sh\n"
-        'echo "$*" >> calls\n'
-        "code=$(head -n 1 codes); sed -i 1d codes\n"
-        'exit "$code"\n'
+        '#!/bin/sh\necho "$*" >> calls\ncode=$(head -n 1 codes); sed -i 1d codes\nexit "$code"\n'
     )
     binary.chmod(0o755)
     return tmp_path
@@ -68,6 +67,7 @@ def nightly(cwd: Path, codes: list[int]) -> tuple[int, list[str]]:
     env = {**os.environ, "STATE_DIRECTORY": str(cwd)}
     done = subprocess.run(
         ["sh", str(NIGHTLY), "configs/sinch.toml", "--window", "6h"],
+        check=False,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -108,4 +108,13 @@ def test_a_resume_that_does_not_finish_keeps_tonight_from_starting(fake: Path, c
 def test_a_night_that_ends_otherwise_leaves_nothing_to_resume(fake: Path, code: int) -> None:
     exit_code, _ = nightly(fake, [code])
     assert exit_code == code
+    assert not (fake / "unfinished-run").exists()
+
+
+def test_started_again_the_same_day_it_resumes_and_stops_there(fake: Path) -> None:
+    tonight = f"nightly-{date.today():%Y-%m-%d}"
+    (fake / "unfinished-run").write_text(f"{tonight}\n")
+    code, calls = nightly(fake, [0])
+    assert code == 0
+    assert calls == [f"run --config configs/sinch.toml --resume --run-id {tonight}"]
     assert not (fake / "unfinished-run").exists()
