@@ -37,13 +37,14 @@ from pipeline.checks import Check, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
-from pipeline.db import rows_as_dicts
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
 from pipeline.lake.partitions import stage_early
 from pipeline.lake.publish import PublishSummary, publish_runs
+from pipeline.metrics.record import run_metrics
 from pipeline.progress import StepProgress
+from pipeline.readout import readout
 from pipeline.report import ReportFiles, write_report
 from pipeline.run_kinds import run_kind
 from pipeline.services import child_service
@@ -95,6 +96,7 @@ class RunResult:
     report: ReportFiles | None = None
     publish: PublishSummary | None = None
     channels: list[dict[str, Any]] = field(default_factory=list)
+    estimates: list[dict[str, Any]] = field(default_factory=list)  # a sampled run's, whole list
     durations: dict[str, float] = field(default_factory=dict)
     estimate: dict[str, float] = field(default_factory=dict)
     warehouse: str = ""
@@ -136,10 +138,12 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
     with _warehouse(settings) as conn:
         if options.dry_run:
             return _dry_run(conn, settings, options, result, console)
-        _check_resume(conn, result.run_id, options)
-        options = _begin(conn, settings, dataclasses.replace(options, run_id=result.run_id), "run")
-        with _recorded(conn, settings, result, console):
-            _run_steps(_Run(conn, settings, options, result, console))
+        with run_metrics(conn, settings, result):  # however the run ends ([metrics])
+            _check_resume(conn, result.run_id, options)
+            options = dataclasses.replace(options, run_id=result.run_id)
+            options = _begin(conn, settings, options, "run")
+            with _recorded(conn, settings, result, console):
+                _run_steps(_Run(conn, settings, options, result, console))
     return result
 
 
@@ -453,7 +457,7 @@ def _build(run: _Run) -> None:
     run.result.statuses = run.timed(
         "build", lambda: steps.build(run.conn, run.run_id, console=run.console)
     )
-    run.result.channels = reachability(run.conn, run.run_id)
+    run.result.channels, run.result.estimates = readout(run.conn, run.run_id)
 
 
 def _report(run: _Run, pseudonym_key: bytes | None) -> None:
@@ -477,13 +481,6 @@ def _report(run: _Run, pseudonym_key: bytes | None) -> None:
                 on_file=written,
             ),
         )
-
-
-def reachability(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
-    """The run's `reachability` rows, one per channel."""
-    return rows_as_dicts(
-        conn.execute("SELECT * FROM reachability WHERE run_id = $r ORDER BY channel", {"r": run_id})
-    )
 
 
 def _exchange(run: _Run, *, collect: bool) -> None:

@@ -10,6 +10,7 @@ Each check gives one line; the command exits 0 only when all pass (a warning pas
                 callback_rate_per_second expects more callbacks per second than the app gets
     webhook     the app has a CAPABILITY webhook pointing at [receiver] public_url
     receiver    the receiver answers at its public URL
+    privacy     no data file or directory is open to other users (a warning: permissions.py)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from pipeline.errors import CapauditError
+from pipeline.permissions import data_permissions
 from pipeline.settings import Settings
 from pipeline.sinch.apps import read_app_profile
 from pipeline.sinch.auth import OAuth2Auth
@@ -36,7 +38,7 @@ class Check:
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    results = [Check("config", True, f"{settings.source} is valid")]
+    results = [Check("config", True, f"{settings.source} is valid"), data_permissions(settings)]
     missing = [
         name
         for name, value in (

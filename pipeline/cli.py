@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline import __version__, audit
+from pipeline import __version__, audit, private
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, UsageError
 from pipeline.logs import configure_logging, use_console
 from pipeline.settings import DEFAULT_CONFIG, Settings, load_settings
@@ -74,6 +74,7 @@ def main() -> None:
     Example:
       capaudit run                      # the whole audit, sample data, embedded simulator
     """
+    private.restrict_umask()  # nothing it (or a child) creates is open to other users
 
 
 @main.command()

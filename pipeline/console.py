@@ -1,4 +1,8 @@
-"""What the commands print for people: the end-of-run summary, the plan, webhook lists."""
+"""What the commands print for people: the end-of-run summary, the plan, webhook lists.
+
+Nothing here is rich markup: the text holds config keys like `[collect] deadline_seconds`,
+which markup would swallow, so the console has markup off and styles are given as `Text`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.audit import STEPS, RunResult
+from pipeline.console_estimates import estimates_note, estimates_table
 from pipeline.contacts.load import LoadSummary
 from pipeline.lake.publish import PublishSummary
 from pipeline.ledger import PlanSummary
+from pipeline.readable import counted, duration, figure, rate_of
 from pipeline.report.missing_contacts import not_a_contact_line
 from pipeline.sinch.models import ALL_STATUSES
 from pipeline.steps import CollectSummary, SubmitSummary
@@ -29,9 +35,9 @@ SHORT = {
 
 
 def out() -> Console:
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)
     if not console.is_terminal:  # logs and CI: wide enough that tables never truncate
-        console = Console(highlight=False, soft_wrap=True, width=132)
+        console = Console(highlight=False, soft_wrap=True, markup=False, width=132)
     return console
 
 
@@ -39,11 +45,12 @@ def print_run(result: RunResult, by_channel: list[dict[str, Any]]) -> None:
     console = out()
     for step in ("load", "plan", "submit", "collect"):
         _print_step(console, result, step)
-    _reachability(console, result.run_id, by_channel)
-    if result.completeness is not None and not result.completeness.complete:
-        console.print(f"[bold red]INCOMPLETE[/]: {result.message}")
+    _estimates(console, result)  # what a sampled run is for, before the sample's own counts
     for line in rolling_lines(result):
         console.print(line)
+    _reachability(console, result.run_id, by_channel, sampled=bool(result.estimates))
+    if result.completeness is not None and not result.completeness.complete:
+        console.print(Text.assemble(("INCOMPLETE", "bold red"), f": {result.message}"))
     _print_step(console, result, "report")
     console.print(f"Warehouse: {result.warehouse}  (duckdb -readonly {result.warehouse})")
     _took(console, result, STEPS)
@@ -58,7 +65,13 @@ def print_step(result: RunResult, step: str) -> None:
 
 def _print_step(console: Console, result: RunResult, step: str) -> None:
     if step == "build":
-        _reachability(console, result.run_id, result.channels)
+        _estimates(console, result)
+        sampled = bool(result.estimates)
+        _reachability(console, result.run_id, result.channels, sampled=sampled)
+    elif step == "collect" and result.collect is not None:
+        built = result.statuses.get("NO_RESPONSE", 0) if result.statuses else None
+        if text := _collect(result.collect, built):
+            console.print(text)
     elif step == "report" and result.report is not None:
         console.print(f"Report:    {result.report.index}\nSummary:   {result.report.summary}")
     elif step in SENTENCES and (summary := getattr(result, step)) is not None:
@@ -69,8 +82,9 @@ def _print_step(console: Console, result: RunResult, step: str) -> None:
 
 def _load(load: LoadSummary) -> str:
     loaded = (
-        f"Loaded {load.rows:,} rows from {len(load.sources)} file(s): {load.contacts:,} "
-        f"contacts, {load.targets:,} targets, {load.rejects:,} rejected"
+        f"Loaded {counted(load.rows, 'row')} from {counted(len(load.sources), 'file')}: "
+        f"{counted(load.contacts, 'contact')}, {counted(load.targets, 'target')}, "
+        f"{load.rejects:,} rejected"
     )
     reasons = load.rejects_by_reason.items()
     return "\n".join([loaded, *(f"  rejected {n:,} as {reason}" for reason, n in reasons)])
@@ -78,44 +92,58 @@ def _load(load: LoadSummary) -> str:
 
 def _plan(plan: PlanSummary) -> str:
     return (
-        f"Planned {plan.targets:,} targets: {plan.reused:,} reused, {plan.to_query:,} to query "
-        f"in {plan.requests:,} requests"
+        f"Planned {counted(plan.targets, 'target')}: {plan.reused:,} reused, "
+        f"{plan.to_query:,} to query in {counted(plan.requests, 'request')}"
     )
 
 
 def _submit(sent: SubmitSummary) -> str:
+    count = sent.accepted + sent.failed
+    rate = rate_of(count, sent.seconds, sent.rate_per_second)
     text = (
-        f"Sent {sent.accepted + sent.failed:,} requests in {sent.seconds:.1f}s "
-        f"({sent.rate_per_second:.1f}/s): {sent.accepted:,} accepted, {sent.failed:,} failed"
+        f"Sent {counted(count, 'request')} in {duration(sent.seconds)}"
+        f"{f' ({rate})' if rate else ''}: {sent.accepted:,} accepted, {sent.failed:,} failed"
     )
     if sent.refused:
         text += (
-            f"\n  {sent.refused:,} requests by contact_id not sent: the app is in DISPATCH "
-            "processing mode, which takes only identified_by queries"
+            f"\n  {counted(sent.refused, 'request')} by contact_id not sent: the app is in "
+            "DISPATCH processing mode, which takes only identified_by queries"
         )
     return text
 
 
-def _collect(collected: CollectSummary) -> str:
+def _collect(collected: CollectSummary, built_no_response: int | None = None) -> str:
+    """What collecting did; `built_no_response`: the NO_RESPONSE targets of the build that
+    followed it (None when it has not run yet), which answers landing late make fewer than
+    those unanswered at the deadline."""
     lines = []
-    lag = collected.lag
-    if lag.get("p50_seconds") is not None:
+    p50, p95 = collected.lag.get("p50_seconds"), collected.lag.get("p95_seconds")
+    if p50 is not None:
         lines.append(
-            f"Callbacks: lag from acceptance p50 {lag['p50_seconds']:.2f}s, "
-            f"p95 {lag['p95_seconds']:.2f}s; {collected.requeried:,} transient failures re-queried"
+            f"Callbacks: lag from acceptance p50 {duration(p50)}, p95 {duration(p95 or 0.0)}; "
+            f"{counted(collected.requeried, 'transient failure')} re-queried"
         )
     if collected.contacts:
         made = ", ".join(f"{n:,} {state}" for state, n in sorted(collected.contacts.items()))
-        lines.append(escape(f"Contacts Sinch had none for ([contacts] create_missing): {made}"))
+        lines.append(f"Contacts Sinch had none for ([contacts] create_missing): {made}")
     correlation = _correlation(collected.matched_by, collected.unmatched)
     if correlation:
         lines.append(correlation)
     if collected.deadline_passed:
-        lines.append(
-            f"Deadline passed with {collected.outstanding:,} targets unanswered "
-            "(reported as NO_RESPONSE)"
-        )
+        lines.append(deadline_line(collected.outstanding, built_no_response))
     return "\n".join(lines)
+
+
+def deadline_line(outstanding: int, built_no_response: int | None) -> str:
+    """The deadline's toll, in the words of what the report shows: answers that land between
+    the deadline and the build are in the report, so it may count fewer NO_RESPONSE."""
+    unanswered = f"{counted(outstanding, 'target')} unanswered at the deadline"
+    if built_no_response is None:
+        return f"{unanswered}; the build reports those still without an answer as NO_RESPONSE"
+    if built_no_response == outstanding:
+        return f"{unanswered}, reported as NO_RESPONSE"
+    late = "; their answers landed before the build" if built_no_response < outstanding else ""
+    return f"{unanswered}; {built_no_response:,} still without an answer in the report{late}"
 
 
 # The sentences `run` prints for a step, from the step's summary.
@@ -127,8 +155,18 @@ SENTENCES: dict[str, Callable[[Any], str]] = {
 }
 
 
-def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]]) -> None:
-    table = Table(title=f"Run {run_id}: reachability per channel")
+def _estimates(console: Console, result: RunResult) -> None:
+    table = estimates_table(result.estimates)
+    if table is not None:
+        console.print(table)
+        console.print(estimates_note(result.estimates))
+
+
+def _reachability(
+    console: Console, run_id: str, by_channel: list[dict[str, Any]], *, sampled: bool = False
+) -> None:
+    what = "the sample's own counts per channel" if sampled else "reachability per channel"
+    table = Table(title=f"Run {run_id}: {what}")
     table.add_column("channel")
     table.add_column("targets", justify="right")
     for status in ALL_STATUSES:
@@ -148,19 +186,15 @@ def _reachability(console: Console, run_id: str, by_channel: list[dict[str, Any]
     console.print("reachable: share of all targets; of answered: share of answered targets")
     missing = not_a_contact_line(by_channel)
     if missing:
-        console.print(missing, markup=False)
+        console.print(missing)
 
 
 def _took(console: Console, result: RunResult, steps: Sequence[str]) -> None:
     """The time each step took (the latest time it ran, for a resumed run too)."""
     times = [(s, result.durations[s]) for s in steps if s in result.durations]
     if times:
-        each = ", ".join(f"{step} {_duration(seconds, precise=True)}" for step, seconds in times)
-        total = (
-            f" ({_duration(sum(t for _, t in times), precise=True)} in all)"
-            if len(times) > 1
-            else ""
-        )
+        each = ", ".join(f"{step} {duration(seconds)}" for step, seconds in times)
+        total = f"; {duration(sum(t for _, t in times))} in all" if len(times) > 1 else ""
         console.print(f"Took:      {each}{total}")
 
 
@@ -184,7 +218,8 @@ def print_plan(result: RunResult) -> None:
     assert plan is not None
     assert result.load is not None
     console.print(
-        f"Dry run: nothing was sent. {result.load.rows:,} rows, {result.load.rejects:,} rejected."
+        f"Dry run: nothing was sent. {counted(result.load.rows, 'row')}, "
+        f"{result.load.rejects:,} rejected."
     )
     table = Table(title="Plan")
     for name in ("channel", "targets", "reuse", "query"):
@@ -199,10 +234,10 @@ def print_plan(result: RunResult) -> None:
     console.print(table)
     est = result.estimate
     console.print(
-        f"{plan.targets:,} targets: {plan.reused:,} reused, {plan.to_query:,} to query in "
-        f"{plan.requests:,} requests.\nEstimated: {_duration(est['query_seconds'])} to send at "
-        f"the query rate; {_duration(est['callback_seconds'])} for the callbacks at "
-        f"{est['callback_rate_per_second']:g}/s."
+        f"{counted(plan.targets, 'target')}: {plan.reused:,} reused, {plan.to_query:,} to query "
+        f"in {counted(plan.requests, 'request')}.\nEstimated: {duration(est['query_seconds'])} "
+        f"to send at the query rate; {duration(est['callback_seconds'])} for the callbacks at "
+        f"{figure(est['callback_rate_per_second'])}/s."
     )
     for line in rolling_lines(result):
         console.print(line)
@@ -215,13 +250,14 @@ def rolling_lines(result: RunResult) -> list[str]:
         s = result.sample
         lines.append(
             f"Sample: {s.sampled_contacts:,} of {s.list_contacts:,} contacts "
-            f"({s.sampled_targets:,} of {s.list_targets:,} targets) in {len(s.strata)} strata "
-            f"by {s.by}, seed {s.seed}"
+            f"({s.sampled_targets:,} of {s.list_targets:,} targets) in "
+            f"{counted(len(s.strata), 'stratum', 'strata')} by {s.by}, seed {s.seed}"
         )
     if "sample_half_width" in result.estimate:
         lines.append(
-            f"A 95% interval of at most ±{result.estimate['sample_half_width']:.2%} "
-            "(a share near 50%; narrower near 0% or 100%) for each channel's reachable share."
+            f"A 95% interval of at most ±{100 * result.estimate['sample_half_width']:.1f} "
+            "percentage points (a share near 50%; narrower near 0% or 100%) for each channel's "
+            "reachable share."
         )
     window = result.plan.window if result.plan is not None else {}
     if window:
@@ -229,31 +265,26 @@ def rolling_lines(result: RunResult) -> list[str]:
             f"{n:,} {k.replace('_', ' ')}" for k, n in window["by_priority"].items()
         )
         lines.append(
-            f"Window {_duration(window['window_seconds'])} at "
-            f"{window['callback_rate_per_second']:g} callbacks/s ({window['rate_source']}): "
-            f"{window['queried_targets']:,} targets to "
+            f"Window {duration(window['window_seconds'])} at "
+            f"{figure(window['callback_rate_per_second'])} callbacks/s "
+            f"({window['rate_source']}): "
+            f"{counted(window['queried_targets'], 'target')} to "
             f"query ({priorities or 'none'}); {window['reused_stale']:,} keep their last answer, "
             f"{window['deferred']:,} never answered wait for a later night"
         )
     if result.plan is not None and result.plan.late_answers:
         lines.append(
-            f"{result.plan.late_answers:,} late answers (landed after their run ended) kept"
+            f"{counted(result.plan.late_answers, 'late answer')} (landed after their run ended) "
+            "kept"
         )
     return lines
-
-
-def _duration(seconds: float, *, precise: bool = False) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f}s" if precise else f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def print_publish(published: PublishSummary) -> None:
     """What `capaudit publish` did, and how an analyst sees it."""
     rows = sum(published.rows.values())
     out().print(
-        f"Published {', '.join(published.runs)}: {len(published.rows)} tables, {rows:,} rows "
-        f"in {published.seconds:.1f}s\nCatalog:   {published.catalog}  (reconnect to see it)"
+        f"Published {', '.join(published.runs)}: {counted(len(published.rows), 'table')}, "
+        f"{counted(rows, 'row')} in {duration(published.seconds)}\n"
+        f"Catalog:   {published.catalog}  (reconnect to see it)"
     )

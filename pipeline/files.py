@@ -2,13 +2,16 @@
 
 Landing segments and publication both rely on them. Publication writes under a staging name,
 fsyncs the file, renames it into place and fsyncs the directory, so after a crash a name either
-points at a whole file or is not there.
+points at a whole file or is not there. What they create is private (`pipeline.private`): files
+0640, directories 0750.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from pipeline.private import FILE_MODE, make_private_dirs
 
 
 def fsync_file(path: Path) -> None:
@@ -29,13 +32,8 @@ def _fsync(path: Path, flags: int) -> None:
 
 
 def make_dirs(path: Path) -> None:
-    """Create `path` and its missing parents, each made durable in its own parent."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        folder.mkdir(exist_ok=True)
+    """Create `path` and its missing parents (0750), each made durable in its own parent."""
+    for folder in make_private_dirs(path):
         fsync_dir(folder.parent)
 
 
@@ -46,10 +44,12 @@ def replace_durably(staged: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def write_text_durably(path: Path, text: str) -> None:
-    """`path` holds `text` whole, or what it held before (its folder made if missing)."""
+def write_text_durably(path: Path, text: str, mode: int = FILE_MODE) -> None:
+    """`path` holds `text` whole, or what it held before (its folder made if missing), with
+    `mode` whatever the umask."""
     make_dirs(path.parent)
     staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staged.write_text(text, encoding="utf-8")
+    os.chmod(staged, mode)
     fsync_file(staged)
     replace_durably(staged, path)

@@ -20,6 +20,8 @@ from types import TracebackType
 
 import httpx
 
+from pipeline.readable import duration
+
 log = logging.getLogger(__name__)
 
 
@@ -88,4 +90,4 @@ class HealthWatch:
             down = now - self._down_since
             self.down_seconds += down
             self._down_since = None
-            log.warning("the receiver at %s is back after %.1f s down", self.url, down)
+            log.warning("the receiver at %s is back after %s down", self.url, duration(down))

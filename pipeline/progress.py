@@ -55,7 +55,8 @@ class StepProgress:
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
+                # Plain text: a field may hold brackets ("[collect] ..."), not markup.
+                TextColumn("{task.fields[info]}", markup=False),
                 transient=False,
                 console=Console(stderr=True),
             )

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from pipeline.errors import ConfigError
 from pipeline.landing.segments import KIND_CAPABILITY, KIND_OTHER, encode_line
 from pipeline.landing.writer import FSYNC_BUCKETS_MS, LandingWriter
+from pipeline.readable import duration
 from pipeline.settings import ReceiverSettings, Secret
 from pipeline.sinch import signing
 from pipeline.sinch.models import CAPABILITY_EVENT_KEY
@@ -110,7 +111,7 @@ class StaleSignatures:
 
     def _log(self, outcome: str, verdict: signing.Verdict) -> None:
         age = verdict.age_seconds
-        when = f"{age:.0f} s ago" if age > 0 else f"{-age:.0f} s in the future (clock skew?)"
+        when = f"{duration(age)} ago" if age > 0 else f"{duration(-age)} in the future: clock skew?"
         action = "refused (max_signature_age_seconds)" if outcome == "refused" else "accepted"
         log.log(
             logging.WARNING if outcome == "refused" else logging.INFO,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from pipeline.errors import ConfigError
+from pipeline.metrics.settings import MetricsSettings
 from pipeline.sinch.models import PROCESSING_MODES
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,7 @@ class Settings:
     plan: PlanSettings = field(default_factory=PlanSettings)
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     reports: ReportsSettings = field(default_factory=ReportsSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     secrets: Secrets = field(default_factory=lambda: Secrets(None, None, ()))
@@ -536,6 +538,7 @@ def _validate(settings: Settings) -> None:
             settings.logging.format in ("auto", "json", "console"),
             "[logging] format must be 'auto', 'json' or 'console'",
         ),
+        *settings.metrics.checks(),
     ]
     for ok, message in checks:
         if not ok:

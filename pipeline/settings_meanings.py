@@ -90,6 +90,12 @@ SECTION_DOCS: dict[str, tuple[str, str, str]] = {
         "`--rate-limit`, `--webhook-rate`, `--seed`, ...) override the keys of the same name.",
         EMBEDDED,
     ),
+    "metrics": (
+        "batch-job metrics",
+        "Gauges `capaudit run` writes when it ends, whatever its outcome (names and alert "
+        "rules: [operations.md](operations.md#metrics-and-alerts)). Both empty: none.",
+        "run",
+    ),
     "logging": (
         "log lines",
         "Log lines go to stderr; they never hold a secret or a full phone number.",
@@ -338,6 +344,15 @@ KEYS: dict[str, KeyDoc] = {
     "simulator.contact_not_found": KeyDoc(
         'A query for no contact: one CONTACT_NOT_FOUND `"callback"`, or an `"error"` (404).'
     ),
+    # [metrics]
+    "metrics.textfile": KeyDoc(
+        "node-exporter textfile collector file (must end in `.prom`), written under a temporary "
+        "name and renamed; mode 0644 (no contact data). Empty: none.",
+        "path",
+    ),
+    "metrics.pushgateway_url": KeyDoc(
+        'Prometheus Pushgateway to push to (`job="capaudit"`); empty: none.', "URL"
+    ),
     # [logging]
     "logging.level": KeyDoc("`DEBUG`, `INFO`, `WARNING` or `ERROR` (any case)."),
     "logging.format": KeyDoc(
@@ -385,8 +400,8 @@ ENVIRONMENT: dict[str, KeyDoc] = {
         read_by="serve, simulate",
     ),
     "STATE_DIRECTORY": KeyDoc(
-        "Set by systemd from `StateDirectory=`: where `scripts/capaudit-nightly` keeps the id "
-        "of an unfinished run (`unfinished-run`) to resume it the next night.",
+        "Where `scripts/capaudit-nightly` keeps the id of an unfinished run (`unfinished-run`) "
+        "to resume it the next night; systemd sets it for units with `StateDirectory=`.",
         read_by="scripts/capaudit-nightly",
     ),
     "BENCH_QUERIES": KeyDoc(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import duckdb
 
 from pipeline.lake.migrate import adopt_single_file, finish_migration
+from pipeline.private import make_private_dirs
 from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse, run_lock
 
@@ -25,7 +26,7 @@ def open_state(settings: Settings, *, lock: bool = True) -> Iterator[duckdb.Duck
     """The state database with its schema; with `lock`, the run lock is held and a pending
     migration is finished first (without it, read only what is there)."""
     state = settings.warehouse.state
-    state.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(state.parent)
     with run_lock(state) if lock else contextlib.nullcontext():
         if lock:
             adopt_single_file(settings)

@@ -28,6 +28,7 @@ from pipeline.landing.tail import LandingTail
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress, ticking
+from pipeline.readable import duration, figure
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.submit.backlog import (
@@ -588,12 +589,12 @@ def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> 
     enough = (lag.get("callbacks") or 0) >= MIN_CALLBACKS_FOR_RATE
     if enough and callbacks and queries and callbacks < 0.5 * queries * channels:
         log.warning(
-            "callbacks arrived at %.1f/s while queries asked for %.1f/s: Sinch queues the rest "
+            "callbacks arrived at %s/s while queries asked for %s/s: Sinch queues the rest "
             "(its default is 25 callbacks/s per app). Lower [dispatch] rate_per_second or raise "
-            "the app's webhook rate limit; p95 callback lag %.1f s",
-            callbacks,
-            queries * channels,
-            lag.get("p95_seconds") or 0.0,
+            "the app's webhook rate limit; p95 callback lag %s",
+            figure(callbacks),
+            figure(queries * channels),
+            duration(lag.get("p95_seconds") or 0.0),
         )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline import private
 from pipeline.db import sql_literal, transaction
 from pipeline.errors import RunLocked, WarehouseError
 from pipeline.sinch.models import CHANNELS, WHOLE_REQUEST_CHANNEL
@@ -352,10 +353,10 @@ def open_warehouse(
     """Open (creating if needed) the warehouse with its schema; hold the run lock if `lock`.
 
     `preference` is the channel preference the `channel_order` view ranks by."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private.make_private_dirs(path.parent)
     with run_lock(path) if lock else contextlib.nullcontext():
         try:
-            conn = duckdb.connect(str(path))
+            conn = private.connect(path)
         except duckdb.Error as exc:
             raise WarehouseError(f"{path}: cannot open the warehouse ({exc})") from exc
         try:
@@ -387,7 +388,7 @@ def _refuse_catalog(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
 def run_lock(path: Path) -> Iterator[None]:
     """Hold `<path>.lock` for the whole run: one run at a time on one state database."""
     lock_path = path.with_name(path.name + ".lock")
-    handle = lock_path.open("a+")
+    handle = private.open_appending(lock_path)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

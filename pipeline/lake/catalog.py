@@ -26,6 +26,7 @@ from pipeline.db import sql_literal
 from pipeline.errors import WarehouseError
 from pipeline.files import fsync_file, replace_durably, write_text_durably
 from pipeline.lake.tables import LATEST, TABLES
+from pipeline.private import connect, make_private_dirs
 from pipeline.run_kinds import KINDS
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def published(conn: duckdb.DuckDBPyConnection) -> Published:
 def build_catalog(catalog: Path, lake: Path, current: Published, channel_order_sql: str) -> None:
     """Write the manifest and a new catalog for `current`, and swap the catalog in."""
     lake = lake.resolve()
-    catalog.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(catalog.parent)
     staged = catalog.with_name(f"{catalog.name}.new-{os.getpid()}")
     for stale in catalog.parent.glob(f"{catalog.name}.new-*"):
         stale.unlink()  # a killed publication's; the run lock says no one else is publishing
@@ -80,7 +81,7 @@ def build_catalog(catalog: Path, lake: Path, current: Published, channel_order_s
 
 
 def _write_catalog(staged: Path, lake: Path, current: Published, channel_order_sql: str) -> None:
-    conn = duckdb.connect(str(staged), config={"storage_compatibility_version": STORAGE_VERSION})
+    conn = connect(staged, {"storage_compatibility_version": STORAGE_VERSION})
     try:
         for table in TABLES:
             files = current.files.get(table.name)

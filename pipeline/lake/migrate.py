@@ -21,6 +21,7 @@ from pipeline.errors import WarehouseError
 from pipeline.files import fsync_file, replace_durably
 from pipeline.lake.publish import publish_runs
 from pipeline.logs import log_fields
+from pipeline.private import private_file
 from pipeline.settings import Settings
 from pipeline.warehouse import ensure_schema
 
@@ -36,6 +37,7 @@ def adopt_single_file(settings: Settings) -> bool:
         return False
     staged = state.with_name(f"{state.name}.migrating-{os.getpid()}")
     shutil.copyfile(old, staged)
+    private_file(staged)
     conn = duckdb.connect(str(staged))
     try:
         ensure_schema(conn, settings.reports.channel_preference)

@@ -29,6 +29,7 @@ from pipeline.db import rows_fingerprint, sql_literal
 from pipeline.errors import WarehouseError
 from pipeline.files import fsync_dir, fsync_file, make_dirs, replace_durably
 from pipeline.lake.tables import LATEST, TABLES, LakeTable
+from pipeline.private import private_file
 
 FILE_NAME = "data_0.parquet"
 STAGING = "_staging"
@@ -174,6 +175,7 @@ def _copy(conn: duckdb.DuckDBPyConnection, sql: str, target: Path, run_id: str) 
         ).fetchone()
     except duckdb.Error as exc:
         raise WarehouseError(f"publishing run {run_id} to {target} failed: {exc}") from exc
+    private_file(target)
     fsync_file(target)
     return int(row[0]) if row else 0
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pipeline.files import fsync_dir
 from pipeline.landing.segments import CLOSED_SUFFIX, OPEN_SUFFIX, segment_name
+from pipeline.private import make_private_dirs
 
 log = logging.getLogger(__name__)
 MAX_BATCH_LINES = 4096
@@ -90,7 +91,7 @@ class LandingWriter:
         return self.directory / (segment_name(self.writer_id, self._sequence) + OPEN_SUFFIX)
 
     async def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.directory)
         await asyncio.to_thread(self._open_segment)
         self._task = asyncio.create_task(self._flush_loop())
 

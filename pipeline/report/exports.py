@@ -32,6 +32,7 @@ import duckdb
 
 from pipeline.db import sql_literal
 from pipeline.logs import PHONE_PATTERN
+from pipeline.private import make_private_dirs, private_file
 from pipeline.report.pseudonyms import hmac_sql
 
 IDENTIFYING = ("contact_key", "contact_id", "identity")
@@ -102,7 +103,7 @@ def exports_started(
             paths = list(written)
     """
     directory = out / "channels"
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(directory)
     exports: list[Export] = [
         partial(
             _export_channel,
@@ -206,4 +207,18 @@ def _export_sorted(
         f"COPY (SELECT {csv_columns} FROM read_parquet({sql_literal(str(parquet))})) "
         f"TO {sql_literal(str(csv))} (HEADER)"
     )
+    for path in (csv, parquet):
+        private_file(path)  # DuckDB creates them with the umask's mode
     return [csv, parquet]
+
+
+def write_reachability(conn: duckdb.DuckDBPyConnection, run_id: str, out: Path) -> Path:
+    """`reachability.csv`: the run's `reachability` rows, one per channel."""
+    path = out / "reachability.csv"
+    conn.execute(
+        "COPY (SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id "
+        f"ORDER BY channel) TO {sql_literal(str(path))} (HEADER)",
+        {"run_id": run_id},
+    )
+    private_file(path)
+    return path

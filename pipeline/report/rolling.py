@@ -1,8 +1,9 @@
-"""The report's sections for rolling refreshes and samples (issue 14): estimates with their
-intervals, coverage by fresh answers, and late answers used.
+"""The report's data for rolling refreshes and samples (issue 14): estimates with their
+intervals, coverage by fresh answers, and late answers used; and its coverage section (the
+estimates section leads the report: pipeline/report/estimates.py).
 
     summary.update(rolling_summary(conn, run_id, settings))
-    sections += rolling_sections(summary)
+    sections += coverage_sections(summary)
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import duckdb
 
 from pipeline.coverage import coverage_summary
 from pipeline.late import late_answers_used
+from pipeline.readable import counted, duration, figure
 from pipeline.report import charts
 from pipeline.sampling import estimate_rows
 from pipeline.settings import Settings
-
-MAX_INTERVAL_ROWS = 40  # whole-list rows first, then the largest strata
 
 
 def rolling_summary(
@@ -34,78 +34,62 @@ def rolling_summary(
     return extra
 
 
-def rolling_sections(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    sections = []
-    if summary.get("estimates"):
-        title = "Estimated reachable share (sample, 95% intervals)"
-        sections.append((title, _estimates_html(summary["estimates"])))
-    if "coverage" in summary:
-        html = _coverage_html(summary["coverage"], summary.get("late_answers", 0))
-        sections.append(("Coverage by fresh answers", html))
-    return sections
-
-
-def _interval_label(row: dict[str, Any]) -> str:
-    return f"{row['channel']} {row['stratum'] or 'whole list'}"
-
-
-def _estimates_html(rows: list[dict[str, Any]]) -> str:
-    ordered = sorted(rows, key=lambda r: (r["stratum"] is not None, -int(r["population"])))
-    shown = [r for r in ordered if r["share"] is not None][:MAX_INTERVAL_ROWS]
-    chart = charts.intervals(
-        [
-            (
-                _interval_label(r),
-                float(r["share"]),
-                float(r["low"]),
-                float(r["high"]),
-                f"{float(r['share']):.1%} [{float(r['low']):.1%}, {float(r['high']):.1%}] "
-                f"n={int(r['sample']):,}",
-            )
-            for r in shown
-        ],
-        label="estimated reachable share with 95% intervals",
-    )
-    whole = [r for r in rows if r["stratum"] is None]
-    headers = ["channel", "sampled", "list", "reachable", "95% interval"]
-    headers += ["reachable in the list", "no response (counted as not reachable)"]
-    table = charts.table(
-        headers,
-        [
-            [
-                r["channel"],
-                int(r["sample"]),
-                int(r["population"]),
-                f"{float(r['share']):.1%}",
-                f"{float(r['low']):.1%} - {float(r['high']):.1%}",
-                f"{int(r['reachable_low']):,} - {int(r['reachable_high']):,}",
-                f"{int(r['no_response']):,} ({float(r['no_response_share']):.1%})",
-            ]
-            for r in whole
-        ],
-    )
-    return chart + table
+def coverage_sections(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """[(title, html)]: how much of the list has a fresh answer (a sampled run's estimates lead
+    the report instead: pipeline/report/estimates.py)."""
+    if "coverage" not in summary:
+        return []
+    html = _coverage_html(summary["coverage"], summary.get("late_answers", 0))
+    return [("Coverage by fresh answers", html)]
 
 
 def _coverage_html(coverage: dict[str, Any], late: int) -> str:
-    share = coverage["fresh_share"]
-    nights = coverage["nights_to_full_refresh"]
-    night_h = float(coverage["night_seconds"]) / 3600
-    deferred = coverage["deferred"]
-    waiting = f"; {deferred:,} never answered wait for a later night" if deferred else ""
-    text = (
-        f"<p>{coverage['fresh_targets']:,} of {coverage['list_targets']:,} targets "
-        f"({share or 0:.1%}) have an answer younger than its TTL{waiting}. "
-        f"{late:,} answers landed after their own run's deadline and are used here. "
-        f"At {float(coverage['callback_rate_per_second']):g} callbacks/s a full refresh of the "
-        f"list takes {nights if nights is not None else '?'} night(s) of {night_h:g} h.</p>"
-    )
-    ages = coverage["ages"]
-    top = max((float(a["answers"]) for a in ages), default=0.0)
+    """The text and the charts count the same targets: the answers by age, then the targets
+    without one (`without_answer`); together, the list."""
+    ages = [(a["age"], float(a["answers"]), f"{a['answers']:,}") for a in coverage["ages"]]
+    without = [
+        (w["reason"], float(w["targets"]), f"{w['targets']:,}")
+        for w in coverage.get("without_answer", [])
+    ]
+    top = max((r[1] for r in ages + without), default=0.0)  # one scale for both charts
     chart = charts.horizontal_bars(
-        [(a["age"], float(a["answers"]), f"{a['answers']:,}") for a in ages],
-        maximum=top,
-        label="age of the answers used",
-        colour="#7cc68d",
+        ages, maximum=top, label="age of the answers used", colour="#7cc68d"
     )
-    return text + chart
+    if without:
+        chart += charts.horizontal_bars(
+            without, maximum=top, label="targets without an answer in this run", colour="#bbb"
+        )
+    return f"<p>{_coverage_text(coverage, late)}</p>{chart}"
+
+
+def _coverage_text(coverage: dict[str, Any], late: int) -> str:
+    answers = sum(int(a["answers"]) for a in coverage["ages"])
+    fresh, listed = int(coverage["fresh_targets"]), int(coverage["list_targets"])
+    text = (
+        f"{fresh:,} of {counted(listed, 'target')} on the list "
+        f"({coverage['fresh_share'] or 0:.1%}) have an answer younger than its TTL"
+    )
+    if answers > fresh:
+        text += f"; {counted(answers - fresh, 'answer')} older than that"
+    without = coverage.get("without_answer", [])
+    if without:
+        reasons = ", ".join(f"{w['reason']} {w['targets']:,}" for w in without)
+        missing = sum(int(w["targets"]) for w in without)
+        text += f". {missing:,} have none in this run: {reasons}"
+    return f"{text}. {_refresh_text(coverage)} {_late_text(late)}".rstrip()
+
+
+def _refresh_text(coverage: dict[str, Any]) -> str:
+    nights = coverage["nights_to_full_refresh"]
+    night = duration(float(coverage["night_seconds"]))
+    rate = figure(float(coverage["callback_rate_per_second"]))
+    takes = "?" if nights is None else counted(int(nights), "night")
+    return f"At {rate} callbacks/s a full refresh of the list takes {takes} of {night}."
+
+
+def _late_text(late: int) -> str:
+    if late == 1:
+        return "1 answer landed after its own run's deadline and is used here."
+    return (
+        f"{late:,} answers landed after their own run's deadline and are used here." if late else ""
+    )

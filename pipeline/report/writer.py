@@ -23,11 +23,14 @@ from typing import Any
 import duckdb
 
 from pipeline.completeness import DEFAULT_MAX_NO_RESPONSE_SHARE, completeness
-from pipeline.db import rows_as_dicts, sql_literal
+from pipeline.db import rows_as_dicts
+from pipeline.files import write_text_durably
+from pipeline.private import make_private_dirs
 from pipeline.report import charts
-from pipeline.report.exports import exports_started
+from pipeline.report.estimates import estimate_sections
+from pipeline.report.exports import exports_started, write_reachability
 from pipeline.report.missing_contacts import not_a_contact_html, not_a_contact_summary
-from pipeline.report.rolling import rolling_sections, rolling_summary
+from pipeline.report.rolling import coverage_sections, rolling_summary
 from pipeline.run_kinds import FULL, SAMPLE
 from pipeline.settings import Settings
 from pipeline.sinch.models import ALL_STATUSES
@@ -66,22 +69,16 @@ def write_report(
     `on_file(path, files)` is called as each file is written, with how many there are in all."""
     written = on_file or (lambda path, files: None)
     out = reports_dir / (run_id if pseudonym_key is None else f"{run_id}-pseudonymised")
-    out.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(out)
     params = {"run_id": run_id}
-    conn.execute(
-        f"COPY (SELECT * EXCLUDE (run_id) FROM reachability WHERE run_id = $run_id "
-        f"ORDER BY channel) TO {sql_literal(str(out / 'reachability.csv'))} (HEADER)",
-        params,
-    )
+    write_reachability(conn, run_id, out)
     channels = [
         str(r[0])
         for r in conn.execute(
             "SELECT DISTINCT channel FROM capability WHERE run_id = $run_id ORDER BY 1", params
         ).fetchall()
     ]
-    files = 5 + 2 * len(
-        channels
-    )  # reachability.csv, CSV + Parquet per channel and routing, JSON, HTML
+    files = 5 + 2 * len(channels)  # reachability.csv, CSV + Parquet per channel, routing...
     written(out / "reachability.csv", files)
     with exports_started(conn, run_id, out, channels, pseudonym_key) as exported:
         # the summary's queries run while the exports are written
@@ -91,10 +88,10 @@ def write_report(
             written(path, files)
     summary["outputs"] = {"directory": str(out), "channels": channels, "routing": "routing.csv"}
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_durably(summary_path, json.dumps(summary, indent=2, default=str) + "\n")
     written(summary_path, files)
     index = out / "index.html"
-    index.write_text(render_html(summary), encoding="utf-8")
+    write_text_durably(index, render_html(summary))
     written(index, files)
     return ReportFiles(out, index, summary_path)
 
@@ -270,7 +267,8 @@ border-bottom:1px solid #eee;white-space:nowrap}th:first-child,td:first-child{te
 
 def render_html(summary: dict[str, Any]) -> str:
     channels = summary["channels"]
-    sections = [
+    sections = [  # a sampled run's estimates first: they are what it ran for
+        *estimate_sections(summary),
         ("Routing: the first channel to send on", _routing_section(summary)),
         ("Reachable share per channel (of all targets)", _reachable_chart(channels)),
         ("Status breakdown per channel", _status_chart(channels)),
@@ -280,7 +278,7 @@ def render_html(summary: dict[str, Any]) -> str:
         ("Top reasons", _reasons_chart(summary["reasons"])),
         ("Changes since the previous answer", _changes_chart(summary["changes"])),
         ("Rejected input rows", _rejects_table(summary["rejects"])),
-        *rolling_sections(summary),
+        *coverage_sections(summary),
     ]
     body = "".join(f"<section><h2>{escape(t)}</h2>{html}</section>" for t, html in sections)
     totals = summary["totals"]

@@ -49,6 +49,7 @@ import duckdb
 
 from pipeline.landing.tail import LandedCallback, LandingTail
 from pipeline.logs import log_fields
+from pipeline.readable import duration
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -162,10 +163,10 @@ class CallbackBudget:
             self.active = False
             self._changed.set()
             log.warning(
-                "no callback landed for %.0f s while %d answers are awaited: is the receiver "
+                "no callback landed for %s while %d answers are awaited: is the receiver "
                 "up, writing to this landing directory, and is the webhook registered? Pacing "
                 "at the fixed rate_per_second from now on",
-                self.backlog_seconds,
+                duration(self.backlog_seconds),
                 self.outstanding,
             )
 
@@ -246,7 +247,8 @@ def expected_callback_rate(
     measured = float(row[1])
     if row[2] or measured > configured:
         return measured, f"measured by run {row[0]}"
-    return configured, f"configuration (run {row[0]} was not held back by callbacks)"
+    # Said without brackets: the terminal shows it in brackets after the rate.
+    return configured, f"configuration, as run {row[0]} was not held back by callbacks"
 
 
 def run_callback_rate(conn: duckdb.DuckDBPyConnection, run_id: str) -> float | None:

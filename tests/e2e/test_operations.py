@@ -81,6 +81,7 @@ def test_check_passes_when_ready_and_fails_without_a_receiver(tmp_path: Path) ->
             assert done.returncode == 0, done.stdout + done.stderr
             assert [line.split()[:2] for line in done.stdout.splitlines()] == [
                 ["ok", "config"],
+                ["ok", "privacy"],
                 ["ok", "secrets"],
                 ["ok", "token"],
                 ["ok", "api"],

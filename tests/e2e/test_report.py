@@ -341,6 +341,8 @@ def crowded_summary() -> dict[str, Any]:
                 "high": 0.65,
                 "sample": 20_000,
                 "population": 1_234_567,
+                "level": 0.95,
+                "reachable_estimate": 740_740,
                 "reachable_low": 678_000,
                 "reachable_high": 802_000,
                 "no_response": 12,
@@ -360,6 +362,12 @@ def crowded_summary() -> dict[str, Any]:
             "ages": [
                 {"age": age, "answers": 1_000_000}
                 for age in ("< 1 day", "1-3 days", "30 days or more")
+            ],
+            "without_answer": [
+                {"reason": "deferred", "targets": 5_000_000},
+                {"reason": "not in the sample", "targets": 407_402},
+                {"reason": "transient failure", "targets": 1_000},
+                {"reason": "not a Sinch contact", "targets": 1},
             ],
         },
         "late_answers": 1234,

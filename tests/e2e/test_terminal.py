@@ -73,8 +73,8 @@ def test_load_on_a_terminal_shows_progress_and_the_run_s_sentences(tmp_path: Pat
     code, shown, _ = on_terminal("load", "--config", str(cfg), "--run-id", "t1")
     assert code == 0, shown
     assert re.search(r"load\S* .*━+.* 100%.* rows 35  rejects \d+  rate [\d,]+/s", shown), shown
-    assert "Loaded 35 rows from 1 file(s): 31 contacts, 93 targets, 4 rejected" in shown
-    assert re.search(r"Took: +load \d+\.\ds", shown)
+    assert "Loaded 35 rows from 1 file: 31 contacts, 93 targets, 4 rejected" in shown
+    assert re.search(r"Took: +load \d+\.\d+ s$", shown, re.MULTILINE)
     assert '"rows":' not in shown  # no JSON for people
 
 
@@ -120,8 +120,9 @@ def test_run_states_each_step_s_time_and_build_report_speak_on_a_terminal(
     assert code == 0, shown
     took = re.search(r"^Took: +(.*)$", shown, re.MULTILINE)
     assert took, shown
-    steps = re.findall(r"(\w+) \d+\.\ds", took.group(1))
+    steps = re.findall(r"(\w+) \d+\.\d+ s", took.group(1))
     assert steps == ["load", "plan", "submit", "collect", "build", "report", "publish"]
+    assert re.search(r"; \d+\.\d s in all$", took.group(1)), took.group(1)
     assert "Planned 93 targets: 0 reused, 93 to query in 31 requests" in shown
     assert re.search(r"submit\S* .*━+.* 31/31 .* accepted 31", shown), shown  # where it ended
     code, shown, _ = on_terminal("build", "--config", str(cfg), "--run-id", "r1")
@@ -141,3 +142,48 @@ def test_run_states_each_step_s_time_and_build_report_speak_on_a_terminal(
     assert re.search(rf"publish\S* .*━+.* {tables}/{tables}", shown), shown
     assert re.search(r"^Published r1: \d+ tables", shown, re.MULTILINE), shown
     assert f"Catalog:   {tmp_path / 'warehouse.duckdb'}" in shown
+
+
+def test_a_sampled_run_leads_with_its_estimates_on_the_terminal(tmp_path: Path) -> None:
+    cfg, _ = loaded(tmp_path)
+    code, shown, _ = on_terminal("run", "--config", str(cfg), "--run-id", "s1", "--sample", "12")
+    assert code == 0, shown
+    estimates = shown.index("Whole list, estimated from a sample of 12 (95% intervals)")
+    assert estimates < shown.index("Run s1: the sample's own counts per channel")
+    table = shown[estimates:].split("reachable: estimated share")[0]
+    rows = re.findall(
+        r"^│ (WHATSAPP|RCS|SMS) +│ +[\d.]+% │ +[\d.]+% - [\d.]+% │ +\d+ │", table, re.M
+    )
+    assert sorted(rows) == ["RCS", "SMS", "WHATSAPP"], table
+    assert re.search(r"│ +31 │$", table, re.MULTILINE), table  # of the list: 31 contacts
+
+
+def test_an_incomplete_run_shows_the_config_key_and_the_report_s_no_response(
+    tmp_path: Path,
+) -> None:
+    small = small_sample(tmp_path, 30)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        tmp_path,
+        contacts={"paths": [str(small)]},
+        simulator={"callback_drop_rate": 0.5, "callback_delay_ms": 50},
+        collect={"deadline_seconds": 1, "max_no_response_share": 0.02},
+    )
+    code, shown, _ = on_terminal("run", "--config", str(cfg), "--run-id", "i1")
+    assert code == 3, shown
+    # rich markup swallowed "[collect]" on stdout: "more than  max_no_response_share 2.0%"
+    incomplete = re.search(r"^INCOMPLETE: run i1 is incomplete: .*$", shown, re.MULTILINE)
+    assert incomplete, shown
+    assert "more than [collect] max_no_response_share 2.0% allows" in incomplete.group(0)
+    unanswered = re.search(r"^(\d+) targets? unanswered at the deadline(.*)$", shown, re.M)
+    assert unanswered, shown
+    table = [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in shown.splitlines()
+        if re.match(r"│ (WHATSAPP|RCS|SMS) ", line)
+    ]
+    no_response = sum(int(row[6].replace(",", "")) for row in table)  # the "no response" column
+    if unanswered.group(2) == ", reported as NO_RESPONSE":
+        assert no_response == int(unanswered.group(1))
+    else:  # answers landed between the deadline and the build: the report has fewer
+        assert f"; {no_response:,} still without an answer in the report" in unanswered.group(2)

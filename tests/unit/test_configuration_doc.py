@@ -69,11 +69,11 @@ def test_env_reads_finds_literals_constants_subscripts_and_shell_defaults(tmp_pa
 
 def test_a_key_without_a_meaning_still_appears_marked_undocumented() -> None:
     @dataclasses.dataclass(frozen=True)
-    class Metrics:
-        textfile: str = ""
+    class Future:
+        knob: str = ""
 
-    table = settings_doc._section("metrics", Metrics)
-    assert "`CAPAUDIT_METRICS__TEXTFILE`" in table
+    table = settings_doc._section("future", Future)
+    assert "`CAPAUDIT_FUTURE__KNOB`" in table
     assert "not documented yet" in table
 
 

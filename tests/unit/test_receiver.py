@@ -148,7 +148,7 @@ def test_old_and_future_signatures_are_accepted_counted_and_logged(
     assert len(landed_lines(landing)) == 4
     # One line for the first stale signature; the next ones within the minute are only counted.
     [line] = [r.getMessage() for r in caplog.records if "correctly signed" in r.getMessage()]
-    assert line.startswith("accepted a correctly signed callback signed 72")
+    assert line.startswith("accepted a correctly signed callback signed 2 h 00 min ago")
     assert "(nonce two-hours)" in line
 
 

@@ -229,3 +229,38 @@ def test_coverage_counts_fresh_answers_ages_and_nights_to_a_full_refresh(
     # 20 targets at 0.001 callbacks/s in one-hour nights: 3.6 targets a night
     assert coverage["nights_to_full_refresh"] == 6
     assert coverage["night_seconds"] == 3600
+
+
+def test_coverage_counts_each_target_once_so_its_text_and_chart_agree(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    """Issue 25: "5,990 of 6,003 ... younger than its TTL" above a chart with all 6,003 under one
+    day: the chart counted transient failures and targets Sinch has no contact for."""
+    from pipeline.coverage import coverage_summary
+
+    counts = '{"plan": {"window": {"deferred": 2, "window_seconds": 3600}}}'
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, status, counts) VALUES ('n', ?, 'succeeded', ?)",
+        [NOW, counts],
+    )
+    answer(conn, "n", "c0", age_days=0.2)
+    answer(conn, "n", "c1", age_days=0.5, status="CAPABILITY_UNKNOWN", reason="RATE_LIMITED")
+    answer(conn, "n", "c2", age_days=0.1, status="NOT_A_CONTACT", reason="CONTACT_NOT_FOUND")
+    answer(conn, "n", "c3", age_days=0, status="NO_RESPONSE")
+    conn.execute("UPDATE capability SET checked_at = NULL WHERE status = 'NO_RESPONSE'")
+    answer(conn, "n", "c4", age_days=10)  # older than the TTL (7 days)
+    answer(conn, "n", "c5", age_days=2, status="NO_CAPABILITY", reason="RECIPIENT_NOT_OPTED_IN")
+    coverage = coverage_summary(conn, "n", settings, now=NOW)
+    ages = {a["age"]: a["answers"] for a in coverage["ages"]}
+    assert (ages["< 1 day"], ages["1-3 days"], ages["7-14 days"]) == (1, 1, 1)
+    without = {w["reason"]: w["targets"] for w in coverage["without_answer"]}
+    assert without == {
+        "transient failure": 1,
+        "not a Sinch contact": 1,
+        "no response": 1,
+        "deferred": 2,
+    }
+    # every target of the list once: in an age bucket or without an answer, never both
+    assert sum(ages.values()) + sum(without.values()) == coverage["list_targets"] == 8
+    # and the fresh ones are exactly the answers in the buckets younger than the TTL
+    assert coverage["fresh_targets"] == ages["< 1 day"] + ages["1-3 days"] + ages["3-7 days"]
