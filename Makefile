@@ -8,7 +8,7 @@ CONFIG ?= configs/default.toml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint serve simulate bench bench-dispatch bench-receiver bench-warehouse lock clean
+.PHONY: help install run test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ lint: $(STAMP) ## ruff and mypy --strict on pipeline/
 	$(VENV)/bin/ruff check pipeline tests benchmarks
 	$(VENV)/bin/ruff format --check pipeline tests benchmarks
 	$(VENV)/bin/mypy
+
+docs: $(STAMP) ## regenerate docs/configuration.md from pipeline/settings.py
+	$(PY) -m pipeline.settings_doc > docs/configuration.md.tmp && mv docs/configuration.md.tmp docs/configuration.md
 
 serve: $(STAMP) ## run the webhook receiver (needs CAPAUDIT_WEBHOOK_SECRET)
 	$(CAPAUDIT) serve --config $(CONFIG)
