@@ -83,6 +83,8 @@ class PeakMemory:
             for kid in kids:
                 try:
                     role, rss = _role(kid.cmdline()), kid.memory_info().rss
+                    if not role:  # exited, not reaped yet
+                        continue
                     self.cpu[f"{role} {kid.pid}"] = _cpu_seconds(kid)
                 except psutil.Error:
                     continue

@@ -499,7 +499,9 @@ def _submit_then_collect(run: _Run, live: Settings, *, collect: bool) -> None:
     if run.options.resume:
         steps.plan_reasks(run.conn, run.run_id, live)
     stop = asyncio.Event()
-    work = steps.submit(run.conn, run.run_id, live, stop=stop, console=run.console)
+    # Transient answers are re-asked while sending (not in a window: those wait for a later night).
+    requery = run.result.window is None
+    work = steps.submit(run.conn, run.run_id, live, stop=stop, console=run.console, requery=requery)
     sent = run.result.submit = run.timed("submit", lambda: _until_signal(stop, work))
     if stop.is_set():
         raise Interrupted(

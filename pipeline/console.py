@@ -104,6 +104,8 @@ def _submit(sent: SubmitSummary) -> str:
         f"Sent {counted(count, 'request')} in {duration(sent.seconds)}"
         f"{f' ({rate})' if rate else ''}: {sent.accepted:,} accepted, {sent.failed:,} failed"
     )
+    if sent.reasked:
+        text += f"; {counted(sent.reasked, 'transient failure')} re-asked among them"
     if sent.refused:
         text += (
             f"\n  {counted(sent.refused, 'request')} by contact_id not sent: the app is in "
@@ -119,9 +121,10 @@ def _collect(collected: CollectSummary, built_no_response: int | None = None) ->
     lines = []
     p50, p95 = collected.lag.get("p50_seconds"), collected.lag.get("p95_seconds")
     if p50 is not None:
+        again = collected.requeried
         lines.append(
-            f"Callbacks: lag from acceptance p50 {duration(p50)}, p95 {duration(p95 or 0.0)}; "
-            f"{counted(collected.requeried, 'transient failure')} re-queried"
+            f"Callbacks: lag from acceptance p50 {duration(p50)}, p95 {duration(p95 or 0.0)}"
+            + (f"; {counted(again, 'transient failure')} re-queried after sending" if again else "")
         )
     if collected.contacts:
         made = ", ".join(f"{n:,} {state}" for state, n in sorted(collected.contacts.items()))

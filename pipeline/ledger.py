@@ -11,8 +11,7 @@ merge absorbs the repeated callbacks).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -162,15 +161,22 @@ WHERE run_id = $run_id AND action = 'query' AND NOT EXISTS (
     SELECT 1 FROM requests r WHERE r.run_id = $run_id AND r.contact_key = t.contact_key)
 """
 
-# Targets whose first answer reported a transient failure and that were not re-asked yet.
+# Targets whose first answer reported a transient failure and that were not re-asked yet, among
+# the notifications of batches ($since, $upto] (ingests; `notifications.batch`): while sending,
+# each ingest's new answers only, not the whole run again. A target is re-asked once whatever
+# its other channels do: two channels of one request that land in different ingests make two
+# re-asks of that request, one channel each.
 TRANSIENT_ASKS = f"""
-SELECT t.contact_key, t.contact_id, t.channel, t.identity, r.request_id AS requery_of
-FROM targets t
-JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key AND r.requery_of IS NULL
-JOIN notifications n ON n.request_id = r.request_id AND n.channel IN (t.channel, '')
-WHERE t.run_id = $run_id AND t.action = 'query'
+SELECT DISTINCT t.contact_key, t.contact_id, t.channel, t.identity, r.request_id AS requery_of
+FROM notifications n
+JOIN requests r ON r.request_id = n.request_id AND r.run_id = $run_id AND r.requery_of IS NULL
+JOIN targets t ON t.run_id = r.run_id AND t.contact_key = r.contact_key
+    AND list_contains(r.channels, t.channel) AND n.channel IN (t.channel, '')
+WHERE n.batch > $since AND n.batch <= $upto
   AND n.reason_code IN {sql_literal(tuple(sorted(TRANSIENT_REASONS)))}
-  AND NOT EXISTS (SELECT 1 FROM requests q WHERE q.run_id = $run_id AND q.requery_of = r.request_id)
+  AND t.run_id = $run_id AND t.action = 'query'
+  AND NOT EXISTS (SELECT 1 FROM requests q WHERE q.run_id = $run_id
+                  AND q.requery_of = r.request_id AND list_contains(q.channels, t.channel))
 """
 
 
@@ -196,17 +202,21 @@ WHERE t.run_id = $run_id AND l.state = 'accepted' AND l.requery_of IS NULL
 
 
 def insert_requests(
-    conn: duckdb.DuckDBPyConnection, asked: str, run_id: str, app_id: str, now: datetime
+    conn: duckdb.DuckDBPyConnection,
+    asked: str,
+    run_id: str,
+    app_id: str,
+    now: datetime,
+    *,
+    params: dict[str, Any] | None = None,
 ) -> int:
     """Plan one request per contact (and kind of recipient) for the targets `asked` (a query
-    with the columns of FIRST_ASKS); returns how many were planned."""
-    count_sql = "SELECT count(*) FROM requests WHERE run_id = $run_id"
-    before = _count(conn, count_sql, {"run_id": run_id})
-    conn.execute(
+    with the columns of FIRST_ASKS, its own parameters in `params`); returns how many."""
+    row = conn.execute(
         INSERT_REQUESTS.replace("ASKED", asked),
-        {"run_id": run_id, "app_id": app_id, "now": now},
-    )
-    return _count(conn, count_sql, {"run_id": run_id}) - before
+        {"run_id": run_id, "app_id": app_id, "now": now, **(params or {})},
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def plan_requests(
@@ -217,11 +227,22 @@ def plan_requests(
 
 
 def plan_requeries(
-    conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime
-) -> int:
+    conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime, since: int = 0
+) -> tuple[int, int]:
     """Ask once more, within the run, for channels whose answer reported a transient failure
-    (RATE_LIMITED, INTERNAL_ERROR, CHANNEL_FAILURE); a re-query is never re-queried."""
-    return insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now)
+    (RATE_LIMITED, INTERNAL_ERROR, CHANNEL_FAILURE); a re-query is never re-queried. Looks at
+    the notifications ingested after batch `since` (0: all); returns (requests planned, the
+    newest batch looked at: the next call's `since`)."""
+    upto = newest_batch(conn)
+    if upto <= since:
+        return 0, since
+    params = {"since": since, "upto": upto}
+    return insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now, params=params), upto
+
+
+def newest_batch(conn: duckdb.DuckDBPyConnection) -> int:
+    """The newest ingest's `notifications.batch` (0 before any)."""
+    return _count(conn, "SELECT coalesce(max(batch), 0) FROM notifications", {})
 
 
 def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime) -> int:
@@ -306,11 +327,15 @@ def plan_summary(conn: duckdb.DuckDBPyConnection, run_id: str) -> PlanSummary:
     return summary
 
 
-def pending_page(conn: duckdb.DuckDBPyConnection, run_id: str, after: str) -> list[PendingRequest]:
-    """The next page of the run's requests still to send, in request_id order."""
+def pending_page(
+    conn: duckdb.DuckDBPyConnection, run_id: str, after: str, *, reasks: bool | None = None
+) -> list[PendingRequest]:
+    """The next page of the run's requests still to send, in request_id order: all of them, or
+    only the re-asks (`reasks=True`, `requery_of` set) or only the first asks (`False`)."""
+    kind = {None: "", True: "AND requery_of IS NOT NULL ", False: "AND requery_of IS NULL "}
     rows = conn.execute(
         "SELECT request_id, body, channels FROM requests WHERE run_id = $run_id "
-        "AND state = 'planned' "
+        f"AND state = 'planned' {kind[reasks]}"
         "AND request_id > $after ORDER BY request_id LIMIT $page",
         {"run_id": run_id, "after": after, "page": PAGE},
     ).fetchall()
@@ -318,26 +343,6 @@ def pending_page(conn: duckdb.DuckDBPyConnection, run_id: str, after: str) -> li
         PendingRequest(request_id, body.encode(), tuple(channels))
         for request_id, body, channels in rows
     ]
-
-
-async def pending_requests(
-    conn: duckdb.DuckDBPyConnection, run_id: str
-) -> AsyncIterator[PendingRequest]:
-    """The run's requests still to send, never all in memory. The next page is read in a worker
-    thread (with its own cursor) while this one is sent, so the event loop, and with it the
-    pacing, never waits for the database."""
-    cursor = conn.cursor()
-    try:
-        page = await asyncio.to_thread(pending_page, cursor, run_id, "")
-        while page:
-            following = asyncio.create_task(
-                asyncio.to_thread(pending_page, cursor, run_id, page[-1].request_id)
-            )
-            for request in page:
-                yield request
-            page = await following
-    finally:
-        cursor.close()
 
 
 def record_events(
@@ -373,10 +378,15 @@ def record_events(
         conn.unregister("new_events")
 
 
-def fold_events(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """Write each request's latest outcome into `requests` (idempotent)."""
+def fold_events(
+    conn: duckdb.DuckDBPyConnection, run_id: str, *, since: datetime | None = None
+) -> None:
+    """Write each request's latest outcome into `requests` (idempotent). `since`: only the
+    requests with events recorded from then on, when every earlier event is folded already
+    (a submit folds what it recorded, not the whole run again)."""
+    recent = "AND recorded_at >= $since" if since is not None else ""
     conn.execute(
-        """
+        f"""
         UPDATE requests r SET state = e.state, attempts = e.attempts,
             http_status = e.http_status, error = e.error, error_details = e.error_details,
             failure_reason = e.failure_reason, sent_at = coalesce(e.sent_at, r.sent_at),
@@ -384,11 +394,11 @@ def fold_events(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
         FROM (
             SELECT request_id, arg_max(COLUMNS(* EXCLUDE (run_id, request_id, recorded_at)),
                 recorded_at)
-            FROM request_events WHERE run_id = $run_id GROUP BY request_id
+            FROM request_events WHERE run_id = $run_id {recent} GROUP BY request_id
         ) e
         WHERE r.run_id = $run_id AND r.request_id = e.request_id
         """,
-        {"run_id": run_id},
+        {"run_id": run_id} | ({"since": since} if since is not None else {}),
     )
 
 

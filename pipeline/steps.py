@@ -44,6 +44,7 @@ from pipeline.submit.contacts import (
 )
 from pipeline.submit.dispatch import Dispatcher, DispatchStats, project_pacer
 from pipeline.submit.pacing import Pacer
+from pipeline.submit.stream import ReaskFeed, pending_requests, wait_any
 from pipeline.warehouse import FIRST_SEEN, model_count, run_models
 from pipeline.window import WindowSpec, fit_window_to_rate
 
@@ -53,7 +54,13 @@ log = logging.getLogger(__name__)
 # the last second's outcomes: `--resume` sends those requests again with the same request_id,
 # except the ones whose callbacks landed (`prepare_resume`).
 LEDGER_FLUSH_SECONDS = 1.0
-INGEST_WHILE_SENDING_SECONDS = 5.0
+# While sending, landed callbacks are ingested this often, and their transient answers re-asked
+# in the same stream (CallbackWatch); once everything planned is sent, this often, until none
+# can come any more or for HANDOVER_* seconds (then collect takes the rest).
+INGEST_WHILE_SENDING_SECONDS = 1.0
+INGEST_WHILE_DRAINED_SECONDS = 0.2
+HANDOVER_QUIET_SECONDS = 2.0
+HANDOVER_SECONDS = 10.0
 MIN_CALLBACKS_FOR_RATE = 200  # fewer say nothing reliable about a callback rate
 
 
@@ -176,18 +183,81 @@ class EventBuffer:
 
 
 class CallbackWatch:
-    """Ingests landed callbacks now and then while requests go out: the progress shows how
-    many arrived, and collect has less left to do."""
+    """Ingests landed callbacks while requests go out: the progress shows how many arrived,
+    collect has less left to do, and, given a `feed`, each ingest's transient answers are
+    planned as re-asks at once, for the stream to send next (pipeline/submit/stream.py).
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    Once the stream has sent everything planned it waits on the feed; the watch then looks
+    every INGEST_WHILE_DRAINED_SECONDS and ends the feed when no re-ask can come any more: the
+    ingest that ended with nothing to re-ask started after every answer awaited had landed
+    (the callback budget counts them), or none landed for HANDOVER_QUIET_SECONDS, or it waited
+    HANDOVER_SECONDS (collect re-asks what lands later). Without a budget it ends at once."""
+
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        landing: Path,
+        *,
+        run_id: str = "",
+        app_id: str = "",
+        feed: ReaskFeed | None = None,
+        budget: CallbackBudget | None = None,
+    ) -> None:
         self._cursor = conn.cursor()
         self._landing = landing
+        self._run_id, self._app_id = run_id, app_id
+        self._feed, self._budget = feed, budget
+        self._since = 0  # the newest batch looked at for re-asks; 0 first: a resume's too
+        self._drained_at: float | None = None
         self.received = 0
+        self.reasked = 0
 
     async def run(self, done: asyncio.Event) -> None:
-        while not await _wait(done, INGEST_WHILE_SENDING_SECONDS):
-            stats = await asyncio.to_thread(ingest_landing, self._cursor, self._landing)
-            self.received += stats.notifications_new
+        try:
+            while not await self._pause(done):
+                awaited = self._budget.outstanding if self._budget is not None else None
+                planned = await asyncio.to_thread(self._ingest)
+                if self._feed is None:
+                    continue
+                if planned:
+                    self._feed.planned()
+                elif self._feed.drained.is_set() and self._nothing_more(awaited):
+                    self._feed.end()
+        except (WarehouseError, duckdb.Error) as exc:  # collect ingests and re-asks, and says
+            log.warning("ingesting while sending failed (collect tries again): %s", exc)
+        finally:
+            if self._feed is not None:
+                self._feed.end()
+
+    async def _pause(self, done: asyncio.Event) -> bool:
+        """Wait until the next look (sooner once the stream is drained); True when `done`."""
+        drained = self._feed is not None and self._feed.drained.is_set()
+        if not drained:
+            self._drained_at = None
+        elif self._drained_at is None:
+            self._drained_at = time.monotonic()
+        events = [done] if drained or self._feed is None else [done, self._feed.drained]
+        seconds = INGEST_WHILE_DRAINED_SECONDS if drained else INGEST_WHILE_SENDING_SECONDS
+        await wait_any(events, seconds)
+        return done.is_set()
+
+    def _ingest(self) -> int:
+        """Ingest what landed; with a feed, plan re-asks of its transient answers (a thread)."""
+        self.received += ingest_landing(self._cursor, self._landing).notifications_new
+        if self._feed is None:
+            return 0
+        planned, self._since = ledger.plan_requeries(
+            self._cursor, self._run_id, self._app_id, now=datetime.now(UTC), since=self._since
+        )
+        self.reasked += planned
+        return planned
+
+    def _nothing_more(self, awaited_before: int | None) -> bool:
+        if self._budget is None or awaited_before == 0:
+            return True
+        drained = time.monotonic() - (self._drained_at or time.monotonic())
+        quiet = self._budget.quiet_seconds()
+        return quiet >= HANDOVER_QUIET_SECONDS or drained >= HANDOVER_SECONDS
 
     def close(self) -> None:
         self._cursor.close()
@@ -213,6 +283,7 @@ class SubmitSummary:
     rate_per_second: float = 0.0
     rate_cuts: int = 0
     interrupted: bool = False
+    reasked: int = 0  # re-asks of transient answers planned while sending, and sent in the stream
     # Self-pacing (pipeline/submit/backlog.py): the callback rate measured, whether it held queries
     # back, and the query rate it settled at (requests/s over the last seconds of sending).
     callback_rate_per_second: float | None = None
@@ -236,19 +307,31 @@ async def submit(
     stop: asyncio.Event,
     console: bool,
     pacer: Pacer | None = None,
+    requery: bool = False,
+    prepared: bool = False,
 ) -> SubmitSummary:
     """Send every planned request of the run; outcomes go to the ledger as they come. `pacer`:
-    one shared with other calls to Sinch (collect's re-queries and contact creations)."""
+    one shared with other calls to Sinch (collect's re-queries and contact creations). With
+    `requery` (and `[dispatch] requery_transient`), transient answers landing meanwhile are
+    asked once more in the same stream, and it ends only when none can come any more.
+    `prepared`: the caller has just ingested and folded the ledger (collect), so the checks
+    for a resumed run are skipped."""
     landing = Path(settings.receiver.landing_dir)
-    summary = SubmitSummary(accepted_by_callback=prepare_resume(conn, run_id, landing))
-    buffer, watch = EventBuffer(conn, run_id), CallbackWatch(conn, landing)
+    answered = 0 if prepared else prepare_resume(conn, run_id, landing)
+    summary = SubmitSummary(accepted_by_callback=answered)
+    since = datetime.now(UTC)  # every event recorded before is folded
     budget = _callback_budget(conn, settings)
+    feed = ReaskFeed(stop) if requery and settings.dispatch.requery_transient else None
+    buffer = EventBuffer(conn, run_id)
+    watch = CallbackWatch(
+        conn, landing, run_id=run_id, app_id=settings.sinch.app_id, feed=feed, budget=budget
+    )
     started = time.monotonic()
     async with SinchClient(
         settings.sinch, settings.secrets, max_connections=settings.dispatch.max_in_flight
     ) as client:
         summary.refused = await refuse_for_processing_mode(conn, run_id, client)
-        total = summary.planned = ledger.request_counts(conn, run_id).get(ledger.PLANNED, 0)
+        planned = ledger.request_counts(conn, run_id).get(ledger.PLANNED, 0)
         dispatcher = Dispatcher(
             client, settings.dispatch, record=buffer.add, budget=budget, pacer=pacer
         )
@@ -257,9 +340,10 @@ async def submit(
         if budget is not None:
             tail = LandingTail(landing)
             helpers.append(asyncio.create_task(follow_callbacks(budget, tail, done)))
-        progress = asyncio.create_task(_show_progress(dispatcher.stats, watch, total, console))
+        progress = asyncio.create_task(_show_progress(dispatcher.stats, watch, planned, console))
         try:
-            stats = await dispatcher.run(ledger.pending_requests(conn, run_id), stop)
+            async with contextlib.aclosing(pending_requests(conn, run_id, feed)) as requests:
+                stats = await dispatcher.run(requests, stop)
         finally:
             done.set()
             progress.cancel()
@@ -267,9 +351,11 @@ async def submit(
             await buffer.flush()  # the helpers have returned: no other flush is running
             buffer.close()
             watch.close()
-    ledger.fold_events(conn, run_id)
+    ledger.fold_events(conn, run_id, since=since)
+    summary.planned = planned + watch.reasked
+    summary.reasked = watch.reasked
     summary.accepted, summary.failed = stats.accepted, stats.failed
-    summary.not_sent = total - stats.accepted - stats.failed
+    summary.not_sent = summary.planned - stats.accepted - stats.failed
     summary.answers = dict(stats.answers)
     summary.seconds = time.monotonic() - started
     summary.rate_per_second = stats.sending_rate()
@@ -278,7 +364,13 @@ async def submit(
     if budget is not None:
         _note_pace(summary, budget)
     counts = {"accepted": summary.accepted, "failed": summary.failed, "not_sent": summary.not_sent}
-    log_fields(log, "submit finished", **counts, rate=f"{summary.rate_per_second:.1f}/s")
+    log_fields(
+        log,
+        "submit finished",
+        **counts,
+        reasked=summary.reasked,
+        rate=f"{summary.rate_per_second:.1f}/s",
+    )
     return summary
 
 
@@ -312,6 +404,7 @@ async def _show_progress(
 
 
 def _show_sending(progress: StepProgress, stats: DispatchStats, watch: CallbackWatch) -> None:
+    progress.total = stats.total + watch.reasked
     progress.update(
         stats.accepted + stats.failed,
         rate=f"{stats.rate():.0f}/s",
@@ -482,6 +575,7 @@ async def collect(
     tracker = OutstandingTargets(conn, run_id)
     builds = ProvisionalBuilds(conn, run_id)
     pacer = project_pacer(settings.dispatch)  # re-queries and contact creations share it
+    requeries = Requeries(settings, pacer)
     with StepProgress("collect", None, console=console) as progress:
         while True:
             ingested = ingest_landing(conn, landing)
@@ -489,7 +583,7 @@ async def collect(
             builds.landed(ingested.notifications_new)
             requeried = 0
             if requery and settings.dispatch.requery_transient:
-                requeried = await _requery_transient(conn, run_id, settings, stop, pacer)
+                requeried = await requeries.round(conn, run_id, stop)
                 summary.requeried += requeried
             # Only when answers landed (the first round looks at the refusals of submit too).
             if (
@@ -538,18 +632,31 @@ async def collect(
     return summary
 
 
-async def _requery_transient(
-    conn: duckdb.DuckDBPyConnection,
-    run_id: str,
-    settings: Settings,
-    stop: asyncio.Event,
-    pacer: Pacer,
-) -> int:
-    planned = ledger.plan_requeries(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
-    if planned:
-        log_fields(log, "re-querying transient failures once", requests=planned)
-        await submit(conn, run_id, settings, stop=stop, console=False, pacer=pacer)
-    return planned
+class Requeries:
+    """Collect's re-asks of transient answers the stream did not send (answers that landed
+    after it ended, or a run without a callback budget): each round looks only at the
+    notifications ingested since the last (the first round at all of them)."""
+
+    def __init__(self, settings: Settings, pacer: Pacer) -> None:
+        self._settings = settings
+        self._pacer = pacer
+        self._since = 0
+        self.planned = 0
+
+    async def round(self, conn: duckdb.DuckDBPyConnection, run_id: str, stop: asyncio.Event) -> int:
+        """Plan and send this round's re-asks; returns how many requests were planned."""
+        settings = self._settings
+        now = datetime.now(UTC)
+        planned, self._since = ledger.plan_requeries(
+            conn, run_id, settings.sinch.app_id, now=now, since=self._since
+        )
+        if planned:
+            log_fields(log, "re-querying transient failures once", requests=planned)
+            self.planned += planned
+            await submit(
+                conn, run_id, settings, stop=stop, console=False, pacer=self._pacer, prepared=True
+            )
+        return planned
 
 
 async def _create_missing(
@@ -566,7 +673,7 @@ async def _create_missing(
             conn, client, run_id, pacer=pacer, max_in_flight=settings.dispatch.max_in_flight
         )
     if made.reasks:
-        await submit(conn, run_id, settings, stop=stop, console=False, pacer=pacer)
+        await submit(conn, run_id, settings, stop=stop, console=False, pacer=pacer, prepared=True)
     return made.reasks
 
 

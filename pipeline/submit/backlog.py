@@ -124,6 +124,11 @@ class CallbackBudget:
             self.outstanding -= len(entry[1])
             self._changed.set()
 
+    def quiet_seconds(self) -> float:
+        """Seconds since a callback last landed (or since the first request, before any)."""
+        since = self._last_landed or self._first_send
+        return self.clock() - since if since else 0.0
+
     def landed(self, callbacks: Sequence[LandedCallback]) -> None:
         """Count landed callbacks against what is awaited, and measure their rate."""
         for callback in callbacks:

@@ -127,7 +127,7 @@ def test_durations_rates_and_plurals_read_right(capsys: pytest.CaptureFixture[st
     shown = printed(capsys, finished())
     assert "Loaded 2,009 rows from 1 file: 2,001 contacts, 6,003 targets, 8 rejected" in shown
     assert "Sent 2,001 requests in 10.4 s (194/s): 2,001 accepted, 0 failed" in shown
-    assert "Callbacks: lag from acceptance p50 0.3 s, p95 0.5 s; 0 transient failures" in shown
+    assert "Callbacks: lag from acceptance p50 0.3 s, p95 0.5 s\n" in shown
     took = re.search(r"^Took: +(.*)$", shown, re.MULTILINE)
     assert took is not None
     assert took.group(1) == (
@@ -137,6 +137,13 @@ def test_durations_rates_and_plurals_read_right(capsys: pytest.CaptureFixture[st
     assert "Sent 1 request in 0.1 s: 1 accepted, 0 failed" in printed(capsys, one)
     ten = finished(submit=SubmitSummary(accepted=10, seconds=0.1, rate_per_second=8640.2))
     assert "Sent 10 requests in 0.1 s: 10 accepted" in printed(capsys, ten)
+    again = finished(
+        submit=SubmitSummary(accepted=2150, seconds=10.4, rate_per_second=207.0, reasked=149),
+        collect=CollectSummary(lag={"p50_seconds": 0.301, "p95_seconds": 0.517}, requeried=4),
+    )
+    shown = printed(capsys, again)
+    assert "2,150 accepted, 0 failed; 149 transient failures re-asked among them" in shown
+    assert "p95 0.5 s; 4 transient failures re-queried after sending" in shown
 
 
 def test_a_window_s_rate_reads_without_nested_brackets_or_spurious_decimals(
