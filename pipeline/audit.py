@@ -47,7 +47,7 @@ from pipeline.progress import StepProgress
 from pipeline.readout import readout
 from pipeline.report import ReportFiles, write_report
 from pipeline.run_kinds import run_kind
-from pipeline.services import child_service
+from pipeline.services import starting_services
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.state import open_state
@@ -404,15 +404,22 @@ class _Run:
 
 def _run_steps(run: _Run) -> None:
     conn, run_id = run.conn, run.run_id
-    if not (run.options.resume and runs.step_done(conn, run_id, "load")):
-        _load(run)
-    _sample(run)
-    _plan(run)
-    needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
-        steps.outstanding_targets(conn, run_id)
-    )
-    if needs_sinch:
-        _exchange(run, collect=True)
+    restarts: Counter[str] = Counter()
+    # A new run asks Sinch: the embedded simulator and receiver boot while the list is loaded
+    # and planned (a second or two each), not after.
+    early = run.settings.sinch.embedded and not run.options.resume
+    with (
+        booting_session(run.settings, restarts=restarts) if early else contextlib.nullcontext()
+    ) as booting:
+        if not (run.options.resume and runs.step_done(conn, run_id, "load")):
+            _load(run)
+        _sample(run)
+        _plan(run)
+        needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
+            steps.outstanding_targets(conn, run_id)
+        )
+        if needs_sinch:
+            _exchange(run, collect=True, booting=booting, restarts=restarts)
     _build(run)
     _report(run, None)
 
@@ -483,11 +490,21 @@ def _report(run: _Run, pseudonym_key: bytes | None) -> None:
         )
 
 
-def _exchange(run: _Run, *, collect: bool) -> None:
-    """Submit, then (with `collect`) collect while the Sinch session lasts; SIGTERM/SIGINT stop
-    sending and end the run as resumable."""
-    restarts: Counter[str] = Counter()
+def _exchange(
+    run: _Run,
+    *,
+    collect: bool,
+    booting: Callable[[], Settings] | None = None,
+    restarts: Counter[str] | None = None,
+) -> None:
+    """Submit, then (with `collect`) collect while the Sinch session lasts (`booting`: one
+    started already, see `booting_session`); SIGTERM/SIGINT stop sending and end the run as
+    resumable."""
+    restarts = Counter() if restarts is None else restarts
     try:
+        if booting is not None:
+            _submit_then_collect(run, booting(), collect=collect)
+            return
         with sinch_session(run.settings, restarts=restarts) as live:
             _submit_then_collect(run, live, collect=collect)
     finally:
@@ -509,13 +526,13 @@ def _submit_then_collect(run: _Run, live: Settings, *, collect: bool) -> None:
             f"Continue with: capaudit run --resume --run-id {run.run_id}"
         )
     if collect:
-        _collect(run, live, requery=True)
+        _collect(run, live, requery=True, requery_since=sent.requery_batch)
 
 
-def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
+def _collect(run: _Run, settings: Settings, *, requery: bool, requery_since: int = 0) -> None:
     """Collect callbacks, watching the receiver's health; with `requery` (`settings` of a live
     Sinch session) transient failures are asked once more (not in a window: those wait for a
-    later night)."""
+    later night), those ingested after batch `requery_since` (the stream asked the others)."""
     stop = asyncio.Event()
     wall = time.time()
     deadline = run.options.deadline_seconds
@@ -538,6 +555,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
                 deadline_seconds=deadline,
                 console=run.console,
                 requery=requery and run.result.window is None,
+                requery_since=requery_since,
                 wait_from=wall if run.options.resume else 0.0,
             )
 
@@ -617,8 +635,19 @@ def sinch_session(
 ) -> Iterator[Settings]:
     """The settings to talk to Sinch with; for "embedded", start the simulator and a receiver,
     supervised (restarted on the same socket when they die, counted in `restarts`)."""
+    with booting_session(settings, restarts=restarts) as ready:
+        yield ready()
+
+
+@contextlib.contextmanager
+def booting_session(
+    settings: Settings, *, restarts: Counter[str] | None = None
+) -> Iterator[Callable[[], Settings]]:
+    """`sinch_session` that does not wait: the embedded simulator and receiver start now, side
+    by side, and the call it yields waits until they are ready and gives the live settings. A
+    run starts them before it loads its list, so they boot meanwhile."""
     if not settings.sinch.embedded:
-        yield settings
+        yield lambda: settings
         return
     live = with_embedded_secrets(settings)
     env = {
@@ -628,21 +657,26 @@ def sinch_session(
     }
     config = ["--config", settings.source] if settings.source != "<defaults>" else []
     restarts = Counter() if restarts is None else restarts
-    with (
-        tempfile.TemporaryDirectory(prefix="capaudit-simulator-") as simulator_dir,
-        child_service(
-            ["simulate", *config, "--state-file", f"{simulator_dir}/state.json"],
-            "simulator",
-            env=env,
-            restarts=restarts,
-        ) as sim_url,
-        child_service(["serve", *config], "receiver", env=env, restarts=restarts) as receiver_url,
-    ):
-        live = live.replace("sinch", base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
-        live = live.replace("receiver", public_url=f"{receiver_url}/callbacks/sinch")
-        live = live.replace("collect", receiver_health_url=f"{receiver_url}/healthz")
-        log.info("embedded simulator at %s, receiver at %s", sim_url, receiver_url)
-        yield live
+    with tempfile.TemporaryDirectory(prefix="capaudit-simulator-") as simulator_dir:
+        simulate = ["simulate", *config, "--state-file", f"{simulator_dir}/state.json"]
+        services = [(simulate, "simulator"), (["serve", *config], "receiver")]
+        with starting_services(services, env=env, restarts=restarts) as started:
+
+            def ready() -> Settings:
+                sim_url, receiver_url = started()
+                ready_live = live.replace(
+                    "sinch", base_url=sim_url, token_url=f"{sim_url}/oauth2/token"
+                )
+                ready_live = ready_live.replace(
+                    "receiver", public_url=f"{receiver_url}/callbacks/sinch"
+                )
+                ready_live = ready_live.replace(
+                    "collect", receiver_health_url=f"{receiver_url}/healthz"
+                )
+                log.info("embedded simulator at %s, receiver at %s", sim_url, receiver_url)
+                return ready_live
+
+            yield ready
 
 
 def with_embedded_secrets(settings: Settings) -> Settings:

@@ -13,14 +13,22 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pipeline import __version__, audit, private
+from pipeline import __version__, private
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, UsageError
+from pipeline.lazy import lazy_module
 from pipeline.logs import configure_logging, use_console
 from pipeline.settings import DEFAULT_CONFIG, Settings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline import audit
+else:
+    # Loaded on first use: `serve` and `simulate`, the run's children, never need the run's
+    # modules (duckdb, polars, pyarrow ...), and start in a third of the time without them.
+    audit = lazy_module("pipeline.audit")
 
 log = logging.getLogger("capaudit")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:  # imported by `connect`: the receiver and the simulator never open DuckDB
+    import duckdb
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -70,6 +71,8 @@ def open_appending(path: Path) -> IO[str]:
 
 def connect(path: Path, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """`duckdb.connect`, with a database file it creates made 0640 (and its folder 0750)."""
+    import duckdb
+
     make_private_dirs(path.parent)
     new = not path.exists()
     conn = duckdb.connect(str(path), config=config or {})

@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -108,6 +109,81 @@ def child_service(
 
     With `restarts`, the child is supervised: restarted on the same socket when it dies, each
     restart counted in `restarts[name]`."""
+    with child_services([(args, name)], env=env, restarts=restarts) as (url,):
+        yield url
+
+
+@contextlib.contextmanager
+def child_services(
+    commands: Sequence[tuple[list[str], str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    restarts: Counter[str] | None = None,
+) -> Iterator[list[str]]:
+    """`child_service` for several (args, name) at once: all start together and boot side by
+    side (a child spends a second or more importing before it listens); yields their URLs, in
+    order, once every one is healthy. They are stopped together too."""
+    with starting_services(commands, env=env, restarts=restarts) as ready:
+        yield ready()
+
+
+@contextlib.contextmanager
+def starting_services(
+    commands: Sequence[tuple[list[str], str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    restarts: Counter[str] | None = None,
+) -> Iterator[Callable[[], list[str]]]:
+    """`child_services` that does not wait: yields a call that waits until every child is
+    healthy and returns their URLs, so the caller can work while they boot."""
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(_started(a, n, env, restarts)) for a, n in commands]
+
+        def ready() -> list[str]:
+            for child in children:
+                child.ready()
+            return [child.url for child in children]
+
+        try:
+            yield ready
+        finally:
+            for child in children:  # they shut down side by side; the stack waits for each
+                child.supervisor.terminate()
+
+
+@dataclass
+class _Child:
+    url: str
+    sock: socket.socket
+    supervisor: Supervisor
+    supervised: bool
+    healthy: bool = False
+
+    def ready(self) -> None:
+        """Wait until the child answers /healthz; then supervise it, or let go of its socket
+        (unsupervised: a dead child's port refuses at once). Once is enough."""
+        if self.healthy:
+            return
+        wait_until_healthy(f"{self.url}/healthz", self.supervisor.name, self.supervisor.process)
+        self.healthy = True
+        log.debug("%s listening on %s (pid %d)", self.supervisor.name, self.url, self.pid)
+        if self.supervised:
+            self.supervisor.start()
+        else:
+            self.sock.close()
+
+    @property
+    def pid(self) -> int:
+        return self.supervisor.process.pid
+
+
+@contextlib.contextmanager
+def _started(
+    args: list[str],
+    name: str,
+    env: Mapping[str, str] | None,
+    restarts: Counter[str] | None,
+) -> Iterator[_Child]:
     sock = bind_loopback()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     command = [sys.executable, "-m", "pipeline", *args, "--fd", str(sock.fileno())]
@@ -116,13 +192,7 @@ def child_service(
     child_env["CAPAUDIT_PARENT_PID"] = str(os.getpid())
     supervisor = Supervisor(name, command, sock, child_env, restarts)
     try:
-        wait_until_healthy(f"{url}/healthz", name, supervisor.process)
-        log.debug("%s listening on %s (pid %d)", name, url, supervisor.process.pid)
-        if restarts is None:
-            sock.close()  # unsupervised: a dead child's port refuses at once
-        else:
-            supervisor.start()
-        yield url
+        yield _Child(url, sock, supervisor, restarts is not None)
     finally:
         supervisor.stop()
         sock.close()
@@ -192,6 +262,14 @@ class Supervisor:
             stop_process(self.process)
         if self._thread.is_alive():
             self._thread.join()
+
+    def terminate(self) -> None:
+        """Ask the child to stop (graceful), not restarting it, without waiting: `stop` waits."""
+        self._stopping.set()
+        with self._lock:
+            if self.process.poll() is None:
+                self.process.terminate()
+                self.process.send_signal(signal.SIGCONT)
 
 
 def wait_until_healthy(url: str, name: str, process: subprocess.Popen[bytes] | None = None) -> None:

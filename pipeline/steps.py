@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
-from pipeline.landing.tail import LandingTail
+from pipeline.landing.tail import Awaited, LandingTail, wait_for_landing
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress, ticking
@@ -62,6 +64,7 @@ INGEST_WHILE_DRAINED_SECONDS = 0.2
 HANDOVER_QUIET_SECONDS = 2.0
 HANDOVER_SECONDS = 10.0
 MIN_CALLBACKS_FOR_RATE = 200  # fewer say nothing reliable about a callback rate
+AWAITED_IN_MEMORY = 10_000  # outstanding answers followed as they land (collect's tail)
 
 
 def load(
@@ -207,7 +210,7 @@ class CallbackWatch:
         self._landing = landing
         self._run_id, self._app_id = run_id, app_id
         self._feed, self._budget = feed, budget
-        self._since = 0  # the newest batch looked at for re-asks; 0 first: a resume's too
+        self.since = 0  # the newest batch looked at for re-asks; 0 first: a resume's too
         self._drained_at: float | None = None
         self.received = 0
         self.reasked = 0
@@ -246,8 +249,8 @@ class CallbackWatch:
         self.received += ingest_landing(self._cursor, self._landing).notifications_new
         if self._feed is None:
             return 0
-        planned, self._since = ledger.plan_requeries(
-            self._cursor, self._run_id, self._app_id, now=datetime.now(UTC), since=self._since
+        planned, self.since = ledger.plan_requeries(
+            self._cursor, self._run_id, self._app_id, now=datetime.now(UTC), since=self.since
         )
         self.reasked += planned
         return planned
@@ -284,6 +287,7 @@ class SubmitSummary:
     rate_cuts: int = 0
     interrupted: bool = False
     reasked: int = 0  # re-asks of transient answers planned while sending, and sent in the stream
+    requery_batch: int = 0  # the newest ingest (notifications.batch) looked at for re-asks
     # Self-pacing (pipeline/submit/backlog.py): the callback rate measured, whether it held queries
     # back, and the query rate it settled at (requests/s over the last seconds of sending).
     callback_rate_per_second: float | None = None
@@ -353,7 +357,7 @@ async def submit(
             watch.close()
     ledger.fold_events(conn, run_id, since=since)
     summary.planned = planned + watch.reasked
-    summary.reasked = watch.reasked
+    summary.reasked, summary.requery_batch = watch.reasked, watch.since
     summary.accepted, summary.failed = stats.accepted, stats.failed
     summary.not_sent = summary.planned - stats.accepted - stats.failed
     summary.answers = dict(stats.answers)
@@ -440,20 +444,25 @@ class CollectSummary:
 ANSWERED = """EXISTS (
     SELECT 1 FROM notifications n
     WHERE n.request_id = l.request_id AND n.channel IN (l.channel, ''))"""
-# A target waits for the newest request that asked for its channel (a re-query replaces the
-# first ask); it is outstanding while that request is accepted and its callback has not landed.
-OUTSTANDING_ROWS_SQL = f"""
-WITH latest AS (
-    SELECT t.contact_key, t.channel, max(r.request_id) AS request_id,
-        arg_max(r.state, r.request_id) AS state
-    FROM targets t
-    JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key
-        AND list_contains(r.channels, t.channel)
-    WHERE t.run_id = $run_id AND t.action = 'query'
-    GROUP BY t.contact_key, t.channel
+# A target waits for the newest request that asked for its channel (a re-ask replaces the first
+# ask for the channels it asks again; it is never re-asked itself); it is outstanding while that
+# request is accepted and its callback has not landed. Read from the requests alone (a channel
+# each): joining every target to its requests to find the newest took 9-13 s at 3M targets on
+# the loaded 2-core machine, this 2.5 s.
+OUTSTANDING_ROWS_SQL = """
+WITH asked AS (
+    SELECT request_id, contact_key, unnest(channels) AS channel
+    FROM requests WHERE run_id = $run_id AND state = 'accepted'
+),
+asked_again AS (
+    SELECT requery_of AS request_id, unnest(channels) AS channel
+    FROM requests WHERE run_id = $run_id AND requery_of IS NOT NULL
 )
-SELECT l.contact_key, l.channel, l.request_id FROM latest l
-WHERE l.state = 'accepted' AND NOT {ANSWERED}
+SELECT a.contact_key, a.channel, a.request_id FROM asked a
+ANTI JOIN asked_again q ON q.request_id = a.request_id AND q.channel = a.channel
+ANTI JOIN notifications n ON n.request_id = a.request_id AND n.channel = a.channel
+ANTI JOIN (SELECT request_id FROM notifications WHERE channel = '') w
+    ON w.request_id = a.request_id
 """
 OUTSTANDING_SQL = f"SELECT count(*) FROM ({OUTSTANDING_ROWS_SQL})"
 
@@ -487,8 +496,35 @@ class OutstandingTargets:
         row = self._conn.execute(f"SELECT count(*) FROM {self.TABLE}").fetchone()
         return int(row[0]) if row else 0
 
+    def awaited(self, outstanding: int) -> Awaited | None:
+        """The outstanding answers as (request_id, channel) pairs, for `wait_for_landing` to
+        strike off as they land; None when there are more than AWAITED_IN_MEMORY."""
+        if outstanding > AWAITED_IN_MEMORY:
+            return None
+        return Awaited(
+            self._conn.execute(f"SELECT request_id, channel FROM {self.TABLE}").fetchall()
+        )
+
     def close(self) -> None:
         self._conn.execute(f"DROP TABLE IF EXISTS {self.TABLE}")
+
+
+class OutstandingPace:
+    """How fast the outstanding count falls: when, at that pace, no answer is awaited any more."""
+
+    WINDOW_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._seen: deque[tuple[float, int]] = deque()
+
+    def seconds_to_none(self, outstanding: int) -> float:
+        now = time.monotonic()
+        self._seen.append((now, outstanding))
+        while now - self._seen[0][0] > self.WINDOW_SECONDS:
+            self._seen.popleft()
+        then, before = self._seen[0]
+        falling = (before - outstanding) / (now - then) if now > then else 0.0
+        return outstanding / falling if falling > 0 else math.inf
 
 
 def _last_acceptance(conn: duckdb.DuckDBPyConnection, run_id: str) -> float:
@@ -502,12 +538,16 @@ class ProvisionalBuilds:
     """Builds of the run while `collect` waits for callbacks, so that the build after it redoes
     only the contacts answered since (pipeline/build_scope.py): at 10M targets about 6 s
     instead of 18. One is due when answers landed that no build has read, building has taken at
-    most `SHARE` of the time waited (so the machine stays mostly idle, whatever its speed), and
-    the run's last build took under half the time left before the deadline (one still running
-    at the deadline would delay the final build instead of shortening it). It runs on a cursor
-    of its own in a thread, so the event loop stays responsive; a stop interrupts it."""
+    most `SHARE` of the time waited (so the machine stays mostly idle, whatever its speed), the
+    run's last build took under half the time left before the deadline (one still running at
+    the deadline would delay the final build instead of shortening it), and the answers still
+    awaited are not about to be all in: at the pace they land, they take more than twice as
+    long as a build (the last one's time, or GUESS_SECONDS_PER_TARGET before any), so the
+    last provisional build never holds up the final one. It runs on a cursor of its own in a
+    thread, so the event loop stays responsive; a stop interrupts it."""
 
     SHARE = 0.1
+    GUESS_SECONDS_PER_TARGET = 2e-6  # a whole build: 10M targets in about 20 s
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
         self._conn = conn
@@ -517,15 +557,29 @@ class ProvisionalBuilds:
         self._unread = not last.read_every_notification
         self._started = time.monotonic()
         self._building = 0.0
+        self._targets: int | None = None
         self.count = 0
 
     def landed(self, notifications: int) -> None:
         self._unread = self._unread or notifications > 0
 
-    def due(self, remaining_seconds: float) -> bool:
+    def due(self, remaining_seconds: float, seconds_to_none: float = math.inf) -> bool:
+        """`seconds_to_none`: when the answers awaited will all be in, at the pace they land."""
         waited = time.monotonic() - self._started
-        fits = self._last_seconds is None or 2 * self._last_seconds < remaining_seconds
-        return self._unread and fits and self._building <= self.SHARE * waited
+        expected = self._expected_seconds()
+        fits = 2 * expected < remaining_seconds
+        lasts = 2 * expected < seconds_to_none
+        return self._unread and fits and lasts and self._building <= self.SHARE * waited
+
+    def _expected_seconds(self) -> float:
+        if self._last_seconds is not None:
+            return self._last_seconds
+        if self._targets is None:
+            row = self._conn.execute(
+                "SELECT count(*) FROM targets WHERE run_id = $run_id", {"run_id": self._run_id}
+            ).fetchone()
+            self._targets = int(row[0]) if row else 0
+        return self.GUESS_SECONDS_PER_TARGET * self._targets
 
     async def build(self, stop: asyncio.Event) -> None:
         started = time.monotonic()
@@ -558,6 +612,7 @@ async def collect(
     stop: asyncio.Event,
     console: bool,
     requery: bool = False,
+    requery_since: int = 0,
     wait_from: float = 0.0,
 ) -> CollectSummary:
     """Ingest landed callbacks until every accepted target is answered or the deadline passes.
@@ -565,7 +620,12 @@ async def collect(
     The deadline counts from the last accepted request, or from `wait_from` (epoch seconds)
     when later: a resumed run keeps collecting for a whole deadline. With `requery` (a live
     Sinch session), channels whose answer reported a transient failure are asked once more and
-    waited for.
+    waited for: those in notifications ingested after batch `requery_since` (the stream
+    re-asked the earlier ones while sending; 0: all).
+
+    Between looks it sleeps up to `[collect] poll_interval_seconds`, woken as soon as the last
+    answer awaited lands (or an answer to ask again): the tail ends with the last callback,
+    not a poll interval later.
     """
     deadline = settings.collect.deadline_seconds if deadline_seconds is None else deadline_seconds
     landing = Path(settings.receiver.landing_dir)
@@ -575,7 +635,9 @@ async def collect(
     tracker = OutstandingTargets(conn, run_id)
     builds = ProvisionalBuilds(conn, run_id)
     pacer = project_pacer(settings.dispatch)  # re-queries and contact creations share it
-    requeries = Requeries(settings, pacer)
+    requeries = Requeries(settings, pacer, requery_since)
+    tail = LandingTail(landing)  # what lands from now on: wakes the wait below
+    pace = OutstandingPace()
     with StepProgress("collect", None, console=console) as progress:
         while True:
             ingested = ingest_landing(conn, landing)
@@ -604,11 +666,16 @@ async def collect(
             if remaining <= 0:
                 summary.deadline_passed = True
                 break
-            if builds.due(remaining):
+            if builds.due(remaining, pace.seconds_to_none(summary.outstanding)):
                 await builds.build(stop)
                 continue
             # Wake at the deadline itself, not up to a poll interval after it.
-            await asyncio.sleep(min(settings.collect.poll_interval_seconds, remaining))
+            await wait_for_landing(
+                tail,
+                min(settings.collect.poll_interval_seconds, remaining),
+                awaited=tracker.awaited(summary.outstanding),
+                transient=requery and settings.dispatch.requery_transient,
+            )
     tracker.close()
     summary.provisional_builds = builds.count
     summary.contacts = creation_counts(conn, run_id)
@@ -635,12 +702,13 @@ async def collect(
 class Requeries:
     """Collect's re-asks of transient answers the stream did not send (answers that landed
     after it ended, or a run without a callback budget): each round looks only at the
-    notifications ingested since the last (the first round at all of them)."""
+    notifications ingested since the last, the first at those since batch `since` (what the
+    stream looked at; 0: all)."""
 
-    def __init__(self, settings: Settings, pacer: Pacer) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer, since: int = 0) -> None:
         self._settings = settings
         self._pacer = pacer
-        self._since = 0
+        self._since = since
         self.planned = 0
 
     async def round(self, conn: duckdb.DuckDBPyConnection, run_id: str, stop: asyncio.Event) -> int:

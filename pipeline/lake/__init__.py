@@ -11,6 +11,19 @@
 
 from __future__ import annotations
 
-from pipeline.lake.scan import scan
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.lake.scan import scan
 
 __all__ = ["scan"]
+
+
+def __getattr__(name: str) -> Any:
+    """`scan` imports polars, which the run itself never needs: loaded when asked for."""
+    if name == "scan":
+        from pipeline.lake.scan import scan
+
+        globals()["scan"] = scan  # over the submodule the import bound to the same name
+        return scan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
