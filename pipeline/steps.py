@@ -63,6 +63,7 @@ INGEST_WHILE_SENDING_SECONDS = 1.0
 INGEST_WHILE_DRAINED_SECONDS = 0.2
 HANDOVER_QUIET_SECONDS = 2.0
 HANDOVER_SECONDS = 10.0
+WATCH_SHARE = 0.1  # of the time the watch may spend ingesting and planning re-asks
 MIN_CALLBACKS_FOR_RATE = 200  # fewer say nothing reliable about a callback rate
 AWAITED_IN_MEMORY = 10_000  # outstanding answers followed as they land (collect's tail)
 
@@ -212,6 +213,7 @@ class CallbackWatch:
         self._feed, self._budget = feed, budget
         self.since = 0  # the newest batch looked at for re-asks; 0 first: a resume's too
         self._drained_at: float | None = None
+        self._round_seconds = 0.0
         self.received = 0
         self.reasked = 0
 
@@ -219,7 +221,9 @@ class CallbackWatch:
         try:
             while not await self._pause(done):
                 awaited = self._budget.outstanding if self._budget is not None else None
+                started = time.monotonic()
                 planned = await asyncio.to_thread(self._ingest)
+                self._round_seconds = time.monotonic() - started
                 if self._feed is None:
                     continue
                 if planned:
@@ -241,7 +245,9 @@ class CallbackWatch:
             self._drained_at = time.monotonic()
         events = [done] if drained or self._feed is None else [done, self._feed.drained]
         seconds = INGEST_WHILE_DRAINED_SECONDS if drained else INGEST_WHILE_SENDING_SECONDS
-        await wait_any(events, seconds)
+        # Never more than WATCH_SHARE of the time, however large the state (each ingest and
+        # each look for re-asks scans the run's notifications and requests once).
+        await wait_any(events, max(seconds, self._round_seconds / WATCH_SHARE))
         return done.is_set()
 
     def _ingest(self) -> int:
