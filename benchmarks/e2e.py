@@ -25,7 +25,7 @@ same, which is what the memory figure is about.
 
 Prints (DESIGN §8): e2e_ratio_vs_api_limit, e2e_peak_rss_mb (the run process; the embedded
 simulator's and receiver's peaks as `#` lines), e2e_requests_per_s (requests sent ÷ wall time),
-and `#` lines with the parts. Knobs: --contacts N, --scale K, BENCH_DIR.
+and `#` lines with the parts. Knobs: --contacts N, --scale K.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ RATE = 800.0  # Sinch's capability queries per second per project
 WEBHOOK_RATE_FACTOR = 3.75  # callbacks per second per query per second: above the 3 channels
 DEFAULT_CONTACTS = 100_000
 SCALE_AT_A_MILLION = 3.0  # 1M contacts at 2,400/s: about 7.5 minutes of sending
-WORK = Path(os.environ.get("BENCH_DIR", ".bench/e2e"))
+WORK = Path(".bench/e2e")
 RUN_ID = "bench-e2e"
 SAMPLE_SECONDS = 0.05
 

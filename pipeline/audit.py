@@ -670,8 +670,12 @@ def booting_session(
                 ready_live = ready_live.replace(
                     "receiver", public_url=f"{receiver_url}/callbacks/sinch"
                 )
+                # The callbacks come at the simulator's webhook rate: what to expect before any
+                # is measured (`backlog.configured_callback_rate` no longer sees "embedded").
                 ready_live = ready_live.replace(
-                    "collect", receiver_health_url=f"{receiver_url}/healthz"
+                    "collect",
+                    receiver_health_url=f"{receiver_url}/healthz",
+                    callback_rate_per_second=settings.simulator.webhook_rate,
                 )
                 log.info("embedded simulator at %s, receiver at %s", sim_url, receiver_url)
                 return ready_live

@@ -385,7 +385,9 @@ SECRETS: tuple[SecretDoc, ...] = (
 # Environment variables read with os.environ (found by settings_doc.env_reads).
 ENVIRONMENT: dict[str, KeyDoc] = {
     "CAPAUDIT_DUCKDB_MEMORY_LIMIT": KeyDoc(
-        "DuckDB `memory_limit` of the working state (e.g. `4GB`); ingest batches are sized to "
+        "DuckDB `memory_limit` of the working state (e.g. `4GB`); unset: a quarter of the "
+        "memory the machine (or the process's cgroup) has, at most 1 GiB, which keeps a run's "
+        "peak memory under 1.5 GB whatever the size of the list. Ingest batches are sized to "
         "it, beyond it temporary tables spill to disk.",
         read_by=STATE,
     ),

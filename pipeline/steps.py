@@ -244,10 +244,15 @@ class CallbackWatch:
         elif self._drained_at is None:
             self._drained_at = time.monotonic()
         events = [done] if drained or self._feed is None else [done, self._feed.drained]
-        seconds = INGEST_WHILE_DRAINED_SECONDS if drained else INGEST_WHILE_SENDING_SECONDS
-        # Never more than WATCH_SHARE of the time, however large the state (each ingest and
-        # each look for re-asks scans the run's notifications and requests once).
-        await wait_any(events, max(seconds, self._round_seconds / WATCH_SHARE))
+        # While sending, never more than WATCH_SHARE of the time, however large the state (each
+        # ingest and each look for re-asks scans the run's notifications and requests once);
+        # once drained, the run waits on nothing else.
+        seconds = (
+            INGEST_WHILE_DRAINED_SECONDS
+            if drained
+            else max(INGEST_WHILE_SENDING_SECONDS, self._round_seconds / WATCH_SHARE)
+        )
+        await wait_any(events, seconds)
         return done.is_set()
 
     def _ingest(self) -> int:

@@ -28,11 +28,19 @@ import duckdb
 from pipeline import private
 from pipeline.db import sql_literal, transaction
 from pipeline.errors import RunLocked, WarehouseError
+from pipeline.machine import memory_limit_for_machine
 from pipeline.sinch.models import CHANNELS, WHOLE_REQUEST_CHANNEL
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFERENCE = ("WHATSAPP", "RCS", "SMS")
-MEMORY_LIMIT = os.environ.get("CAPAUDIT_DUCKDB_MEMORY_LIMIT", "1GB")
+# DuckDB keeps what it reads of the state cached up to its memory limit, so the limit, not the
+# size of the list, bounds the run's memory: set from the machine (a quarter of what this
+# process may use, its cgroup's limit if lower), at most MAX_MEMORY_LIMIT, unless the variable
+# says otherwise. With 1 GiB a run of a million contacts peaks around 1.3 GB (docs/design.md).
+MAX_MEMORY_LIMIT = 1 << 30
+MEMORY_LIMIT = os.environ.get("CAPAUDIT_DUCKDB_MEMORY_LIMIT") or memory_limit_for_machine(
+    MAX_MEMORY_LIMIT
+)
 
 # Every string column stored for 30M targets costs the load about a second (DuckDB's string
 # compression), so what follows from other columns is computed on read (VIRTUAL), and the

@@ -196,9 +196,8 @@ class Simulator:
         """Answer 200 at once; the check's callbacks are queued for delivery."""
         app_id, recipient = body["app_id"], body["recipient"]
         request_id = str(body.get("request_id") or new_ulid())
-        if request_id in self.state.request_ids:
+        if self.state.seen_request(request_id):
             self.state.stats.request_ids_repeated += 1
-        self.state.request_ids.add(request_id)
         self.state.stats.queries_accepted += 1
         if identities is None:
             bodies = self.checker.contact_not_found(project_id, app_id, request_id, recipient)
