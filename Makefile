@@ -6,12 +6,13 @@ CAPAUDIT := $(VENV)/bin/capaudit
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= configs/default.toml
 PYTEST_ARGS ?=
+BENCH_E2E_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse lock clean
+.PHONY: help install run test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse bench-e2e lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -43,7 +44,7 @@ serve: $(STAMP) ## run the webhook receiver (needs CAPAUDIT_WEBHOOK_SECRET)
 simulate: $(STAMP) ## run the Sinch simulator as a server
 	$(CAPAUDIT) simulate --config $(CONFIG)
 
-bench: bench-dispatch bench-receiver bench-warehouse ## run all three benchmarks
+bench: bench-dispatch bench-receiver bench-warehouse bench-e2e ## run all four benchmarks
 
 bench-dispatch: $(STAMP) ## dispatcher pacing and CPU vs a bare aiohttp loop
 	$(PY) -m benchmarks.dispatch
@@ -53,6 +54,9 @@ bench-receiver: $(STAMP) ## durable callbacks per second vs durability off
 
 bench-warehouse: $(STAMP) ## contacts load and warehouse build at 10M rows vs bare DuckDB
 	$(PY) -m benchmarks.warehouse
+
+bench-e2e: $(STAMP) ## a whole capaudit run of 100,000 contacts vs the API's limit (BENCH_E2E_ARGS="--contacts 1000000")
+	$(PY) -m benchmarks.e2e $(BENCH_E2E_ARGS)
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs the registry)
 	@test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'uv==0.13.9')

@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 LEDGER_FLUSH_SECONDS = 1.0
 # While sending, landed callbacks are ingested this often, and their transient answers re-asked
 # in the same stream (CallbackWatch); once everything planned is sent, this often, until none
-# can come any more or for HANDOVER_* seconds (then collect takes the rest).
+# can come any more, or the answers awaited take HANDOVER_QUIET_SECONDS or more to clear (or
+# nothing landed for as long), or HANDOVER_SECONDS passed: then collect takes the rest.
 INGEST_WHILE_SENDING_SECONDS = 1.0
 INGEST_WHILE_DRAINED_SECONDS = 0.2
 HANDOVER_QUIET_SECONDS = 2.0
@@ -194,8 +195,10 @@ class CallbackWatch:
     Once the stream has sent everything planned it waits on the feed; the watch then looks
     every INGEST_WHILE_DRAINED_SECONDS and ends the feed when no re-ask can come any more: the
     ingest that ended with nothing to re-ask started after every answer awaited had landed
-    (the callback budget counts them), or none landed for HANDOVER_QUIET_SECONDS, or it waited
-    HANDOVER_SECONDS (collect re-asks what lands later). Without a budget it ends at once."""
+    (the callback budget counts them); or none landed for HANDOVER_QUIET_SECONDS, or the
+    answers awaited would take that long to clear at the measured callback rate, or it waited
+    HANDOVER_SECONDS: collect then takes the rest (re-asking what lands later, watching the
+    receiver's health, keeping to the deadline). Without a budget it ends at once."""
 
     def __init__(
         self,
@@ -267,11 +270,16 @@ class CallbackWatch:
         return planned
 
     def _nothing_more(self, awaited_before: int | None) -> bool:
-        if self._budget is None or awaited_before == 0:
+        """Whether the stream should end: no re-ask can come any more, or the answers still
+        awaited are collect's business (they take long: collect watches the receiver's health,
+        keeps to the deadline and builds provisionally meanwhile)."""
+        if self._budget is None or awaited_before is None or awaited_before == 0:
             return True
         drained = time.monotonic() - (self._drained_at or time.monotonic())
+        rate = self._budget.measured_rate or 0.0
+        clears_in = awaited_before / rate if rate > 0 else math.inf
         quiet = self._budget.quiet_seconds()
-        return quiet >= HANDOVER_QUIET_SECONDS or drained >= HANDOVER_SECONDS
+        return max(quiet, clears_in) >= HANDOVER_QUIET_SECONDS or drained >= HANDOVER_SECONDS
 
     def close(self) -> None:
         self._cursor.close()
