@@ -145,9 +145,10 @@ KEYS: dict[str, KeyDoc] = {
     ),
     "dispatch.backoff_max_seconds": KeyDoc("Cap of one back-off step.", "seconds"),
     "dispatch.requery_transient": KeyDoc(
-        "Ask once more, while collecting, targets whose answer reported a transient failure "
-        "(not in a window run: those wait for a later night).",
-        read_by="run, collect",
+        "Ask once more targets whose answer reported a transient failure: as the answer lands, "
+        "in the same paced stream as the first asks, and while collecting for those landing "
+        "later (not in a window run: those wait for a later night).",
+        read_by="run, submit, collect",
     ),
     "dispatch.pace_to_callbacks": KeyDoc(
         "Hold the answers still awaited to what the measured callback rate clears in "
@@ -244,7 +245,9 @@ KEYS: dict[str, KeyDoc] = {
         "seconds",
     ),
     "collect.poll_interval_seconds": KeyDoc(
-        "How often collecting looks for newly landed callbacks.", "seconds"
+        "The longest collecting waits between two looks for newly landed callbacks; it looks "
+        "at once when the last answer awaited (or one to ask again) lands.",
+        "seconds",
     ),
     "collect.callback_rate_per_second": KeyDoc(
         "The callback rate expected when no earlier run measured one: sizes a window, paces "
