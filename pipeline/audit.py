@@ -515,10 +515,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
         configured = settings.collect.deadline_seconds if deadline is None else deadline
         last = steps._last_acceptance(run.conn, run.run_id)
         deadline = collect_deadline(run.result.window, last or wall, configured)
-    health = HealthWatch(
-        settings.collect.health_url(settings.receiver),
-        interval=settings.collect.health_interval_seconds,
-    )
+    health = HealthWatch.of(settings)
 
     async def watched() -> steps.CollectSummary:
         async with health:
@@ -539,6 +536,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
             "deadline_passed": summary.deadline_passed,
             "receiver_outages": health.outages,
             "receiver_down_seconds": round(health.down_seconds, 1),
+            "receiver_health_checked": health.checked,
             "matched_by": summary.matched_by,
             "unmatched": summary.unmatched,
             "provisional_builds": summary.provisional_builds,
