@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import eventloop, ledger, runs, sampling, steps
-from pipeline.checks import Check, run_checks
+from pipeline.checks import CheckReport, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
@@ -593,12 +593,12 @@ def sinch_call(settings: Settings, work: Callable[[SinchClient], Awaitable[T]]) 
         return asyncio.run(call(live))
 
 
-def check_ready(settings: Settings) -> list[Check]:
-    """`capaudit check`; the embedded simulator gets its webhook first, as a run would."""
+def check_ready(settings: Settings, budget_seconds: float) -> CheckReport:
+    """`capaudit check`; only the embedded simulator gets its webhook first, as a run would."""
     with sinch_session(settings) as live:
-        if settings.sinch.embedded:
+        if embedded := settings.sinch.embedded:
             asyncio.run(register_webhook(live))
-        return asyncio.run(run_checks(live))
+        return asyncio.run(run_checks(live, budget_seconds=budget_seconds, embedded=embedded))
 
 
 @contextlib.contextmanager
