@@ -18,7 +18,7 @@ import httpx
 from pipeline.check_runner import Check, NotTried, Probe
 from pipeline.errors import CapauditError
 from pipeline.settings import Settings
-from pipeline.sinch.apps import app_profile
+from pipeline.sinch.apps import read_app_profile
 from pipeline.sinch.auth import OAuth2Auth
 from pipeline.sinch.client import SinchClient
 
@@ -114,7 +114,7 @@ async def _api(reads: SinchReads) -> str:
 
 async def _app(reads: SinchReads, settings: Settings) -> str | Check:
     await reads.authorized()
-    profile = app_profile(await reads.client.get_app())
+    profile = await read_app_profile(reads.client)
     expected = settings.collect.callback_rate_per_second
     if profile.webhook_rate is None:
         rate = "webhook rate limit not shown (Sinch's default is 25/s)"
