@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import eventloop, ledger, runs, sampling, steps
-from pipeline.checks import Check, run_checks
+from pipeline.checks import CheckReport, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
@@ -521,10 +521,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
         configured = settings.collect.deadline_seconds if deadline is None else deadline
         last = steps._last_acceptance(run.conn, run.run_id)
         deadline = collect_deadline(run.result.window, last or wall, configured)
-    health = HealthWatch(
-        settings.collect.health_url(settings.receiver),
-        interval=settings.collect.health_interval_seconds,
-    )
+    health = HealthWatch.of(settings)
 
     async def watched() -> steps.CollectSummary:
         async with health:
@@ -545,6 +542,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
             "deadline_passed": summary.deadline_passed,
             "receiver_outages": health.outages,
             "receiver_down_seconds": round(health.down_seconds, 1),
+            "receiver_health_checked": health.checked,
             "matched_by": summary.matched_by,
             "unmatched": summary.unmatched,
             "provisional_builds": summary.provisional_builds,
@@ -601,12 +599,12 @@ def sinch_call(settings: Settings, work: Callable[[SinchClient], Awaitable[T]]) 
         return asyncio.run(call(live))
 
 
-def check_ready(settings: Settings) -> list[Check]:
-    """`capaudit check`; the embedded simulator gets its webhook first, as a run would."""
+def check_ready(settings: Settings, budget_seconds: float) -> CheckReport:
+    """`capaudit check`; only the embedded simulator gets its webhook first, as a run would."""
     with sinch_session(settings) as live:
-        if settings.sinch.embedded:
+        if embedded := settings.sinch.embedded:
             asyncio.run(register_webhook(live))
-        return asyncio.run(run_checks(live))
+        return asyncio.run(run_checks(live, budget_seconds=budget_seconds, embedded=embedded))
 
 
 @contextlib.contextmanager

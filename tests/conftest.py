@@ -18,7 +18,7 @@ from pipeline.sinch.signing import signature_headers
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample" / "contacts.csv"
-WEBHOOK_SECRET = "test-webhook-secret"
+WEBHOOK_SECRET = "test-webhook-secret-at-least-32-chars"  # check refuses shorter ones
 KEY_ID, KEY_SECRET = "test-key", "test-key-secret"
 
 
