@@ -57,6 +57,7 @@ def test_the_health_url_defaults_to_healthz_on_the_receivers_own_port() -> None:
     assert explicit.health_url(ReceiverSettings()) == "http://10.0.0.5:8751/healthz"
 
 
+@pytest.mark.timed  # polls every 0.01 s for 0.3 s
 def test_the_health_watch_logs_down_and_back(caplog: pytest.LogCaptureFixture) -> None:
     answers = iter([200, 200, 503, 503, 200, 200] + [200] * 100)
 
