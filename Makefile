@@ -26,13 +26,15 @@ install: $(STAMP) ## create .venv/ from the lock file
 run: $(STAMP) ## run the audit on the sample data against the embedded simulator
 	$(CAPAUDIT) run --config $(CONFIG)
 
-# Two phases, both always run: the tests not marked `timed` on TEST_WORKERS processes, then the
-# `timed` ones alone (they measure rates and durations). Exit code 5 (nothing selected) of one
-# phase is no failure when PYTEST_ARGS selects tests of the other phase only.
+# Two phases, both always run: the tests not marked `timed` on TEST_WORKERS pytest-xdist
+# workers, then the `timed` ones alone (they measure rates and durations). `--dist loadscope`
+# keeps a module's tests on one worker, so a module-scoped fixture (the report's runs, the lake
+# readers' runs) is built once. Exit code 5 (nothing selected) of one phase is no failure when
+# PYTEST_ARGS selects tests of the other phase only.
 test: $(STAMP) ## run the whole test suite (installs Debian's chromium for the report test)
 	@scripts/ensure-chromium
 	@status=0; \
-	for phase in "-n $(TEST_WORKERS) --dist loadgroup --timed=exclude" "--timed=only"; do \
+	for phase in "-n $(TEST_WORKERS) --dist loadscope --timed=exclude" "--timed=only"; do \
 		echo "$(VENV)/bin/pytest -q $$phase $(PYTEST_ARGS)"; \
 		$(VENV)/bin/pytest -q $$phase $(PYTEST_ARGS); code=$$?; \
 		if [ $$code -ne 0 ] && [ $$code -ne 5 ]; then status=$$code; fi; \

@@ -31,9 +31,6 @@ PER_RUN = (
 )
 REAL = ["CAPABILITY_FULL", "CAPABILITY_PARTIAL", "NO_CAPABILITY", "CAPABILITY_UNKNOWN"]
 
-# Under pytest-xdist the module's tests run on one worker, which publishes the three runs once.
-pytestmark = pytest.mark.xdist_group("lake_readers")
-
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -28,9 +28,6 @@ from tests.e2e.test_audit import capaudit, small_sample
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-# Under pytest-xdist the module's tests run on one worker, which builds the report (two runs) once.
-pytestmark = pytest.mark.xdist_group("report")
-
 
 def two_runs(tmp_path: Path) -> Path:
     contacts = small_sample(tmp_path, 150)

@@ -22,9 +22,6 @@ from tests.conftest import KEY_ID, KEY_SECRET, sim_stats, simulator
 
 KEYS = Secrets(Secret(KEY_ID), Secret(KEY_SECRET), ())
 
-# Under pytest-xdist the module's tests run on one worker, sharing one simulator (sim_url).
-pytestmark = pytest.mark.xdist_group("dispatch")
-
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
