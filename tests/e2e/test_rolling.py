@@ -45,6 +45,7 @@ def slow_callbacks(
     )
 
 
+@pytest.mark.timed  # runs fit an 8 s window
 def test_three_windows_query_every_target_exactly_once_stalest_first(tmp_path: Path) -> None:
     # 4 callbacks/s, an 8 s window less 2 s of reserve: about 20 of the list's 57 targets a night
     config = slow_callbacks(tmp_path, 57, 4.0, plan={"window_reserve_seconds": 2.0})

@@ -18,11 +18,15 @@ from pathlib import Path
 import duckdb
 import httpx
 import orjson
+import pytest
 
 from pipeline.landing.segments import list_segments
 from tests.conftest import REPO, receiver, service_env, sim_stats, simulator, wait_for, write_config
 from tests.e2e.test_audit import capaudit, small_sample
 from tests.e2e.test_resume import live_env
+
+# Outages and restarts within short collect deadlines and health intervals.
+pytestmark = pytest.mark.timed
 
 CONTACTS = 300  # 900 targets: a few seconds of sending and callbacks
 

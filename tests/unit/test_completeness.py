@@ -101,6 +101,7 @@ def test_a_proxy_that_stops_answering_is_down(caplog: pytest.LogCaptureFixture) 
     assert caplog.text.count("not checked") == 2  # before and after the outage
 
 
+@pytest.mark.timed  # polls every 0.01 s for 0.3 s
 def test_the_health_watch_logs_down_and_back(caplog: pytest.LogCaptureFixture) -> None:
     answers = iter([200, 200, 503, 503, 200, 200] + [200] * 100)
 
