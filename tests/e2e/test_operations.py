@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import (
     KEY_SECRET,
@@ -98,6 +99,7 @@ def test_check_passes_when_ready_and_fails_without_a_receiver(tmp_path: Path) ->
     assert KEY_SECRET not in gone.stdout + gone.stderr
 
 
+@pytest.mark.timed
 def test_check_with_the_example_config_and_no_network_fails_fast_naming_each_problem() -> None:
     with socket.socket() as sock:  # a loopback port nothing listens on: refused at once
         sock.bind(("127.0.0.1", 0))

@@ -101,6 +101,7 @@ def test_a_rate_above_sinch_s_800_per_project_warns(settings: Settings) -> None:
     assert (at_limit.ok, at_limit.warning) == (True, False)
 
 
+@pytest.mark.timed
 def test_probes_run_at_once_and_those_past_the_budget_say_what_they_tried() -> None:
     async def slow() -> str:
         await asyncio.sleep(0.3)
@@ -132,6 +133,7 @@ def details(report: CheckReport) -> dict[str, tuple[bool, str]]:
     return {check.name: (check.ok, check.detail) for check in report.checks}
 
 
+@pytest.mark.timed
 def test_the_example_config_without_network_fails_fast_naming_each_problem() -> None:
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
@@ -214,6 +216,7 @@ def test_without_a_token_the_api_checks_are_not_tried_and_say_why() -> None:
         assert found[name][1].endswith("not tried: no token (see the token line)")
 
 
+@pytest.mark.timed
 def test_a_token_that_never_comes_times_out_the_checks_waiting_for_it() -> None:
     with silent_port() as port, closed_port() as receiver_port:
         base = f"http://127.0.0.1:{port}"
