@@ -6,10 +6,11 @@ exit code (DESIGN §4) and prints the message, never a traceback.
 
     CapauditError                      base; carries `exit_code`
     ├── UsageError                     exit 2: the user must change something before retrying
+    │   │                              (a run it ends is `refused`: not published, not resumed)
     │   ├── ConfigError                bad or missing configuration key, missing secret
     │   ├── InputFileError             a contact file that cannot be read at all
     │   └── NothingToAsk               a run that can do nothing: no target, or a window that
-    │                                  fits none (`runs.status` 'refused'; never published)
+    │                                  fits none (DESIGN §7 rule 10)
     ├── RunFailed                      exit 1: the run could not complete
     │   ├── SinchApiError              an HTTP error answer from Sinch (status, code, message)
     │   ├── SinchTransportError        no answer at all (connect, timeout, dropped connection)
@@ -39,6 +40,7 @@ class CapauditError(Exception):
 
 class UsageError(CapauditError):
     exit_code = EXIT_USAGE
+    run_status = "refused"
 
 
 class ConfigError(UsageError):
@@ -58,8 +60,6 @@ class NothingToAsk(UsageError):
     """The run can ask nothing that was asked of it (DESIGN §7 rule 10): its input gave no
     target, or its window fits none of the targets that need asking. The message says why,
     with the numbers, and how to fix it."""
-
-    run_status = "refused"
 
 
 class RunFailed(CapauditError):

@@ -19,8 +19,6 @@ from pipeline.contacts.load import LoadSummary
 from pipeline.errors import NothingToAsk, UsageError
 from pipeline.window import RESERVE_SHARE, WindowPlan, WindowSpec
 
-REFUSED = "refused"  # the runs.status of a refused run
-
 
 def refuse(problem: str | None, run_id: str) -> None:
     """Raise NothingToAsk with `problem`, if there is one."""
@@ -32,14 +30,11 @@ def empty_input_problem(load: LoadSummary) -> str | None:
     """Why the input gave no target at all, or None when it gave some."""
     if load.targets > 0:
         return None
-    files = ", ".join(load.sources) or "the contact list"
-    if load.rows == 0:
-        what = "it has no rows"
-    else:
-        reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(load.rejects_by_reason.items()))
-        what = f"{load.rows:,} rows, {load.rejects:,} rejected ({reasons or 'none'})"
+    files = ", ".join(load.sources) or "the contact list"  # a file without rows never loads
+    reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(load.rejects_by_reason.items()))
     return (
-        f"nothing to audit: {files} gave no target: {what}. Fix the file, or map its columns "
+        f"nothing to audit: {files} gave no target: {load.rows:,} rows, {load.rejects:,} "
+        f"rejected ({reasons or 'none'}). Fix the file, or map its columns "
         "in [contacts] (docs/contacts.md); the rejected rows and their reasons are in the "
         "working state's rejects table"
     )
@@ -90,10 +85,10 @@ def _window_needed(asking: float, cap: float) -> int:
 
 
 def check_resumable(run_id: str, status: str | None) -> None:
-    """A refused run is not continued: what made it refused (the input, the window) must
-    change, and that is a new run."""
-    if status == REFUSED:
+    """A refused run is not continued: what refused it (the input, the options, the window)
+    must change, and that is a new run; its targets may be gone (deferred by the window)."""
+    if status == UsageError.run_status:
         raise UsageError(
-            f"run {run_id} was refused (it could ask nothing; runs.error says why) and cannot "
-            "be resumed: fix the cause and start a new run id"
+            f"run {run_id} was refused (exit 2; runs.error says why) and cannot be resumed: "
+            "fix the cause and start a new run id"
         )
