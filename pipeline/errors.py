@@ -6,11 +6,12 @@ exit code (DESIGN §4) and prints the message, never a traceback.
 
     CapauditError                      base; carries `exit_code`
     ├── UsageError                     exit 2: the user must change something before retrying
-    │   │                              (a run it ends is `refused`: not published, not resumed)
     │   ├── ConfigError                bad or missing configuration key, missing secret
     │   ├── InputFileError             a contact file that cannot be read at all
+    │   │   └── EmptyInput             ... or holds a header only (also a NothingToAsk)
     │   └── NothingToAsk               a run that can do nothing: no target, or a window that
-    │                                  fits none (DESIGN §7 rule 10)
+    │                                  fits none (`runs.status` 'refused': not published, not
+    │                                  resumed; DESIGN §7 rule 10)
     ├── RunFailed                      exit 1: the run could not complete
     │   ├── SinchApiError              an HTTP error answer from Sinch (status, code, message)
     │   ├── SinchTransportError        no answer at all (connect, timeout, dropped connection)
@@ -40,7 +41,6 @@ class CapauditError(Exception):
 
 class UsageError(CapauditError):
     exit_code = EXIT_USAGE
-    run_status = "refused"
 
 
 class ConfigError(UsageError):
@@ -60,6 +60,12 @@ class NothingToAsk(UsageError):
     """The run can ask nothing that was asked of it (DESIGN §7 rule 10): its input gave no
     target, or its window fits none of the targets that need asking. The message says why,
     with the numbers, and how to fix it."""
+
+    run_status = "refused"
+
+
+class EmptyInput(InputFileError, NothingToAsk):
+    """The contact files hold no row at all: nothing to audit."""
 
 
 class RunFailed(CapauditError):

@@ -8,9 +8,10 @@ Whether an accepted query's callback may still come depends on who owes it:
   a first ask only: never twice).
 - **The embedded simulator** lives as long as the session that started it: the callbacks it
   still owed died with it (a SIGTERM mid-submit, a crash), and a resume starts a new one. So
-  every target whose latest ask an earlier session accepted and nobody answered is asked again
+  every target without an answer whose latest ask an earlier session accepted is asked again
   at once (`sql/asks/lost.sql`), or the resume would wait a whole deadline for nothing and end
-  incomplete, and only a second resume would finish the run.
+  incomplete, and only a second resume would finish the run. (A transient answer whose
+  re-query was lost stands: it is asked again once at most.)
 
 Either way what landed meanwhile is ingested first: an answer that came is never asked again.
 

@@ -87,7 +87,7 @@ def _window_needed(asking: float, cap: float) -> int:
 def check_resumable(run_id: str, status: str | None) -> None:
     """A refused run is not continued: what refused it (the input, the options, the window)
     must change, and that is a new run; its targets may be gone (deferred by the window)."""
-    if status == UsageError.run_status:
+    if status == NothingToAsk.run_status:
         raise UsageError(
             f"run {run_id} was refused (exit 2; runs.error says why) and cannot be resumed: "
             "fix the cause and start a new run id"

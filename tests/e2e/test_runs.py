@@ -102,7 +102,7 @@ def test_a_bad_file_among_good_ones_exits_2_and_loads_nothing(tmp_path: Path) ->
     assert done.returncode == 2
     assert "bad.csv: not UTF-8" in done.stderr
     assert query(tmp_path, "SELECT count(*) FROM targets") == [(0,)]
-    assert query(tmp_path, "SELECT status, exit_code FROM runs") == [("refused", 2)]
+    assert query(tmp_path, "SELECT status, exit_code FROM runs") == [("failed", 2)]
 
 
 def test_globs_several_files_and_mapped_columns(tmp_path: Path) -> None:

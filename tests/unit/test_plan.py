@@ -190,18 +190,29 @@ def test_a_resume_with_a_new_embedded_simulator_asks_again_what_the_old_one_owed
         ensure_schema(conn)
         steps.load(conn, "new", settings, [str(contacts(tmp_path))])
         ledger.plan_requests(conn, "new", "app", now=NOW)
-        # a: answered; b: accepted, RCS never answered; c: never sent (submit sends it)
+        # a: answered, RCS with a transient failure whose re-query was lost; b: accepted, RCS
+        # never answered; c: never sent (submit sends it)
         conn.execute(
             "UPDATE requests SET state = 'accepted', accepted_at = $now WHERE contact_key <> 'c'",
             {"now": NOW},
         )
         first = dict(conn.execute("SELECT contact_key, request_id FROM requests").fetchall())
-        for key, channel in (("a", "SMS"), ("a", "RCS"), ("b", "SMS")):
+        for key, channel, reason in (
+            ("a", "SMS", None),
+            ("a", "RCS", "RATE_LIMITED"),
+            ("b", "SMS", None),
+        ):
             conn.execute(
                 "INSERT INTO notifications (request_id, channel, identity, capability_status, "
-                "received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, 1)",
-                [first[key], channel, NOW],
+                "reason_code, received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, ?, 1)",
+                [first[key], channel, reason, NOW],
             )
+        assert ledger.plan_requeries(conn, "new", "app", now=NOW) == 1
+        conn.execute(
+            "UPDATE requests SET state = 'accepted', accepted_at = $now WHERE contact_key = 'a'",
+            {"now": NOW},
+        )
+        # b's RCS only: a's transient answer stands (asked again once at most)
         assert reask(conn, settings, embedded=True) == 1  # no collect ran: asked all the same
         assert reask(conn, settings, embedded=True) == 0  # the re-ask is not sent yet
         conn.execute(  # sent, and its session died too: a third session asks once more

@@ -1,8 +1,9 @@
--- lost: one row per target (grain) whose latest ask was accepted before $now by an embedded
--- simulator that is gone (a resume starts a new one; the callbacks the old one still owed died
--- with it) and never answered. Whatever kind the ask was (first ask or re-ask): its answer
--- cannot come, so this is not asking twice. Columns as `ledger.FIRST_ASKS`; `requery_of` the
--- lost ask.
+-- lost: one row per target (grain) still without any answer in the run whose latest ask was
+-- accepted before $now by an embedded simulator that is gone (a resume starts a new one; the
+-- callbacks the old one still owed died with it). Whatever kind that ask was, a first ask or
+-- a re-ask that was lost too, its answer cannot come, so asking again is not asking twice. A
+-- target with an answer (a transient failure whose re-query was lost) keeps it: a transient
+-- answer is asked again once at most. Columns as `ledger.FIRST_ASKS`; `requery_of` the ask.
 SELECT t.contact_key, t.contact_id, t.channel, t.identity, l.request_id AS requery_of
 FROM targets t
 JOIN (
@@ -16,5 +17,8 @@ JOIN (
     GROUP BY t.contact_key, t.channel
 ) l ON l.contact_key = t.contact_key AND l.channel = t.channel
 WHERE t.run_id = $run_id AND l.state = 'accepted' AND l.accepted_at < $now
-  AND NOT EXISTS (SELECT 1 FROM notifications n
-                  WHERE n.request_id = l.request_id AND n.channel IN (t.channel, ''))
+  AND NOT EXISTS (SELECT 1 FROM requests q
+                  JOIN notifications n ON n.request_id = q.request_id
+                      AND n.channel IN (t.channel, '')
+                  WHERE q.run_id = $run_id AND q.contact_key = t.contact_key
+                    AND list_contains(q.channels, t.channel))
