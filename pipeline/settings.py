@@ -166,8 +166,8 @@ class PlanSettings:
     # A nightly window ("6h", "90m", seconds): ask only what it can answer, stalest first
     # (pipeline/window.py). Empty: no window, ask everything that is not fresh.
     window: str = ""
-    # The window's end not counted for answering: the first half for starting the embedded
-    # services and the last callbacks' delay, the second for building and writing the report.
+    # The window's end not counted for answering is 10% of the window, at most this
+    # (pipeline/window.py): the last callbacks, then build, report and publication.
     window_reserve_seconds: float = 60.0
 
 
