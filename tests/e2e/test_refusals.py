@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import wait_for, write_config
 from tests.e2e.test_audit import capaudit, small_sample
@@ -103,6 +104,7 @@ def test_a_window_that_fits_nothing_exits_2_with_the_numbers(tmp_path: Path) -> 
     assert "Warning: the run would be refused (exit 2): --window 3s fits nothing" in dry.stdout
 
 
+@pytest.mark.timed  # the resume ends before the deadline it would have waited out
 def test_sigterm_mid_submit_then_one_resume_finishes_the_embedded_demo(tmp_path: Path) -> None:
     """The embedded simulator dies with the interrupted run, owing the callbacks of what it
     accepted: the resume asks those again at once instead of waiting out its deadline."""
