@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -34,10 +35,11 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import eventloop, ledger, runs, sampling, steps
-from pipeline.checks import Check, run_checks
+from pipeline.checks import CheckReport, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
+from pipeline.dry_run import dry_run
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
@@ -46,27 +48,19 @@ from pipeline.lake.publish import PublishSummary, publish_runs
 from pipeline.metrics.record import run_metrics
 from pipeline.progress import StepProgress
 from pipeline.readout import readout
+from pipeline.reasks import plan_resume_asks
+from pipeline.refusal import check_resumable, empty_input_problem, idle_window_problem, refuse
 from pipeline.report import ReportFiles, write_report
 from pipeline.run_kinds import run_kind
 from pipeline.services import starting_services
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.state import open_state
-from pipeline.submit.backlog import configured_callback_rate, expected_callback_rate
-from pipeline.submit.dispatch import SINCH_MAX_RATE
 from pipeline.webhooks import ensure_webhook
-from pipeline.window import WindowSpec, collect_deadline, parse_duration
+from pipeline.window import WindowSpec, collect_deadline, window_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DRY_RUN_TABLES = (
-    "targets",
-    "rejects",
-    "requests",
-    "late_answers",
-    "sample_frame",
-    "sample_members",
-)
 
 
 @dataclass(frozen=True)
@@ -106,6 +100,7 @@ class RunResult:
     sample: sampling.SampleSummary | None = None
     window: WindowSpec | None = None
     max_no_response_share: float = 0.02  # the completeness gate's bound ([collect])
+    warnings: list[str] = field(default_factory=list)  # a dry run's (pipeline/refusal.py)
 
 
 def config_digest(settings: Settings) -> str:
@@ -138,7 +133,7 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
     result = _new_result(options.run_id or new_run_id(), settings)
     with _warehouse(settings) as conn:
         if options.dry_run:
-            return _dry_run(conn, settings, options, result, console)
+            return dry_run(conn, settings, options, result, console)
         with run_metrics(conn, settings, result):  # however the run ends ([metrics])
             _check_resume(conn, result.run_id, options)
             options = dataclasses.replace(options, run_id=result.run_id)
@@ -171,6 +166,8 @@ def run_step(
                 f"there is no run {result.run_id} in the warehouse; start it with "
                 f"capaudit load --run-id {result.run_id} (or capaudit run)"
             )
+        if step != "load":  # a load starts the run again: it may fix what refused it
+            check_resumable(result.run_id, runs.run_status(conn, result.run_id))
         options = _begin(conn, settings, options, step)
         run = _Run(conn, settings, options, result, console)
         with _recorded(conn, settings, result, console):
@@ -291,7 +288,7 @@ def _recorded(
             yield
             _finish(conn, settings, result, console)
     except CapauditError as exc:
-        result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+        result.status = exc.run_status
         runs.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
         raise
     except BaseException as exc:
@@ -361,6 +358,7 @@ def _check_resume(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOpti
         raise UsageError(
             f"run {run_id} already exists (status {row[0]}); use --resume to continue it"
         )
+    check_resumable(run_id, row[0] if row else None)
 
 
 def as_dict(value: object) -> dict[str, Any]:
@@ -405,16 +403,17 @@ class _Run:
 
 def _run_steps(run: _Run) -> None:
     conn, run_id = run.conn, run.run_id
-    restarts: Counter[str] = Counter()
+    run.result.window = window_spec(run.settings, run.options.window)  # starts with the run
+    window = run.result.window is not None
     # A new run asks Sinch: the embedded simulator and receiver boot while the list is loaded
-    # and planned (a second or two each), not after.
-    boot_early = run.settings.sinch.embedded and not run.options.resume
-    with (
-        booting_session(run.settings, restarts=restarts) if boot_early else contextlib.nullcontext()
-    ) as booting:
+    # (a second or two each), not after. A window's run waits for them before planning: a
+    # window fitted before they are up would count their start as time for asking.
+    boot = run.settings.sinch.embedded and (window or not run.options.resume)
+    with _booting(run) if boot else contextlib.nullcontext() as booting:
         if not (run.options.resume and runs.step_done(conn, run_id, "load")):
             _load(run)
         _sample(run)
+        live = booting() if booting is not None and window else None
         early: list[threading.Thread] = []
         _plan(run, early=early)
         try:
@@ -422,7 +421,8 @@ def _run_steps(run: _Run) -> None:
                 steps.outstanding_targets(conn, run_id)
             )
             if needs_sinch:
-                _exchange(run, collect=True, booting=booting, restarts=restarts)
+                live = live or (booting() if booting is not None else None)
+                _exchange(run, collect=True, live=live)
         finally:
             for thread in early:
                 thread.join()
@@ -438,6 +438,7 @@ def _load(run: _Run) -> None:
         "load",
         lambda: steps.load(run.conn, run.run_id, run.settings, paths, limit, console=run.console),
     )
+    refuse(empty_input_problem(run.result.load), run.run_id)  # recorded, then refused
 
 
 def _sample(run: _Run) -> None:
@@ -455,13 +456,16 @@ def _plan(run: _Run, *, early: list[threading.Thread] | None = None) -> None:
     """Plan the run. The targets are final then: their partition is written now, or, given
     `early`, in a thread appended to it, while the run sends (join it before building)."""
     refresh = run.options.refresh
-    window = run.result.window = window_spec(run.settings, run.options)
+    window = run.result.window = run.result.window or window_spec(run.settings, run.options.window)
+    cap = run.settings.plan.window_reserve_seconds
 
     def plan() -> ledger.PlanSummary:
         summary = steps.plan(
             run.conn, run.run_id, run.settings, refresh=refresh, window=window, console=run.console
         )
-        if early is None:
+        if window is not None:
+            refuse(idle_window_problem(summary.window, window, cap), run.run_id)
+        if early is None:  # else written while the run waits on Sinch
             stage_early(run.conn, run.settings.warehouse.lake, run.run_id)
         return summary
 
@@ -511,31 +515,36 @@ def _report(run: _Run, pseudonym_key: bytes | None) -> None:
         )
 
 
-def _exchange(
-    run: _Run,
-    *,
-    collect: bool,
-    booting: Callable[[], Settings] | None = None,
-    restarts: Counter[str] | None = None,
-) -> None:
-    """Submit, then (with `collect`) collect while the Sinch session lasts (`booting`: one
-    started already, see `booting_session`); SIGTERM/SIGINT stop sending and end the run as
-    resumable."""
-    restarts = Counter() if restarts is None else restarts
+def _exchange(run: _Run, *, collect: bool, live: Settings | None = None) -> None:
+    """Submit, then (with `collect`) collect while the Sinch session lasts (`live`, else one
+    started now); SIGTERM/SIGINT stop sending and end the run as resumable."""
+    with contextlib.nullcontext(live) if live else _session(run) as session:
+        _submit_then_collect(run, session, collect=collect)
+
+
+@contextlib.contextmanager
+def _session(run: _Run) -> Iterator[Settings]:
+    """A Sinch session for the run; the embedded services' restarts are added to its record."""
+    with _booting(run) as booting:
+        yield booting()
+
+
+@contextlib.contextmanager
+def _booting(run: _Run) -> Iterator[Callable[[], Settings]]:
+    """`booting_session` for the run: the embedded services start now; the call it yields
+    waits until they are up. Their restarts are added to the run's record."""
+    restarts: Counter[str] = Counter()
     try:
-        if booting is not None:
-            _submit_then_collect(run, booting(), collect=collect)
-            return
-        with sinch_session(run.settings, restarts=restarts) as live:
-            _submit_then_collect(run, live, collect=collect)
+        with booting_session(run.settings, restarts=restarts) as ready:
+            yield ready
     finally:
         runs.record_restarts(run.conn, run.run_id, dict(restarts))
 
 
 def _submit_then_collect(run: _Run, live: Settings, *, collect: bool) -> None:
     asyncio.run(register_webhook(live))
-    if run.options.resume:
-        steps.plan_reasks(run.conn, run.run_id, live)
+    if run.options.resume:  # embedded: the simulator that owed answers is gone (reasks.py)
+        plan_resume_asks(run.conn, run.run_id, live, embedded=run.settings.sinch.embedded)
     stop = asyncio.Event()
     # Transient answers are re-asked while sending (not in a window: those wait for a later night).
     requery = run.result.window is None
@@ -561,10 +570,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool, requery_since: int
         configured = settings.collect.deadline_seconds if deadline is None else deadline
         last = steps._last_acceptance(run.conn, run.run_id)
         deadline = collect_deadline(run.result.window, last or wall, configured)
-    health = HealthWatch(
-        settings.collect.health_url(settings.receiver),
-        interval=settings.collect.health_interval_seconds,
-    )
+    health = HealthWatch.of(settings)
 
     async def watched() -> steps.CollectSummary:
         async with health:
@@ -586,6 +592,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool, requery_since: int
             "deadline_passed": summary.deadline_passed,
             "receiver_outages": health.outages,
             "receiver_down_seconds": round(health.down_seconds, 1),
+            "receiver_health_checked": health.checked,
             "matched_by": summary.matched_by,
             "unmatched": summary.unmatched,
             "provisional_builds": summary.provisional_builds,
@@ -642,12 +649,12 @@ def sinch_call(settings: Settings, work: Callable[[SinchClient], Awaitable[T]]) 
         return asyncio.run(call(live))
 
 
-def check_ready(settings: Settings) -> list[Check]:
-    """`capaudit check`; the embedded simulator gets its webhook first, as a run would."""
+def check_ready(settings: Settings, budget_seconds: float) -> CheckReport:
+    """`capaudit check`; only the embedded simulator gets its webhook first, as a run would."""
     with sinch_session(settings) as live:
-        if settings.sinch.embedded:
+        if embedded := settings.sinch.embedded:
             asyncio.run(register_webhook(live))
-        return asyncio.run(run_checks(live))
+        return asyncio.run(run_checks(live, budget_seconds=budget_seconds, embedded=embedded))
 
 
 @contextlib.contextmanager
@@ -683,6 +690,7 @@ def booting_session(
         services = [(simulate, "simulator"), (["serve", *config], "receiver")]
         with starting_services(services, env=env, restarts=restarts) as started:
 
+            @functools.cache
             def ready() -> Settings:
                 sim_url, receiver_url = started()
                 ready_live = live.replace(
@@ -717,50 +725,3 @@ def with_embedded_secrets(settings: Settings) -> Settings:
 
 def _reveal(secret: Secret | None) -> str:
     return secret.reveal() if secret is not None else ""
-
-
-def window_spec(settings: Settings, options: RunOptions) -> WindowSpec | None:
-    """The run's window, starting now: `--window`, else `[plan] window`, else none."""
-    text = options.window or settings.plan.window
-    if not text:
-        return None
-    seconds = parse_duration(text, "--window" if options.window else "[plan] window")
-    return WindowSpec.starting_now(seconds, settings.plan.window_reserve_seconds)
-
-
-def _dry_run(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> RunResult:
-    """Load and plan under a throw-away run id, report the plan, and remove every trace."""
-    run_id = f"dry-run-{result.run_id}"
-    try:
-        paths = options.contacts or None
-        result.load = steps.load(conn, run_id, settings, paths, options.limit, console=console)
-        if options.sample is not None:
-            spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
-            result.sample = sampling.draw_sample(conn, run_id, spec)
-            result.estimate["sample_half_width"] = sampling.widest_half_width(conn, run_id)
-        callback_rate, _ = expected_callback_rate(conn, settings, run_id=run_id)
-        result.window = window_spec(settings, options)
-        result.plan = steps.plan(
-            conn, run_id, settings, refresh=options.refresh, window=result.window, console=console
-        )
-    finally:
-        for table in DRY_RUN_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
-    callback_seconds = result.plan.to_query / callback_rate
-    query_seconds = result.plan.requests / min(settings.dispatch.rate_per_second, SINCH_MAX_RATE)
-    if settings.dispatch.pace_to_callbacks:  # sending waits for the callbacks
-        query_seconds = max(query_seconds, callback_seconds)
-    result.estimate |= {
-        "query_seconds": query_seconds,
-        "callback_seconds": callback_seconds,
-        "callback_rate_per_second": round(callback_rate, 2),
-        "configured_callback_rate_per_second": configured_callback_rate(settings),
-    }
-    result.status = "dry-run"
-    return result
