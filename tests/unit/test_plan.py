@@ -207,7 +207,7 @@ def test_a_resume_with_a_new_embedded_simulator_asks_again_what_the_old_one_owed
                 "reason_code, received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, ?, 1)",
                 [first[key], channel, reason, NOW],
             )
-        assert ledger.plan_requeries(conn, "new", "app", now=NOW) == 1
+        assert ledger.plan_requeries(conn, "new", "app", now=NOW)[0] == 1
         conn.execute(
             "UPDATE requests SET state = 'accepted', accepted_at = $now WHERE contact_key = 'a'",
             {"now": NOW},
