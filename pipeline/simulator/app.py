@@ -310,13 +310,8 @@ def create_app(settings: SimulatorSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(sim.deliverer.run())
-        try:
+        with sim.deliverer.running_apart():  # callbacks leave from a thread of their own
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     routes = [
         Route("/oauth2/token", sim.token, methods=["POST"]),
