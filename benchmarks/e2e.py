@@ -17,7 +17,7 @@ planning, the last callbacks, building, writing the report) shows in it.
 A million contacts at 800/s take 23 minutes of sending alone. `--contacts 1000000` therefore
 scales the limits by SCALE_AT_A_MILLION (the rate, the simulator's rate limit and webhook rate)
 when the machine has the cores for it, and says so: the run, the simulator and the receiver
-together spend about 1.6 ms of CPU a request (`#` line), 4 cores at 2,400 requests/s, so below
+together spend about 1.5 ms of CPU a request (`#` line), 3.6 cores at 2,400 requests/s, so below
 MIN_CORES_TO_SCALE cores it stays at 800/s (a scaled run there would measure the CPU, not the
 API). The dispatcher never exceeds Sinch's 800/s (`SINCH_MAX_RATE`): a scaled run starts the
 CLI through `--as-capaudit`, which lifts that cap in the benchmark's own process only, before
