@@ -19,7 +19,6 @@ import heapq
 import itertools
 import logging
 import random
-import sys
 import threading
 import time
 from collections import deque
@@ -130,8 +129,6 @@ class Deliverer:
         thread = threading.Thread(
             target=self._run_apart, args=(started,), name="deliverer", daemon=True
         )
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.001)  # the API's loop gets the interpreter back within 1 ms
         thread.start()
         started.wait()
         try:
@@ -142,7 +139,6 @@ class Deliverer:
                 loop.call_soon_threadsafe(task.cancel)
             thread.join()
             self._loop = None
-            sys.setswitchinterval(switch)
 
     def _run_apart(self, started: threading.Event) -> None:
         loop = new_event_loop()
