@@ -56,7 +56,7 @@ bench-warehouse: $(STAMP) ## contacts load and warehouse build at 10M rows vs ba
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs the registry)
 	@test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'uv==0.13.9')
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --extra s3 --python-version 3.11 --generate-hashes -o requirements.lock
 
 clean: ## remove generated outputs (keeps data/sample)
 	rm -rf data/warehouse.duckdb* data/state.duckdb* data/lake data/landing data/reports .pytest_cache .mypy_cache .ruff_cache

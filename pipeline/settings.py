@@ -26,6 +26,7 @@ from typing import Any, get_type_hints
 from pipeline.errors import ConfigError
 from pipeline.metrics.settings import MetricsSettings
 from pipeline.sinch.models import PROCESSING_MODES
+from pipeline.storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("configs/default.toml")
@@ -271,6 +272,7 @@ class Settings:
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     reports: ReportsSettings = field(default_factory=ReportsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     secrets: Secrets = field(default_factory=lambda: Secrets(None, None, ()))
@@ -539,6 +541,7 @@ def _validate(settings: Settings) -> None:
             "[logging] format must be 'auto', 'json' or 'console'",
         ),
         *settings.metrics.checks(),
+        *settings.storage.checks(),
     ]
     for ok, message in checks:
         if not ok:

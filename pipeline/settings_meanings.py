@@ -96,6 +96,15 @@ SECTION_DOCS: dict[str, tuple[str, str, str]] = {
         "rules: [operations.md](operations.md#metrics-and-alerts)). Both empty: none.",
         "run",
     ),
+    "storage": (
+        "object storage (S3)",
+        "How capaudit reaches S3-compatible storage, used only where a location is an `s3://` "
+        "URL (`[receiver] landing_url`, `[warehouse] lake_url`). Credentials are never keys "
+        "here: they come from the standard AWS chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, "
+        "`AWS_PROFILE`, web identity, container or instance role) "
+        "([operations.md](operations.md#several-hosts)).",
+        "serve, run, collect, publish, purge",
+    ),
     "logging": (
         "log lines",
         "Log lines go to stderr; they never hold a secret or a full phone number.",
@@ -343,6 +352,29 @@ KEYS: dict[str, KeyDoc] = {
     ),
     "simulator.contact_not_found": KeyDoc(
         'A query for no contact: one CONTACT_NOT_FOUND `"callback"`, or an `"error"` (404).'
+    ),
+    # [storage]
+    "storage.endpoint_url": KeyDoc(
+        "The S3 endpoint (any S3-compatible server); empty: `AWS_ENDPOINT_URL` (or the "
+        "profile's `endpoint_url`), else AWS itself.",
+        "URL",
+    ),
+    "storage.region": KeyDoc("The bucket's region; empty: the AWS chain's, else `us-east-1`."),
+    "storage.addressing_style": KeyDoc(
+        "`path` (`http://host/bucket/key`, for servers without wildcard DNS), `virtual` "
+        "(`http://bucket.host/key`) or `auto` (botocore decides)."
+    ),
+    "storage.connect_timeout_seconds": KeyDoc(
+        "Give up connecting to the store after this long (then retry).", "seconds"
+    ),
+    "storage.read_timeout_seconds": KeyDoc(
+        "Give up on an answer after this long (then retry): a receiver answers 503 once its "
+        "attempts are spent rather than hold the sender.",
+        "seconds",
+    ),
+    "storage.max_attempts": KeyDoc(
+        "Attempts per request, first included (botocore's standard retry mode: throttling, "
+        "5xx and timeouts, exponential back-off with jitter)."
     ),
     # [metrics]
     "metrics.textfile": KeyDoc(
