@@ -102,6 +102,9 @@ class ReceiverSettings:
     port: int = 8751
     public_url: str = "http://127.0.0.1:8751/callbacks/sinch"
     landing_dir: str = "data/landing"
+    # "s3://bucket/prefix/": land on object storage instead of landing_dir (pipeline/landing/
+    # place.py); several hosts' receivers then share one prefix.
+    landing_url: str = ""
     max_body_bytes: int = 256 * 1024
     # Refuse a correctly signed callback signed longer ago (or further in the future) than this;
     # 0: never refuse one for its age. Sinch publishes no window and re-delivers after outages
@@ -516,6 +519,10 @@ def _validate(settings: Settings) -> None:
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
         (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
+        (
+            not settings.receiver.landing_url or settings.receiver.landing_url.startswith("s3://"),
+            "[receiver] landing_url must be an s3://bucket/prefix/ URL (or empty: landing_dir)",
+        ),
         (
             settings.receiver.max_signature_age_seconds >= 0,
             "[receiver] max_signature_age_seconds must be >= 0 (0: no limit)",

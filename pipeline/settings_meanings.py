@@ -186,6 +186,13 @@ KEYS: dict[str, KeyDoc] = {
         "path",
         "serve, run, plan, submit, collect, purge",
     ),
+    "receiver.landing_url": KeyDoc(
+        "`s3://bucket/prefix/`: receivers write each group-committed batch as one object there "
+        "(conditional PUT, acknowledged once stored) and the job ingests from it, instead of "
+        "`landing_dir`; empty: `landing_dir`. Reached as `[storage]` says.",
+        "URL",
+        "serve, run, plan, submit, collect, purge",
+    ),
     "receiver.max_body_bytes": KeyDoc(
         "Largest callback body accepted (413 above; 256 KiB).", "bytes"
     ),

@@ -21,6 +21,7 @@ request) or `StorageUnavailable` (no useful answer after the retries); `put_if_a
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -159,6 +160,10 @@ class ObjectStore:
                     f"s3://{bucket}/{first.get('Key')}: delete refused: {first.get('Code')}"
                 )
 
+    def probe(self, bucket: str) -> None:
+        """One cheap request to the bucket: raises unless the store answers and lets us in."""
+        self._call(lambda: self._client.head_bucket(Bucket=bucket), bucket, "")
+
     def create_bucket(self, bucket: str) -> None:
         """Create `bucket` if it is not there (tests, `make run-s3`)."""
         if self._call(lambda: _bucket_exists(self._client, bucket), bucket, ""):
@@ -241,6 +246,13 @@ def _from_answer(exc: Any, where: str) -> StorageError:
     if status >= 500 or code in ("SlowDown", "RequestTimeout", "ServiceUnavailable"):
         return StorageUnavailable(message)
     return StorageError(message)
+
+
+@functools.cache
+def shared_store(settings: StorageSettings) -> ObjectStore:
+    """One store per settings in a process: a boto3 client costs ~50 ms to make, and keeps a
+    pool of connections worth sharing."""
+    return ObjectStore(settings)
 
 
 def make_client(settings: StorageSettings, session: Any = None) -> S3Client:
