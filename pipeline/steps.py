@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 
@@ -24,7 +23,8 @@ from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
-from pipeline.landing.tail import LandingTail
+from pipeline.landing.place import Landing, configured_landing
+from pipeline.landing.tail import landing_tail
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress, ticking
@@ -179,7 +179,7 @@ class CallbackWatch:
     """Ingests landed callbacks now and then while requests go out: the progress shows how
     many arrived, and collect has less left to do."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    def __init__(self, conn: duckdb.DuckDBPyConnection, landing: Landing) -> None:
         self._cursor = conn.cursor()
         self._landing = landing
         self.received = 0
@@ -220,7 +220,7 @@ class SubmitSummary:
     settled_rate_per_second: float | None = None
 
 
-def prepare_resume(conn: duckdb.DuckDBPyConnection, run_id: str, landing: Path) -> int:
+def prepare_resume(conn: duckdb.DuckDBPyConnection, run_id: str, landing: Landing) -> int:
     """Before sending: ingest what landed, and never re-send a request Sinch already answered."""
     ingest_landing(conn, landing)
     answered = ledger.accept_answered(conn, run_id)
@@ -239,7 +239,7 @@ async def submit(
 ) -> SubmitSummary:
     """Send every planned request of the run; outcomes go to the ledger as they come. `pacer`:
     one shared with other calls to Sinch (collect's re-queries and contact creations)."""
-    landing = Path(settings.receiver.landing_dir)
+    landing = configured_landing(settings)
     summary = SubmitSummary(accepted_by_callback=prepare_resume(conn, run_id, landing))
     buffer, watch = EventBuffer(conn, run_id), CallbackWatch(conn, landing)
     budget = _callback_budget(conn, settings)
@@ -255,7 +255,7 @@ async def submit(
         done = asyncio.Event()
         helpers = [asyncio.create_task(buffer.run(done)), asyncio.create_task(watch.run(done))]
         if budget is not None:
-            tail = LandingTail(landing)
+            tail = landing_tail(landing)
             helpers.append(asyncio.create_task(follow_callbacks(budget, tail, done)))
         progress = asyncio.create_task(_show_progress(dispatcher.stats, watch, total, console))
         try:
@@ -475,7 +475,7 @@ async def collect(
     waited for.
     """
     deadline = settings.collect.deadline_seconds if deadline_seconds is None else deadline_seconds
-    landing = Path(settings.receiver.landing_dir)
+    landing = configured_landing(settings)
     summary = CollectSummary()
     started = time.monotonic()
     expected = None
@@ -575,7 +575,7 @@ def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings
     one more ask for each target still without an answer (submit sends them)."""
     if not runs.collect_gave_up(conn, run_id):
         return 0  # the run never waited out its deadline: the answers may still come
-    ingest_landing(conn, Path(settings.receiver.landing_dir))
+    ingest_landing(conn, configured_landing(settings))
     planned = ledger.plan_reasks(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
     if planned:
         log_fields(log, "asking again for targets still without an answer", requests=planned)

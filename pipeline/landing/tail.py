@@ -17,11 +17,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from pipeline.landing.segments import KIND_CAPABILITY, complete_end, list_segments, open_segment
 from pipeline.sinch.models import CAPABILITY_EVENT_KEY
+
+if TYPE_CHECKING:
+    from pipeline.landing.place import Landing
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,19 @@ class LandedCallback:
     received: float  # epoch seconds by the receiver's clock
     request_id: str
     channel: str  # '' when the notification names no channel
+
+
+class Tail(Protocol):
+    def read_new(self) -> list[LandedCallback]: ...
+
+
+def landing_tail(landing: Landing) -> Tail:
+    """A tail of segment files, or of objects on S3 (`s3tail.py`)."""
+    if isinstance(landing, Path):
+        return LandingTail(landing)
+    from pipeline.landing.s3tail import ObjectTail
+
+    return ObjectTail(landing)
 
 
 class LandingTail:
