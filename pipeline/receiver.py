@@ -206,7 +206,11 @@ class Receiver:
         except (OSError, RuntimeError) as exc:
             # Not on disk, so not acknowledged: Sinch retries, and this nonce must be accepted then.
             self.nonces.forget(nonce)
-            log.error("landing write failed: %s", exc)
+            # An unhealthy writer has said why once already: one line per refused callback
+            # would flood the log through a storage outage.
+            log.log(
+                logging.ERROR if self.writer.healthy else logging.DEBUG, "landing failed: %s", exc
+            )
             outcome.set_result(False)
         finally:
             if not outcome.done():  # cancelled mid-write: copies waiting must not hang

@@ -22,7 +22,6 @@ from pipeline.retention import purge
 from pipeline.storage import parse_s3
 from pipeline.storage.embedded import EmbeddedS3
 from pipeline.warehouse import open_warehouse
-from tests.s3server import bucket, s3  # noqa: F401 - fixtures
 from tests.unit.test_landing import line
 
 NOW = datetime.now(UTC)
@@ -60,7 +59,7 @@ def notifications(warehouse: Path) -> dict[str, int]:
     return {str(r): int(d) for r, d in rows}
 
 
-def test_objects_are_ingested_exactly_once(s3: EmbeddedS3, bucket: str, tmp_path: Path) -> None:  # noqa: F811
+def test_objects_are_ingested_exactly_once(s3: EmbeddedS3, bucket: str, tmp_path: Path) -> None:
     landing = landing_on(s3, bucket)
     first = land(landing, range(100))
     land(landing, range(100, 150))  # a second writer: another folder
@@ -76,8 +75,8 @@ def test_objects_are_ingested_exactly_once(s3: EmbeddedS3, bucket: str, tmp_path
 
 
 def test_only_date_folders_since_the_newest_read_are_listed(
-    s3: EmbeddedS3,  # noqa: F811
-    bucket: str,  # noqa: F811
+    s3: EmbeddedS3,
+    bucket: str,
     tmp_path: Path,
 ) -> None:
     landing = landing_on(s3, bucket)
@@ -115,8 +114,8 @@ with open_warehouse(Path(sys.argv[1])) as conn:
 
 
 def test_an_ingest_killed_mid_way_is_finished_by_the_next(
-    s3: EmbeddedS3,  # noqa: F811
-    bucket: str,  # noqa: F811
+    s3: EmbeddedS3,
+    bucket: str,
     tmp_path: Path,
 ) -> None:
     landing = landing_on(s3, bucket)
@@ -147,8 +146,8 @@ def test_an_ingest_killed_mid_way_is_finished_by_the_next(
 
 
 def test_purge_deletes_only_old_ingested_objects(
-    s3: EmbeddedS3,  # noqa: F811
-    bucket: str,  # noqa: F811
+    s3: EmbeddedS3,
+    bucket: str,
     tmp_path: Path,
 ) -> None:
     landing = landing_on(s3, bucket)

@@ -18,14 +18,13 @@ from pipeline.settings import ReceiverSettings, Secret
 from pipeline.storage.embedded import EmbeddedS3
 from pipeline.storage.settings import StorageSettings
 from tests.conftest import WEBHOOK_SECRET, asgi_client, signed
-from tests.s3server import bucket, s3  # noqa: F401 - fixtures
 from tests.unit.test_receiver import callback_body
 
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
 
 
 @pytest.fixture
-def aws(s3: EmbeddedS3, monkeypatch: pytest.MonkeyPatch) -> EmbeddedS3:  # noqa: F811
+def aws(s3: EmbeddedS3, monkeypatch: pytest.MonkeyPatch) -> EmbeddedS3:
     """The server's credentials in the environment: the standard chain finds them there."""
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
@@ -63,7 +62,7 @@ async def post(client: httpx.AsyncClient, request_id: str) -> int:
     return response.status_code
 
 
-def test_each_batch_is_one_object_acknowledged_once_stored(aws: EmbeddedS3, bucket: str) -> None:  # noqa: F811
+def test_each_batch_is_one_object_acknowledged_once_stored(aws: EmbeddedS3, bucket: str) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         statuses = await asyncio.gather(*(post(client, f"r{n}") for n in range(200)))
         assert set(statuses) == {200}
@@ -81,7 +80,7 @@ def test_each_batch_is_one_object_acknowledged_once_stored(aws: EmbeddedS3, buck
     with_receiver(f"s3://{bucket}/landing/", storage(aws), scenario, group_commit_ms=20)
 
 
-def test_storage_down_gets_503_then_recovers_by_itself(aws: EmbeddedS3, bucket: str) -> None:  # noqa: F811
+def test_storage_down_gets_503_then_recovers_by_itself(aws: EmbeddedS3, bucket: str) -> None:
     quick = storage(aws, read_timeout_seconds=0.5, connect_timeout_seconds=0.5, max_attempts=2)
 
     async def scenario(client: httpx.AsyncClient) -> None:

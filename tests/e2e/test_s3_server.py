@@ -14,7 +14,6 @@ import pytest
 
 from pipeline.storage.client import ObjectStore
 from pipeline.storage.embedded import EmbeddedS3
-from tests.s3server import bucket, s3  # noqa: F401 - fixtures
 
 RACERS = 8
 
@@ -35,8 +34,8 @@ def race(store: ObjectStore, bucket_name: str, key: str, size: int) -> tuple[lis
 
 @pytest.mark.parametrize(("size", "trials"), [(64, 5), (1 << 20, 2)])
 def test_concurrent_conditional_puts_let_exactly_one_through(
-    s3: EmbeddedS3,  # noqa: F811
-    bucket: str,  # noqa: F811
+    s3: EmbeddedS3,
+    bucket: str,
     size: int,
     trials: int,
 ) -> None:
@@ -48,8 +47,8 @@ def test_concurrent_conditional_puts_let_exactly_one_through(
 
 
 def test_a_second_conditional_put_is_refused_and_changes_nothing(
-    s3: EmbeddedS3,  # noqa: F811
-    bucket: str,  # noqa: F811
+    s3: EmbeddedS3,
+    bucket: str,
 ) -> None:
     store = s3.store()
     assert store.put_if_absent(bucket, "k", b"first")

@@ -14,7 +14,6 @@ from pipeline.storage import ObjectNotFound, ObjectStore, PreconditionFailed, lo
 from pipeline.storage.client import make_client
 from pipeline.storage.embedded import ACCESS_KEY, EmbeddedS3
 from pipeline.storage.settings import StorageSettings
-from tests.s3server import bucket, s3  # noqa: F401 - fixtures
 
 
 def session(secret: str) -> Any:
@@ -26,7 +25,7 @@ def session(secret: str) -> Any:
     )
 
 
-def test_put_if_absent_get_list_delete(s3: EmbeddedS3, bucket: str) -> None:  # noqa: F811
+def test_put_if_absent_get_list_delete(s3: EmbeddedS3, bucket: str) -> None:
     store = s3.store()
     for key in ("a/2026-12-07/h1/x", "a/2026-12-08/h1/y", "a/2026-12-08/h2/z", "b/other"):
         assert store.put_if_absent(bucket, key, key.encode())
@@ -43,7 +42,7 @@ def test_put_if_absent_get_list_delete(s3: EmbeddedS3, bucket: str) -> None:  # 
     assert store.head(bucket, "a/2026-12-07/h1/x") is None
 
 
-def test_listing_pages_past_a_thousand_keys(s3: EmbeddedS3, bucket: str) -> None:  # noqa: F811
+def test_listing_pages_past_a_thousand_keys(s3: EmbeddedS3, bucket: str) -> None:
     store = s3.store()
     keys = [f"p/{n:05d}" for n in range(1203)]
     store.delete(bucket, [])  # nothing to do, no request
@@ -54,7 +53,7 @@ def test_listing_pages_past_a_thousand_keys(s3: EmbeddedS3, bucket: str) -> None
     assert list(store.objects(bucket, "p/")) == []
 
 
-def test_if_match_guards_an_update(s3: EmbeddedS3, bucket: str) -> None:  # noqa: F811
+def test_if_match_guards_an_update(s3: EmbeddedS3, bucket: str) -> None:
     store = s3.store()
     etag = store.put(bucket, "manifest", b"1")
     newer = store.put(bucket, "manifest", b"2", if_match=etag)
@@ -63,7 +62,7 @@ def test_if_match_guards_an_update(s3: EmbeddedS3, bucket: str) -> None:  # noqa
     assert store.get(bucket, "manifest") == (b"2", newer)
 
 
-def test_a_refusal_is_a_storage_error_not_unavailable(s3: EmbeddedS3, bucket: str) -> None:  # noqa: F811
+def test_a_refusal_is_a_storage_error_not_unavailable(s3: EmbeddedS3, bucket: str) -> None:
     store = ObjectStore(s3.settings(), client=make_client(s3.settings(), session("wrong")))
     with pytest.raises(StorageError, match="403") as caught:
         store.put(bucket, "k", b"")
