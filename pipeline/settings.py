@@ -182,6 +182,9 @@ class WarehouseSettings:
     path: str = "data/warehouse.duckdb"  # the analysts' catalog: views over the lake
     state_path: str = ""  # the job's working state; only capaudit opens it
     lake_dir: str = ""  # published runs as hive-partitioned Parquet
+    # "s3://bucket/lake/": each publication is also uploaded there, with a catalog script for
+    # analysts off the box (pipeline/lake/bucket.py); the local lake and catalog stay.
+    lake_url: str = ""
 
     @property
     def catalog(self) -> Path:
@@ -519,6 +522,10 @@ def _validate(settings: Settings) -> None:
         (settings.freshness.ttl_days >= 0, "[freshness] ttl_days must be >= 0"),
         (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
+        (
+            not settings.warehouse.lake_url or settings.warehouse.lake_url.startswith("s3://"),
+            "[warehouse] lake_url must be an s3://bucket/prefix/ URL (or empty: local only)",
+        ),
         (
             not settings.receiver.landing_url or settings.receiver.landing_url.startswith("s3://"),
             "[receiver] landing_url must be an s3://bucket/prefix/ URL (or empty: landing_dir)",

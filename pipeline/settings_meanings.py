@@ -301,6 +301,14 @@ KEYS: dict[str, KeyDoc] = {
     "warehouse.lake_dir": KeyDoc(
         "Published runs as hive-partitioned Parquet; empty: `lake/` beside `path`.", "path"
     ),
+    "warehouse.lake_url": KeyDoc(
+        "`s3://bucket/prefix/`: every publication is also uploaded there (the same hive "
+        "layout, `_published.json`, and `_catalog.sql`, the views analysts run with DuckDB's "
+        "httpfs); the local lake and catalog stay. Empty: local only. Reached as `[storage]` "
+        "says.",
+        "URL",
+        "run, publish, purge",
+    ),
     # [reports]
     "reports.dir": KeyDoc(
         "Reports go to `<dir>/<run_id>/`; `purge` removes old ones.", "path", "run, report, purge"
@@ -423,6 +431,16 @@ SECRETS: tuple[SecretDoc, ...] = (
 
 # Environment variables read with os.environ (found by settings_doc.env_reads).
 ENVIRONMENT: dict[str, KeyDoc] = {
+    "AWS_ENDPOINT_URL": KeyDoc(
+        "The S3 endpoint when `[storage] endpoint_url` is empty (read by botocore, and by "
+        "`pipeline.lake.scan` for polars); with the other standard AWS variables "
+        "(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, `AWS_REGION`, ...).",
+        read_by="serve, run, collect, publish, purge",
+    ),
+    "AWS_ENDPOINT_URL_S3": KeyDoc(
+        "The same for S3 only; wins over `AWS_ENDPOINT_URL`.",
+        read_by="serve, run, collect, publish, purge",
+    ),
     "CAPAUDIT_DUCKDB_MEMORY_LIMIT": KeyDoc(
         "DuckDB `memory_limit` of the working state (e.g. `4GB`); ingest batches are sized to "
         "it, beyond it temporary tables spill to disk.",
