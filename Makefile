@@ -8,7 +8,7 @@ CONFIG ?= configs/default.toml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse lock clean
+.PHONY: help install run run-s3 test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ install: $(STAMP) ## create .venv/ from the lock file
 
 run: $(STAMP) ## run the audit on the sample data against the embedded simulator
 	$(CAPAUDIT) run --config $(CONFIG)
+
+run-s3: $(STAMP) ## the same audit with landing and lake on S3, against an embedded SeaweedFS
+	$(PY) scripts/run-s3
 
 test: $(STAMP) ## run the whole test suite (installs Debian's chromium for the report test)
 	@scripts/ensure-chromium
