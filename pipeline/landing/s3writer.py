@@ -168,7 +168,7 @@ class ObjectWriter:
     def _probe(self) -> None:
         """While failing and idle: is the store back? (So /healthz recovers without traffic.)"""
         try:
-            self.landing.store.probe(self.landing.where.bucket)
+            self.landing.store.probe(self.landing.where.bucket, self.landing.where.prefix)
         except StorageError as exc:
             self.failure = str(exc)
             return

@@ -160,9 +160,14 @@ class ObjectStore:
                     f"s3://{bucket}/{first.get('Key')}: delete refused: {first.get('Code')}"
                 )
 
-    def probe(self, bucket: str) -> None:
-        """One cheap request to the bucket: raises unless the store answers and lets us in."""
-        self._call(lambda: self._client.head_bucket(Bucket=bucket), bucket, "")
+    def probe(self, bucket: str, prefix: str) -> None:
+        """One cheap request under `prefix`: raises unless the store answers and lets us in
+        (a listing of one key, which a policy can grant for the prefix alone)."""
+        self._call(
+            lambda: self._client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
+            bucket,
+            prefix,
+        )
 
     def create_bucket(self, bucket: str) -> None:
         """Create `bucket` if it is not there (tests, `make run-s3`)."""
