@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipeline.landing.ingest import ingest_landing
 from pipeline.landing.objects import ObjectLanding
+from pipeline.landing.s3tail import ObjectTail
 from pipeline.landing.s3writer import ObjectWriter
 from pipeline.retention import purge
 from pipeline.storage import parse_s3
@@ -163,3 +164,13 @@ def test_purge_deletes_only_old_ingested_objects(
     left = [info.key for info in s3.store().objects(bucket, "landing/")]
     assert len(left) == 2  # the young object and the old one not ingested yet
     assert summary.segments[0] not in {key.removeprefix("landing/") for key in left}
+
+
+def test_the_tail_follows_only_what_lands_after_it_starts(s3: EmbeddedS3, bucket: str) -> None:
+    landing = landing_on(s3, bucket)
+    land(landing, range(5))
+    tail = ObjectTail(landing)  # what is there already is not new
+    assert tail.read_new() == []
+    land(landing, range(5, 12))
+    assert sorted(c.request_id for c in tail.read_new()) == sorted(f"r{n}" for n in range(5, 12))
+    assert tail.read_new() == []
