@@ -11,10 +11,14 @@ Each check gives one line; the command exits 0 only when all pass (a warning pas
     webhook     the app has a CAPABILITY webhook pointing at [receiver] public_url
     receiver    the receiver answers at its public URL
     privacy     no data file or directory is open to other users (a warning: permissions.py)
+    storage     each s3:// location configured (landing_url, lake_url) answers a listing with
+                the credentials of the AWS chain
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +31,7 @@ from pipeline.settings import Settings
 from pipeline.sinch.apps import read_app_profile
 from pipeline.sinch.auth import OAuth2Auth
 from pipeline.sinch.client import SinchClient
+from pipeline.storage.location import parse_s3
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ async def run_checks(settings: Settings) -> list[Check]:
             "missing: " + ", ".join(missing) if missing else "all three are set (values not shown)",
         )
     )
+    for url in (settings.receiver.landing_url, settings.warehouse.lake_url):
+        if url:
+            results.append(await _check("storage", functools.partial(_storage, url, settings)))
     if settings.secrets.key_id is None or settings.secrets.key_secret is None:
         return results
     async with SinchClient(settings.sinch, settings.secrets) as client:
@@ -73,6 +81,14 @@ async def _check(name: str, probe: Callable[[], Awaitable[str | Check]]) -> Chec
     except (CapauditError, httpx.HTTPError, OSError) as exc:
         return Check(name, False, str(exc) or type(exc).__name__)
     return found if isinstance(found, Check) else Check(name, True, found)
+
+
+async def _storage(url: str, settings: Settings) -> str:
+    from pipeline.storage.client import shared_store
+
+    where = parse_s3(url)
+    await asyncio.to_thread(shared_store(settings.storage).probe, where.bucket, where.prefix)
+    return f"{url} answers (credentials from the AWS chain, not shown)"
 
 
 async def _token(client: SinchClient) -> str:

@@ -3,13 +3,16 @@ does not answer turning into StorageUnavailable within the configured timeouts."
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from typing import Any
 
 import pytest
 
+from pipeline.checks import run_checks
 from pipeline.errors import StorageError, StorageUnavailable
+from pipeline.settings import Secrets, Settings
 from pipeline.storage import ObjectNotFound, ObjectStore, PreconditionFailed, location, parse_s3
 from pipeline.storage.client import make_client
 from pipeline.storage.embedded import ACCESS_KEY, EmbeddedS3
@@ -91,3 +94,16 @@ def test_locations_parse() -> None:
     assert str(location("data/landing")) == "data/landing"
     with pytest.raises(StorageError.__mro__[2]):  # CapauditError: a ConfigError
         parse_s3("s3:///nobucket")
+
+
+def test_check_probes_each_configured_bucket(
+    s3: EmbeddedS3, bucket: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    configured = settings.replace("receiver", landing_url=f"s3://{bucket}/landing/")
+    configured = configured.replace("warehouse", lake_url="s3://no-such-bucket-here/lake/")
+    configured = Settings(**{**configured.__dict__, "secrets": Secrets(None, None, ())})
+    found = [c for c in asyncio.run(run_checks(configured)) if c.name == "storage"]
+    assert [c.ok for c in found] == [True, False]
+    assert "no-such-bucket-here" in found[1].detail
