@@ -102,7 +102,7 @@ def test_storage_stopped_5_s_gets_503s_and_loses_nothing_acknowledged(
     bucket: str,
     tmp_path: Path,
 ) -> None:
-    url, numbers = f"s3://{bucket}/landing/", list(range(4_000))
+    url, numbers = f"s3://{bucket}/landing/", list(range(2_500))
     # Short timeouts, so that 503s come within the outage (the defaults give up after ~15 s).
     quick = {"CAPAUDIT_STORAGE__READ_TIMEOUT_SECONDS": "0.5", "CAPAUDIT_STORAGE__MAX_ATTEMPTS": "1"}
     env = s3_receiver_env(s3, url, **quick)
