@@ -37,10 +37,13 @@ DOWNLOADS_AT_ONCE = 8
 # Objects per batch (one transaction): a catch-up over thousands of small objects commits as it
 # goes, so a kill loses at most this many downloads, and the scratch directory stays small.
 MAX_OBJECTS_PER_BATCH = 256
-# landing_files rows of objects (segment files have no "/" in their id): folder and last key.
-READ_UP_TO = r"""
+# The newest object read (objects' ids start with their date; segment files' have no "/").
+NEWEST_READ = "SELECT max(segment_id) FROM landing_files WHERE segment_id LIKE '____-__-__/%'"
+# Per writer folder, the last key read, over the dates still listed (from `$floor` on): the
+# bookkeeping grows with the retention window, this stays the size of a few days.
+READ_UP_TO = """
 SELECT regexp_extract(segment_id, '^(.*/)', 1) AS folder, max(segment_id) AS last_key
-FROM landing_files WHERE regexp_full_match(segment_id, '\d{4}-\d{2}-\d{2}/.+')
+FROM landing_files WHERE segment_id >= $floor AND segment_id LIKE '____-__-__/%'
 GROUP BY folder
 """
 
@@ -51,22 +54,28 @@ def ingest_objects(conn: duckdb.DuckDBPyConnection, landing: ObjectLanding) -> I
     if not found:
         retry_unmatched(conn, stats, landing)
         return stats
-    by_size = batches(found, memory_limit_bytes(conn))
-    for batch in (
-        b[i : i + MAX_OBJECTS_PER_BATCH]
-        for b in by_size
-        for i in range(0, len(b), MAX_OBJECTS_PER_BATCH)
-    ):
+    for batch in _object_batches(found, memory_limit_bytes(conn)):
         with tempfile.TemporaryDirectory(prefix="capaudit-objects-") as scratch:
             stats.add(ingest_batch(conn, _download(landing, batch, Path(scratch)), landing))
     return stats
 
 
+def _object_batches(found: list[Slice], batch_bytes: int) -> list[list[Slice]]:
+    """`ingest.batches` (about `batch_bytes` each), cut to MAX_OBJECTS_PER_BATCH objects."""
+    step = MAX_OBJECTS_PER_BATCH
+    return [b[i : i + step] for b in batches(found, batch_bytes) for i in range(0, len(b), step)]
+
+
 def new_landing_objects(conn: duckdb.DuckDBPyConnection, landing: ObjectLanding) -> list[Slice]:
     """The objects not ingested yet, as slices whose path is still to be downloaded."""
-    read_up_to = {str(folder): str(last) for folder, last in conn.execute(READ_UP_TO).fetchall()}
-    since = max((key[:10] for key in read_up_to.values()), default=None)
-    listed = list(new_objects(landing, listing_days(since, landing), read_up_to))
+    newest = conn.execute(NEWEST_READ).fetchone()
+    since = str(newest[0])[:10] if newest and newest[0] else None
+    days = listing_days(since, landing)
+    read_up_to = {
+        str(folder): str(last)
+        for folder, last in conn.execute(READ_UP_TO, {"floor": days[0] if days else ""}).fetchall()
+    }
+    listed = list(new_objects(landing, days, read_up_to))
     if not listed:
         return []
     known = {

@@ -146,19 +146,22 @@ class ObjectStore:
     def delete(self, bucket: str, keys: list[str]) -> None:
         """Delete `keys` (missing ones are no error), a thousand a request."""
         for start in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
-            answer = self._call(
-                lambda batch=batch: self._client.delete_objects(  # type: ignore[misc]
-                    Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
-                ),
-                bucket,
-                keys[start],
+            self._delete_batch(bucket, keys[start : start + DELETE_BATCH])
+
+    def _delete_batch(self, bucket: str, keys: list[str]) -> None:
+        objects: list[Any] = [{"Key": key} for key in keys]
+        answer = self._call(
+            lambda: self._client.delete_objects(
+                Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
+            ),
+            bucket,
+            keys[0],
+        )
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise StorageError(
+                f"s3://{bucket}/{first.get('Key')}: delete refused: {first.get('Code')}"
             )
-            if answer.get("Errors"):
-                first = answer["Errors"][0]
-                raise StorageError(
-                    f"s3://{bucket}/{first.get('Key')}: delete refused: {first.get('Code')}"
-                )
 
     def probe(self, bucket: str, prefix: str) -> None:
         """One cheap request under `prefix`: raises unless the store answers and lets us in
