@@ -3,8 +3,8 @@
 Starting one costs about 3.5-8 s and stopping it 3 s (SIGTERM, then SIGKILL as the recipe
 says), ~150 MB of memory while it runs. So `s3` is one server for the whole session, started by
 the first test that asks for it: every test gets a bucket of its own (`bucket`), so none sees
-another's objects. A test module that stops or freezes its server takes `own_s3` instead (one
-per module, ~7 s more).
+another's objects. A test that freezes the server (SIGSTOP, to play a store outage) resumes it
+in a `finally`, so the tests after it find it answering.
 
     def test_something(s3: EmbeddedS3, bucket: str) -> None:
         s3.store().put_if_absent(bucket, "key", b"body")
@@ -27,13 +27,6 @@ _buckets = itertools.count(1)
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
     """A running SeaweedFS S3 gateway on free loopback ports, shared by the session."""
     with embedded_s3(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def own_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
-    """A server of the test module's own: for tests that stop, freeze or restart it."""
-    with embedded_s3(tmp_path_factory.mktemp("own-s3")) as server:
         yield server
 
 

@@ -14,6 +14,7 @@ from pipeline.errors import WarehouseError
 from pipeline.lake.bucket import CATALOG_SCRIPT, publish_to_bucket, remove_from_bucket
 from pipeline.lake.catalog import MANIFEST, Published
 from pipeline.settings import Settings
+from pipeline.storage.client import ObjectStore
 from pipeline.storage.embedded import EmbeddedS3
 from pipeline.warehouse import render_view
 
@@ -79,23 +80,26 @@ def test_the_bucket_shows_what_the_catalog_lists(
 
 
 def test_a_manifest_changed_meanwhile_is_not_overwritten(
-    s3: EmbeddedS3, bucket: str, configured: Settings, tmp_path: Path
+    s3: EmbeddedS3,
+    bucket: str,
+    configured: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lake, current = lake_with(tmp_path, [1])
     order = render_view("channel_order")
     publish_to_bucket(configured, current, order, local_lake=lake)
-    store = s3.store()
-    original_put = type(store).put
+    original_put = ObjectStore.put
 
-    def someone_else_publishes(self: object, bucket_name: str, key: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def someone_else_publishes(
+        self: ObjectStore, bucket_name: str, key: str, body: bytes, *, if_match: str | None = None
+    ) -> str:
         if key.endswith(CATALOG_SCRIPT):  # between our read of the manifest and our write
             s3.store().put(bucket_name, f"lake/{MANIFEST}", b'{"tables": {}}')
-        return original_put(self, bucket_name, key, *args, **kwargs)  # type: ignore[arg-type]
+        return original_put(self, bucket_name, key, body, if_match=if_match)
 
-    pytest.MonkeyPatch().setattr(type(store), "put", someone_else_publishes)
-    try:
-        with pytest.raises(WarehouseError, match="another job"):
-            publish_to_bucket(configured, current, order, local_lake=lake)
-    finally:
-        pytest.MonkeyPatch().setattr(type(store), "put", original_put)
-    assert store.get(bucket, f"lake/{MANIFEST}")[0] == b'{"tables": {}}'
+    monkeypatch.setattr(ObjectStore, "put", someone_else_publishes)
+    with pytest.raises(WarehouseError, match="another job"):
+        publish_to_bucket(configured, current, order, local_lake=lake)
+    monkeypatch.undo()
+    assert s3.store().get(bucket, f"lake/{MANIFEST}")[0] == b'{"tables": {}}'
