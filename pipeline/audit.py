@@ -33,10 +33,11 @@ from typing import Any, TypeVar
 import duckdb
 
 from pipeline import eventloop, ledger, runs, sampling, steps
-from pipeline.checks import Check, run_checks
+from pipeline.checks import CheckReport, run_checks
 from pipeline.completeness import Completeness, completeness
 from pipeline.contacts.load import LoadSummary
 from pipeline.contacts.sources import resolve_paths
+from pipeline.dry_run import dry_run
 from pipeline.errors import EXIT_INTERRUPTED, CapauditError, Interrupted, UsageError
 from pipeline.health import HealthWatch
 from pipeline.ids import new_run_id
@@ -45,27 +46,19 @@ from pipeline.lake.publish import PublishSummary, publish_runs
 from pipeline.metrics.record import run_metrics
 from pipeline.progress import StepProgress
 from pipeline.readout import readout
+from pipeline.reasks import plan_resume_asks
+from pipeline.refusal import check_resumable, empty_input_problem, idle_window_problem, refuse
 from pipeline.report import ReportFiles, write_report
 from pipeline.run_kinds import run_kind
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings
 from pipeline.sinch.client import SinchClient
 from pipeline.state import open_state
-from pipeline.submit.backlog import configured_callback_rate, expected_callback_rate
-from pipeline.submit.dispatch import SINCH_MAX_RATE
 from pipeline.webhooks import ensure_webhook
-from pipeline.window import WindowSpec, collect_deadline, parse_duration
+from pipeline.window import WindowSpec, collect_deadline, window_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DRY_RUN_TABLES = (
-    "targets",
-    "rejects",
-    "requests",
-    "late_answers",
-    "sample_frame",
-    "sample_members",
-)
 
 
 @dataclass(frozen=True)
@@ -105,6 +98,7 @@ class RunResult:
     sample: sampling.SampleSummary | None = None
     window: WindowSpec | None = None
     max_no_response_share: float = 0.02  # the completeness gate's bound ([collect])
+    warnings: list[str] = field(default_factory=list)  # a dry run's (pipeline/refusal.py)
 
 
 def config_digest(settings: Settings) -> str:
@@ -137,7 +131,7 @@ def run_audit(settings: Settings, options: RunOptions, *, console: bool) -> RunR
     result = _new_result(options.run_id or new_run_id(), settings)
     with _warehouse(settings) as conn:
         if options.dry_run:
-            return _dry_run(conn, settings, options, result, console)
+            return dry_run(conn, settings, options, result, console)
         with run_metrics(conn, settings, result):  # however the run ends ([metrics])
             _check_resume(conn, result.run_id, options)
             options = dataclasses.replace(options, run_id=result.run_id)
@@ -170,6 +164,8 @@ def run_step(
                 f"there is no run {result.run_id} in the warehouse; start it with "
                 f"capaudit load --run-id {result.run_id} (or capaudit run)"
             )
+        if step != "load":  # a load starts the run again: it may fix what refused it
+            check_resumable(result.run_id, runs.run_status(conn, result.run_id))
         options = _begin(conn, settings, options, step)
         run = _Run(conn, settings, options, result, console)
         with _recorded(conn, settings, result, console):
@@ -290,7 +286,7 @@ def _recorded(
             yield
             _finish(conn, settings, result, console)
     except CapauditError as exc:
-        result.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+        result.status = exc.run_status
         runs.finish_run(conn, run_id, result.status, exc.exit_code, str(exc))
         raise
     except BaseException as exc:
@@ -360,6 +356,7 @@ def _check_resume(conn: duckdb.DuckDBPyConnection, run_id: str, options: RunOpti
         raise UsageError(
             f"run {run_id} already exists (status {row[0]}); use --resume to continue it"
         )
+    check_resumable(run_id, row[0] if row else None)
 
 
 def as_dict(value: object) -> dict[str, Any]:
@@ -404,15 +401,20 @@ class _Run:
 
 def _run_steps(run: _Run) -> None:
     conn, run_id = run.conn, run.run_id
+    run.result.window = window_spec(run.settings, run.options.window)  # starts with the run
     if not (run.options.resume and runs.step_done(conn, run_id, "load")):
         _load(run)
     _sample(run)
-    _plan(run)
-    needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
-        steps.outstanding_targets(conn, run_id)
-    )
-    if needs_sinch:
-        _exchange(run, collect=True)
+    # A window fitted before the embedded services are up would count their start as time
+    # for asking: start them first, so the plan sees the time really left.
+    early = run.settings.sinch.embedded and run.result.window is not None
+    with _session(run) if early else contextlib.nullcontext() as live:
+        _plan(run)
+        needs_sinch = bool(ledger.request_counts(conn, run_id).get(ledger.PLANNED)) or bool(
+            steps.outstanding_targets(conn, run_id)
+        )
+        if needs_sinch:
+            _exchange(run, collect=True, live=live)
     _build(run)
     _report(run, None)
 
@@ -425,6 +427,7 @@ def _load(run: _Run) -> None:
         "load",
         lambda: steps.load(run.conn, run.run_id, run.settings, paths, limit, console=run.console),
     )
+    refuse(empty_input_problem(run.result.load), run.run_id)  # recorded, then refused
 
 
 def _sample(run: _Run) -> None:
@@ -440,12 +443,15 @@ def _sample(run: _Run) -> None:
 
 def _plan(run: _Run) -> None:
     refresh = run.options.refresh
-    window = run.result.window = window_spec(run.settings, run.options)
+    window = run.result.window = run.result.window or window_spec(run.settings, run.options.window)
+    cap = run.settings.plan.window_reserve_seconds
 
     def plan() -> ledger.PlanSummary:
         summary = steps.plan(
             run.conn, run.run_id, run.settings, refresh=refresh, window=window, console=run.console
         )
+        if window is not None:
+            refuse(idle_window_problem(summary.window, window, cap), run.run_id)
         # The targets are final now: their partition is written while the run waits on Sinch.
         stage_early(run.conn, run.settings.warehouse.lake, run.run_id)
         return summary
@@ -483,21 +489,28 @@ def _report(run: _Run, pseudonym_key: bytes | None) -> None:
         )
 
 
-def _exchange(run: _Run, *, collect: bool) -> None:
-    """Submit, then (with `collect`) collect while the Sinch session lasts; SIGTERM/SIGINT stop
-    sending and end the run as resumable."""
+def _exchange(run: _Run, *, collect: bool, live: Settings | None = None) -> None:
+    """Submit, then (with `collect`) collect while the Sinch session lasts (`live`, else one
+    started now); SIGTERM/SIGINT stop sending and end the run as resumable."""
+    with contextlib.nullcontext(live) if live else _session(run) as session:
+        _submit_then_collect(run, session, collect=collect)
+
+
+@contextlib.contextmanager
+def _session(run: _Run) -> Iterator[Settings]:
+    """A Sinch session for the run; the embedded services' restarts are added to its record."""
     restarts: Counter[str] = Counter()
     try:
         with sinch_session(run.settings, restarts=restarts) as live:
-            _submit_then_collect(run, live, collect=collect)
+            yield live
     finally:
         runs.record_restarts(run.conn, run.run_id, dict(restarts))
 
 
 def _submit_then_collect(run: _Run, live: Settings, *, collect: bool) -> None:
     asyncio.run(register_webhook(live))
-    if run.options.resume:
-        steps.plan_reasks(run.conn, run.run_id, live)
+    if run.options.resume:  # embedded: the simulator that owed answers is gone (reasks.py)
+        plan_resume_asks(run.conn, run.run_id, live, embedded=run.settings.sinch.embedded)
     stop = asyncio.Event()
     work = steps.submit(run.conn, run.run_id, live, stop=stop, console=run.console)
     sent = run.result.submit = run.timed("submit", lambda: _until_signal(stop, work))
@@ -521,10 +534,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
         configured = settings.collect.deadline_seconds if deadline is None else deadline
         last = steps._last_acceptance(run.conn, run.run_id)
         deadline = collect_deadline(run.result.window, last or wall, configured)
-    health = HealthWatch(
-        settings.collect.health_url(settings.receiver),
-        interval=settings.collect.health_interval_seconds,
-    )
+    health = HealthWatch.of(settings)
 
     async def watched() -> steps.CollectSummary:
         async with health:
@@ -545,6 +555,7 @@ def _collect(run: _Run, settings: Settings, *, requery: bool) -> None:
             "deadline_passed": summary.deadline_passed,
             "receiver_outages": health.outages,
             "receiver_down_seconds": round(health.down_seconds, 1),
+            "receiver_health_checked": health.checked,
             "matched_by": summary.matched_by,
             "unmatched": summary.unmatched,
             "provisional_builds": summary.provisional_builds,
@@ -601,12 +612,12 @@ def sinch_call(settings: Settings, work: Callable[[SinchClient], Awaitable[T]]) 
         return asyncio.run(call(live))
 
 
-def check_ready(settings: Settings) -> list[Check]:
-    """`capaudit check`; the embedded simulator gets its webhook first, as a run would."""
+def check_ready(settings: Settings, budget_seconds: float) -> CheckReport:
+    """`capaudit check`; only the embedded simulator gets its webhook first, as a run would."""
     with sinch_session(settings) as live:
-        if settings.sinch.embedded:
+        if embedded := settings.sinch.embedded:
             asyncio.run(register_webhook(live))
-        return asyncio.run(run_checks(live))
+        return asyncio.run(run_checks(live, budget_seconds=budget_seconds, embedded=embedded))
 
 
 @contextlib.contextmanager
@@ -656,50 +667,3 @@ def with_embedded_secrets(settings: Settings) -> Settings:
 
 def _reveal(secret: Secret | None) -> str:
     return secret.reveal() if secret is not None else ""
-
-
-def window_spec(settings: Settings, options: RunOptions) -> WindowSpec | None:
-    """The run's window, starting now: `--window`, else `[plan] window`, else none."""
-    text = options.window or settings.plan.window
-    if not text:
-        return None
-    seconds = parse_duration(text, "--window" if options.window else "[plan] window")
-    return WindowSpec.starting_now(seconds, settings.plan.window_reserve_seconds)
-
-
-def _dry_run(
-    conn: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    options: RunOptions,
-    result: RunResult,
-    console: bool,
-) -> RunResult:
-    """Load and plan under a throw-away run id, report the plan, and remove every trace."""
-    run_id = f"dry-run-{result.run_id}"
-    try:
-        paths = options.contacts or None
-        result.load = steps.load(conn, run_id, settings, paths, options.limit, console=console)
-        if options.sample is not None:
-            spec = sampling.SampleSpec(options.sample, options.sample_by, options.sample_seed)
-            result.sample = sampling.draw_sample(conn, run_id, spec)
-            result.estimate["sample_half_width"] = sampling.widest_half_width(conn, run_id)
-        callback_rate, _ = expected_callback_rate(conn, settings, run_id=run_id)
-        result.window = window_spec(settings, options)
-        result.plan = steps.plan(
-            conn, run_id, settings, refresh=options.refresh, window=result.window, console=console
-        )
-    finally:
-        for table in DRY_RUN_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE run_id = $r", {"r": run_id})
-    callback_seconds = result.plan.to_query / callback_rate
-    query_seconds = result.plan.requests / min(settings.dispatch.rate_per_second, SINCH_MAX_RATE)
-    if settings.dispatch.pace_to_callbacks:  # sending waits for the callbacks
-        query_seconds = max(query_seconds, callback_seconds)
-    result.estimate |= {
-        "query_seconds": query_seconds,
-        "callback_seconds": callback_seconds,
-        "callback_rate_per_second": round(callback_rate, 2),
-        "configured_callback_rate_per_second": configured_callback_rate(settings),
-    }
-    result.status = "dry-run"
-    return result

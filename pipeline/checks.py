@@ -1,9 +1,14 @@
-"""`capaudit check`: is this installation ready for tonight's run? No capability query is sent.
+"""`capaudit check`: is this installation ready for tonight's run? No capability query is sent,
+and nothing is created or changed at Sinch (the webhook is compared, not registered).
 
-Each check gives one line; the command exits 0 only when all pass (a warning passes).
+Each check gives one line; the command exits 0 only when all pass (a warning passes). The
+network checks run at once within one time budget (`capaudit check --timeout`, 10 s).
 
-    config      the configuration file parses and validates
-    secrets     SINCH_KEY_ID, SINCH_KEY_SECRET and CAPAUDIT_WEBHOOK_SECRET are set
+    config      the configuration file parses and validates, with no placeholder left
+                (`YOUR-PROJECT-ID`, a host under example.com: pipeline/check_config.py)
+    secrets     SINCH_KEY_ID, SINCH_KEY_SECRET and CAPAUDIT_WEBHOOK_SECRET are set, the
+                webhook secret at least WEBHOOK_SECRET_MIN_CHARS characters long
+    rate        [dispatch] rate_per_second; warns above Sinch's 800 queries/s per project
     token       an OAuth2 token can be obtained with the access key (skipped for basic auth)
     api         the API answers with these credentials (lists the app's webhooks)
     app         the app's processing mode and webhook rate limit; warns when [collect]
@@ -12,134 +17,83 @@ Each check gives one line; the command exits 0 only when all pass (a warning pas
     receiver    the receiver answers at its public URL
     privacy     no data file or directory is open to other users (a warning: permissions.py)
     storage     each s3:// location configured (landing_url, lake_url) answers a listing with
-                the credentials of the AWS chain
+                the credentials of the AWS chain (pipeline/check_storage.py)
+
+    report = asyncio.run(run_checks(settings, budget_seconds=10.0, embedded=False))
+    print("\\n".join(report.lines()))
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable
+import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from pipeline.errors import CapauditError
+from pipeline.check_config import config_check, placeholders, rate_check, secrets_check
+from pipeline.check_probes import SinchReads, receiver_probe, sinch_probes
+from pipeline.check_runner import Check, within_budget
+from pipeline.check_storage import storage_probes
 from pipeline.permissions import data_permissions
 from pipeline.settings import Settings
-from pipeline.sinch.apps import read_app_profile
-from pipeline.sinch.auth import OAuth2Auth
 from pipeline.sinch.client import SinchClient
-from pipeline.storage.location import parse_s3
+
+__all__ = ["Check", "CheckReport", "run_checks"]
+PRODUCTION_NOTE = (
+    "check changes nothing at Sinch: it reads a token, the app and its webhooks, and sends no query"
+)
+EMBEDDED_NOTE = (
+    "embedded: the webhook was registered on the simulator started for this check, as a run "
+    "does; against Sinch, check changes nothing"
+)
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    warning: bool = False  # passed, but something deserves a look
+class CheckReport:
+    checks: list[Check]
+    seconds: float  # the network checks' time, within budget_seconds
+    budget_seconds: float
+    embedded: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def lines(self) -> list[str]:
+        """One line a check, then a note on what the check did and how long it took."""
+        lines = [f"{_status(check)}  {check.name:<9} {check.detail}" for check in self.checks]
+        note = EMBEDDED_NOTE if self.embedded else PRODUCTION_NOTE
+        took = f"network checks took {self.seconds:.1f} s of the {self.budget_seconds:g} s budget"
+        return [*lines, f"note  {'':<9} {note}; {took}"]
 
 
-async def run_checks(settings: Settings) -> list[Check]:
-    results = [Check("config", True, f"{settings.source} is valid"), data_permissions(settings)]
-    missing = [
-        name
-        for name, value in (
-            ("SINCH_KEY_ID", settings.secrets.key_id),
-            ("SINCH_KEY_SECRET", settings.secrets.key_secret),
-            ("CAPAUDIT_WEBHOOK_SECRET", settings.secrets.webhook_secret),
-        )
-        if value is None
+def _status(check: Check) -> str:
+    return "FAIL" if not check.ok else "warn" if check.warning else "ok  "
+
+
+async def run_checks(
+    settings: Settings,
+    *,
+    budget_seconds: float,
+    embedded: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> CheckReport:
+    """Every check of `settings` (a live session's: embedded URLs already filled in);
+    `transport` carries the requests to Sinch (tests)."""
+    checks = [
+        config_check(settings),
+        data_permissions(settings),
+        secrets_check(settings),
+        rate_check(settings),
     ]
-    results.append(
-        Check(
-            "secrets",
-            not missing,
-            "missing: " + ", ".join(missing) if missing else "all three are set (values not shown)",
-        )
-    )
-    for url in (settings.receiver.landing_url, settings.warehouse.lake_url):
-        if url:
-            results.append(await _check("storage", functools.partial(_storage, url, settings)))
+    left = placeholders(settings)
+    probes = [receiver_probe(settings, left, budget_seconds), *storage_probes(settings)]
+    started = time.monotonic()
     if settings.secrets.key_id is None or settings.secrets.key_secret is None:
-        return results
-    async with SinchClient(settings.sinch, settings.secrets) as client:
-        results.append(await _check("token", lambda: _token(client)))
-        results.append(await _check("api", lambda: _api(client)))
-        results.append(await _check("app", lambda: _app(client, settings)))
-        results.append(await _check("webhook", lambda: _webhook(client, settings)))
-    results.append(await _check("receiver", lambda: _receiver(settings.receiver.public_url)))
-    return results
-
-
-async def _check(name: str, probe: Callable[[], Awaitable[str | Check]]) -> Check:
-    """The probe's finding (a detail, or a whole Check when it warns); its error fails."""
-    try:
-        found = await probe()
-    except (CapauditError, httpx.HTTPError, OSError) as exc:
-        return Check(name, False, str(exc) or type(exc).__name__)
-    return found if isinstance(found, Check) else Check(name, True, found)
-
-
-async def _storage(url: str, settings: Settings) -> str:
-    from pipeline.storage.client import shared_store
-
-    where = parse_s3(url)
-    await asyncio.to_thread(shared_store(settings.storage).probe, where.bucket, where.prefix)
-    return f"{url} answers (credentials from the AWS chain, not shown)"
-
-
-async def _token(client: SinchClient) -> str:
-    if not isinstance(client.auth, OAuth2Auth):
-        return "basic auth: no token needed"
-    await client.auth.authorization()
-    return "obtained an OAuth2 token"
-
-
-async def _api(client: SinchClient) -> str:
-    webhooks = await client.list_webhooks()
-    return f"{client.project_url} answers; the app has {len(webhooks)} webhook(s)"
-
-
-async def _app(client: SinchClient, settings: Settings) -> str | Check:
-    profile = await read_app_profile(client)
-    expected = settings.collect.callback_rate_per_second
-    if profile.webhook_rate is None:
-        rate = "webhook rate limit not shown (Sinch's default is 25/s)"
+        checks += await within_budget(probes, budget_seconds)  # the secrets line says why
     else:
-        rate = f"webhook rate limit {profile.webhook_rate:g}/s"
-    detail = f"app {client.app_id}: processing mode {profile.processing_mode}, {rate}"
-    if profile.webhook_rate is not None and expected > profile.webhook_rate:
-        warning = (
-            f"{detail}; [collect] callback_rate_per_second = {expected:g} is above it: "
-            "estimates and lag warnings will expect callbacks faster than Sinch sends them"
-        )
-        return Check("app", True, warning, warning=True)
-    return detail
-
-
-async def _webhook(client: SinchClient, settings: Settings) -> str:
-    target = settings.receiver.public_url
-    for webhook in await client.list_webhooks():
-        if webhook.get("target") == target and "CAPABILITY" in webhook.get("triggers", []):
-            return f"webhook {webhook.get('id')} sends CAPABILITY callbacks to {target}"
-    raise CapauditError(
-        f"no CAPABILITY webhook points at {target}: run `capaudit webhooks ensure --target "
-        f"{target}` (capaudit run also registers it)"
-    )
-
-
-async def _receiver(public_url: str) -> str:
-    """The receiver answers a GET on its callback path with 405 (it only takes POST)."""
-    parts = urlsplit(public_url)
-    health = urlunsplit((parts.scheme, parts.netloc, "/healthz", "", ""))
-    async with httpx.AsyncClient(timeout=10) as http:
-        answer = await http.get(public_url)
-        if answer.status_code == 405:
-            return f"{public_url} answers (405 to GET, as a callback endpoint should)"
-        answer = await http.get(health)
-    if answer.status_code != 200:
-        raise CapauditError(f"{public_url}: unexpected answer {answer.status_code}")
-    return f"{health} is healthy"
+        client = SinchClient(settings.sinch, settings.secrets, transport=transport, retry=False)
+        async with client:
+            probes = sinch_probes(SinchReads(client), settings, left) + probes
+            checks += await within_budget(probes, budget_seconds)
+    return CheckReport(checks, time.monotonic() - started, budget_seconds, embedded)

@@ -241,6 +241,8 @@ def print_plan(result: RunResult) -> None:
     )
     for line in rolling_lines(result):
         console.print(line)
+    for warning in result.warnings:  # what the real run would refuse (pipeline/refusal.py)
+        console.print(f"Warning: {warning}", markup=False)
 
 
 def rolling_lines(result: RunResult) -> list[str]:

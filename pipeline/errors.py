@@ -7,7 +7,11 @@ exit code (DESIGN §4) and prints the message, never a traceback.
     CapauditError                      base; carries `exit_code`
     ├── UsageError                     exit 2: the user must change something before retrying
     │   ├── ConfigError                bad or missing configuration key, missing secret
-    │   └── InputFileError             a contact file that cannot be read at all
+    │   ├── InputFileError             a contact file that cannot be read at all
+    │   │   └── EmptyInput             ... or holds a header only (also a NothingToAsk)
+    │   └── NothingToAsk               a run that can do nothing: no target, or a window that
+    │                                  fits none (`runs.status` 'refused': not published, not
+    │                                  resumed; DESIGN §7 rule 10)
     ├── RunFailed                      exit 1: the run could not complete
     │   ├── SinchApiError              an HTTP error answer from Sinch (status, code, message)
     │   ├── SinchTransportError        no answer at all (connect, timeout, dropped connection)
@@ -30,9 +34,11 @@ EXIT_INTERRUPTED = 3
 
 
 class CapauditError(Exception):
-    """Base of every capaudit error; `exit_code` is what the CLI exits with."""
+    """Base of every capaudit error; `exit_code` is what the CLI exits with, `run_status` what
+    a run it ends records in `runs.status`."""
 
     exit_code: ClassVar[int] = EXIT_FAILED
+    run_status: ClassVar[str] = "failed"
 
 
 class UsageError(CapauditError):
@@ -50,6 +56,18 @@ class InputFileError(UsageError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class NothingToAsk(UsageError):
+    """The run can ask nothing that was asked of it (DESIGN §7 rule 10): its input gave no
+    target, or its window fits none of the targets that need asking. The message says why,
+    with the numbers, and how to fix it."""
+
+    run_status = "refused"
+
+
+class EmptyInput(InputFileError, NothingToAsk):
+    """The contact files hold no row at all: nothing to audit."""
 
 
 class RunFailed(CapauditError):
@@ -84,6 +102,7 @@ class ServiceError(RunFailed):
 
 class Interrupted(CapauditError):
     exit_code = EXIT_INTERRUPTED
+    run_status = "interrupted"
 
 
 class StorageError(RunFailed):

@@ -3,7 +3,9 @@
 A receiver that is down does not lose callbacks at once (Sinch retries failed deliveries with
 back-off), but a run that waits without knowing it ends with answers missing and no hint why.
 The watch polls the receiver's `/healthz` and logs each change: a warning when it stops
-answering, and how long it was down when it is back.
+answering, and how long it was down when it is back. A proxy in front of the receiver that
+keeps `/healthz` private (403, 404, 405) says nothing about the receiver: its health is then
+"not checked", never "down".
 
     async with HealthWatch("http://127.0.0.1:8751/healthz", interval=5.0) as watch:
         ...                       # collect
@@ -21,8 +23,12 @@ from types import TracebackType
 import httpx
 
 from pipeline.readable import duration
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+# What a proxy answers for a path it does not forward (the nginx example in docs/receiver.md
+# forwards only /callbacks/sinch); the receiver itself answers /healthz with 200 or 503.
+HIDDEN_STATUSES = frozenset({403, 404, 405})
 
 
 class HealthWatch:
@@ -39,9 +45,16 @@ class HealthWatch:
         self.interval = interval
         self.outages = 0
         self.down_seconds = 0.0
+        self.checked = True  # False while something in front of the receiver hides /healthz
         self._down_since: float | None = None
         self._client = httpx.AsyncClient(transport=transport, timeout=min(interval, 2.0))
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> HealthWatch:
+        """The watch a run's collect uses: `[collect]`'s health URL and interval."""
+        url = settings.collect.health_url(settings.receiver)
+        return cls(url, interval=settings.collect.health_interval_seconds)
 
     async def __aenter__(self) -> HealthWatch:
         self._task = asyncio.create_task(self._run())
@@ -67,16 +80,33 @@ class HealthWatch:
             self.observe(await self.check())
             await asyncio.sleep(self.interval)
 
-    async def check(self) -> str | None:
-        """None when the receiver answers 200, else what went wrong."""
+    async def check(self) -> int | str:
+        """The status `/healthz` answered with, or why nothing answered."""
         try:
             response = await self._client.get(self.url)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return None if response.status_code == 200 else f"HTTP {response.status_code}"
+        return response.status_code
 
-    def observe(self, problem: str | None) -> None:
-        """Log a change of state: up -> down (warning), down -> up (how long it was down)."""
+    def observe(self, answer: int | str) -> None:
+        """Log a change of state: up -> down (warning), down -> up (how long it was down),
+        and when the health cannot be checked."""
+        hidden = answer in HIDDEN_STATUSES
+        if hidden and self.checked:
+            log.warning(
+                "the receiver's health is not checked: %s answers HTTP %s, as a proxy that keeps "
+                "/healthz private does; set [collect] receiver_health_url to a /healthz that "
+                "reaches the receiver itself",
+                self.url,
+                answer,
+            )
+        self.checked = not hidden
+        if hidden or answer == 200:  # a proxy answering for it is no sign of an outage
+            self._track(None)
+        else:
+            self._track(answer if isinstance(answer, str) else f"HTTP {answer}")
+
+    def _track(self, problem: str | None) -> None:
         now = time.monotonic()
         if problem is not None and self._down_since is None:
             self._down_since = now

@@ -174,27 +174,6 @@ WHERE t.run_id = $run_id AND t.action = 'query'
 """
 
 
-# Targets whose first ask was accepted but never answered (the run waited out its deadline),
-# and that were not asked again yet: a target's latest request covering its channel is a first
-# ask (`requery_of IS NULL`) only until it has been re-asked, so each is re-asked at most once.
-UNANSWERED_ASKS = """
-SELECT t.contact_key, t.contact_id, t.channel, t.identity, l.request_id AS requery_of
-FROM targets t
-JOIN (
-    SELECT t.contact_key, t.channel, max(r.request_id) AS request_id,
-        arg_max(r.state, r.request_id) AS state, arg_max(r.requery_of, r.request_id) AS requery_of
-    FROM targets t
-    JOIN requests r ON r.run_id = t.run_id AND r.contact_key = t.contact_key
-        AND list_contains(r.channels, t.channel)
-    WHERE t.run_id = $run_id AND t.action = 'query'
-    GROUP BY t.contact_key, t.channel
-) l ON l.contact_key = t.contact_key AND l.channel = t.channel
-WHERE t.run_id = $run_id AND l.state = 'accepted' AND l.requery_of IS NULL
-  AND NOT EXISTS (SELECT 1 FROM notifications n
-                  WHERE n.request_id = l.request_id AND n.channel IN (t.channel, ''))
-"""
-
-
 def insert_requests(
     conn: duckdb.DuckDBPyConnection, asked: str, run_id: str, app_id: str, now: datetime
 ) -> int:
@@ -222,13 +201,6 @@ def plan_requeries(
     """Ask once more, within the run, for channels whose answer reported a transient failure
     (RATE_LIMITED, INTERNAL_ERROR, CHANNEL_FAILURE); a re-query is never re-queried."""
     return insert_requests(conn, TRANSIENT_ASKS, run_id, app_id, now)
-
-
-def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, app_id: str, *, now: datetime) -> int:
-    """Ask once more for targets whose accepted request was never answered (on `--resume`
-    after the run waited out its deadline: Sinch, or a restarted simulator, may have given up
-    on the callback); returns how many requests were planned."""
-    return insert_requests(conn, UNANSWERED_ASKS, run_id, app_id, now)
 
 
 def accept_answered(conn: duckdb.DuckDBPyConnection, run_id: str) -> int:

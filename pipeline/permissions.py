@@ -13,12 +13,9 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pipeline.check_runner import Check
 from pipeline.settings import Settings
-
-if TYPE_CHECKING:
-    from pipeline.checks import Check
 
 OTHERS = stat.S_IRWXO  # any access for users outside the owner and the group
 SHOWN = 3  # examples named in the warning
@@ -26,8 +23,6 @@ SHOWN = 3  # examples named in the warning
 
 def data_permissions(settings: Settings) -> Check:
     """Warn (the check still passes) when a data file or directory is open to other users."""
-    from pipeline.checks import Check  # checks.py registers this probe: imported on use
-
     places = data_places(settings)
     exposed = [(path, mode) for path, mode in _modes(places) if mode & OTHERS]
     if not exposed:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.errors import ConfigError
 from pipeline.metrics.settings import MetricsSettings
@@ -150,8 +151,9 @@ class CollectSettings:
     # The completeness gate: a run with more NO_RESPONSE among its queried targets ends as
     # incomplete (exit 3) instead of reporting shares skewed by the missing answers.
     max_no_response_share: float = 0.02
-    # The receiver's health, polled while collecting; "" means /healthz on [receiver] host and
-    # port (the job usually runs beside the receiver; the proxy keeps /healthz private).
+    # The receiver's health, polled while collecting; "" means /healthz at the origin of
+    # [receiver] public_url: where Sinch calls, not [receiver] host and port, which are this
+    # host's and wrong for a receiver elsewhere (a proxy hiding it: "not checked", health.py).
     receiver_health_url: str = ""
     health_interval_seconds: float = 5.0
 
@@ -159,9 +161,8 @@ class CollectSettings:
         """The URL whose 200 says the receiver is up."""
         if self.receiver_health_url:
             return self.receiver_health_url
-        host = "127.0.0.1" if receiver.host in ("", "0.0.0.0") else receiver.host
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return f"http://{host}:{receiver.port}/healthz"
+        parts = urlsplit(receiver.public_url)
+        return urlunsplit((parts.scheme, parts.netloc, "/healthz", "", ""))
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,8 @@ class PlanSettings:
     # A nightly window ("6h", "90m", seconds): ask only what it can answer, stalest first
     # (pipeline/window.py). Empty: no window, ask everything that is not fresh.
     window: str = ""
-    # The window's end not counted for answering: the first half for starting the embedded
-    # services and the last callbacks' delay, the second for building and writing the report.
+    # The window's end not counted for answering is 10% of the window, at most this
+    # (pipeline/window.py): the last callbacks, then build, report and publication.
     window_reserve_seconds: float = 60.0
 
 

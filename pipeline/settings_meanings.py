@@ -285,8 +285,10 @@ KEYS: dict[str, KeyDoc] = {
         "duration",
     ),
     "plan.window_reserve_seconds": KeyDoc(
-        "The window's end not counted for answering: the first half for starting and the last "
-        "callbacks, the second for the build and the report (collecting stops half-way).",
+        "The most of the window's end not counted for answering: the reserve is 10% of the "
+        "window, at most this (a `25s` window keeps 2.5 s). Its first half is for the last "
+        "callbacks, its second for the build, report and publication (collecting stops "
+        "half-way).",
         "seconds",
     ),
     # [warehouse]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline import ledger, runs
+from pipeline import ledger
 from pipeline.build_scope import build_scope, last_build
 from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.errors import WarehouseError
@@ -568,18 +568,6 @@ async def _create_missing(
     if made.reasks:
         await submit(conn, run_id, settings, stop=stop, console=False, pacer=pacer)
     return made.reasks
-
-
-def plan_reasks(conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings) -> int:
-    """On resume of a run that waited out its deadline: use what landed meanwhile, then plan
-    one more ask for each target still without an answer (submit sends them)."""
-    if not runs.collect_gave_up(conn, run_id):
-        return 0  # the run never waited out its deadline: the answers may still come
-    ingest_landing(conn, configured_landing(settings))
-    planned = ledger.plan_reasks(conn, run_id, settings.sinch.app_id, now=datetime.now(UTC))
-    if planned:
-        log_fields(log, "asking again for targets still without an answer", requests=planned)
-    return planned
 
 
 def _warn_if_callbacks_lag(lag: dict[str, float | None], settings: Settings) -> None:

@@ -15,7 +15,17 @@ The expected callback rate is the one measured by the newest earlier run (`runs`
 step field `callback_rate_per_second`), else `[collect] callback_rate_per_second` (the
 embedded simulator's `webhook_rate` when embedded).
 
-    spec = WindowSpec(seconds=6 * 3600, ends_at=time.time() + 6 * 3600, reserve_seconds=60)
+The window's last seconds are kept back (the reserve): their first half for the last callbacks
+(later than planned when the expected rate was a little high) and their second half for the
+build, the report and publication. Both grow with the window: a rate a few percent off delays
+the last callbacks by that share of the window, and what the build and report handle is what
+the window asked. So the reserve is RESERVE_SHARE of the window, capped by `[plan]
+window_reserve_seconds` (60 s, reached by a 10-minute window: beyond it a minute holds them).
+10% is 5% a half: at 100 callbacks/s a 25 s window asks about 2,200 targets, whose build,
+report and publication took about 1.2 s (5% of it) on the 2-core test machine, and the rate a
+run measured came out up to 3% above the simulator's (deliveries start with a burst).
+
+    spec = WindowSpec.starting_now(6 * 3600, reserve_cap=60)   # reserve: min(60, 10% of 6 h)
     fitted = fit_window(conn, run_id, spec, rate=25.0, query_rate=8.0, now=now)
 """
 
@@ -40,29 +50,39 @@ from pipeline.warehouse import FIRST_SEEN
 log = logging.getLogger(__name__)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 NEVER, STALE, TRANSIENT = 0, 1, 2
+RESERVE_SHARE = 0.10  # of the window, capped by [plan] window_reserve_seconds (see above)
+
+
+def reserve_for(seconds: float, cap: float) -> float:
+    """The reserve of a window of `seconds`: RESERVE_SHARE of it, at most `cap`."""
+    return min(cap, RESERVE_SHARE * seconds)
 
 
 @dataclass(frozen=True)
 class WindowSpec:
     seconds: float
     ends_at: float  # epoch seconds: the run (collecting included) ends by then
-    # The window's last seconds, not counted for answering: their first half is for starting
-    # (embedded services) and the last callbacks' delay, the second half for the build and the
-    # report. Collecting stops half-way through it.
+    # The window's last seconds, not counted for answering (see the module): collecting stops
+    # half-way through it.
     reserve_seconds: float = 60.0
+    where: str = "--window"  # where the window was asked for, for messages
 
     @property
     def collect_until(self) -> float:
         return self.ends_at - self.reserve_seconds / 2
 
     @classmethod
-    def starting_now(cls, seconds: float, reserve_seconds: float) -> WindowSpec:
-        return cls(seconds, time.time() + seconds, reserve_seconds)
+    def starting_now(
+        cls, seconds: float, reserve_cap: float, where: str = "--window"
+    ) -> WindowSpec:
+        return cls(seconds, time.time() + seconds, reserve_for(seconds, reserve_cap), where)
 
 
 @dataclass
 class WindowPlan:
     window_seconds: float = 0.0
+    reserve_seconds: float = 0.0
+    asking_seconds: float = 0.0  # what was left of the window for asking when it was fitted
     callback_rate_per_second: float = 0.0
     rate_source: str = ""
     budget_targets: int = 0
@@ -71,6 +91,13 @@ class WindowPlan:
     reused_stale: int = 0
     deferred: int = 0
     by_priority: dict[str, int] = field(default_factory=dict)
+    # When nothing fits: the fewest callbacks any contact needing an ask needs (its channels).
+    smallest_contact_targets: int = 0
+
+    @property
+    def needing(self) -> int:
+        """Targets that needed asking: asked, kept with a stale answer, or deferred."""
+        return self.queried_targets + self.reused_stale + self.deferred
 
 
 def parse_duration(text: str, where: str = "--window") -> float:
@@ -136,10 +163,14 @@ WHERE callbacks <= $budget AND requests <= $max_requests
 """
 
 
+def asking_seconds(spec: WindowSpec, now: float | None = None) -> float:
+    """What is left of the window for asking (and answering), the reserve kept back."""
+    return max(0.0, spec.ends_at - (time.time() if now is None else now) - spec.reserve_seconds)
+
+
 def budget(spec: WindowSpec, rate: float, now: float | None = None) -> int:
     """Callbacks (= targets) the rest of the window can take at `rate`."""
-    left = spec.ends_at - (time.time() if now is None else now) - spec.reserve_seconds
-    return max(0, math.floor(left * rate))
+    return math.floor(asking_seconds(spec, now) * rate)
 
 
 def fit_window(
@@ -153,9 +184,10 @@ def fit_window(
 ) -> WindowPlan:
     """Keep as `query` what the window can answer; reuse or defer the rest (see the module)."""
     params = {"run_id": run_id}
-    plan = WindowPlan(window_seconds=spec.seconds, callback_rate_per_second=rate)
+    asking = asking_seconds(spec, now.timestamp())
+    plan = WindowPlan(spec.seconds, spec.reserve_seconds, asking, callback_rate_per_second=rate)
     plan.budget_targets = budget(spec, rate, now.timestamp())
-    max_requests = max(0, math.floor((spec.ends_at - now.timestamp()) * query_rate))
+    max_requests = math.floor(asking * query_rate)
     conn.execute(HISTORY_SQL, params)
     conn.execute(PICK_SQL, {"budget": plan.budget_targets, "max_requests": max_requests})
     priorities = conn.execute(
@@ -168,6 +200,11 @@ def fit_window(
     plan.reused_stale, plan.deferred = _reuse_or_defer(conn, run_id)
     row = conn.execute("SELECT count(*) FROM window_picked").fetchone()
     plan.queried_contacts = int(row[0]) if row else 0
+    if plan.queried_targets == 0:  # only then does the message need it (pipeline/refusal.py)
+        row = conn.execute(
+            "SELECT min(n) FROM (SELECT count(*) AS n FROM window_targets GROUP BY contact_key)"
+        ).fetchone()
+        plan.smallest_contact_targets = int(row[0]) if row and row[0] is not None else 0
     conn.execute("DROP TABLE IF EXISTS window_targets")
     conn.execute("DROP TABLE IF EXISTS window_picked")
     return plan
@@ -224,6 +261,7 @@ def fit_window_to_rate(
         log,
         "window fitted",
         window_seconds=spec.seconds,
+        reserve_seconds=round(spec.reserve_seconds, 1),
         callback_rate=rate,
         rate_source=source,
         budget=plan.budget_targets,
@@ -238,3 +276,13 @@ def collect_deadline(spec: WindowSpec, last_acceptance: float, configured: float
     """Seconds after the last accepted request collect may wait: until the first half of the
     reserve at most, leaving the second half for building and writing the report."""
     return max(0.0, min(configured, spec.collect_until - last_acceptance))
+
+
+def window_spec(settings: Settings, given: str | None) -> WindowSpec | None:
+    """The run's window, starting now: `given` (--window), else `[plan] window`, else none."""
+    text = given or settings.plan.window
+    if not text:
+        return None
+    where = f"--window {text}" if given else f"[plan] window = {text!r}"
+    seconds = parse_duration(text, "--window" if given else "[plan] window")
+    return WindowSpec.starting_now(seconds, settings.plan.window_reserve_seconds, where)

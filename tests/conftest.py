@@ -19,7 +19,7 @@ from tests.s3server import bucket, s3  # noqa: F401 - fixtures for every test mo
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample" / "contacts.csv"
-WEBHOOK_SECRET = "test-webhook-secret"
+WEBHOOK_SECRET = "test-webhook-secret-at-least-32-chars"  # check refuses shorter ones
 KEY_ID, KEY_SECRET = "test-key", "test-key-secret"
 
 
@@ -162,3 +162,30 @@ def add_targets(conn: Any, select: str, params: Any = None) -> None:
         FROM given_targets g JOIN target_files f USING (run_id, source)
     """)
     conn.execute("DROP TABLE given_targets")
+
+
+# `make test` runs the suite in two phases: every test not marked `timed` on several workers
+# (pytest-xdist), then the `timed` ones on their own, one at a time (their rates, durations
+# and deadlines assume a machine not busy with other tests). See README, "Tests".
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--timed",
+        choices=("include", "exclude", "only"),
+        default="include",
+        help="tests marked timed: run them with the others (default), leave them out, or run "
+        "only them; combines with -m and -k",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("timed")
+    if mode == "include":
+        return
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        timed = item.get_closest_marker("timed") is not None
+        (kept if timed == (mode == "only") else left_out).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

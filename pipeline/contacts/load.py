@@ -38,7 +38,7 @@ from pipeline.contacts.sources import (
     resolve_paths,
 )
 from pipeline.db import sql_literal, transaction
-from pipeline.errors import InputFileError
+from pipeline.errors import EmptyInput
 from pipeline.settings import ContactsSettings
 from pipeline.sinch.models import CHANNELS, PHONE_CHANNELS
 
@@ -164,7 +164,7 @@ def _stage(
             report(state)
     summary.sources = list(seen)
     if not summary.rows:
-        raise InputFileError(", ".join(paths), "no rows: the files hold a header only")
+        raise EmptyInput(", ".join(paths), "no rows: the files hold a header only")
 
 
 def _add_file(conn: duckdb.DuckDBPyConnection, file_index: int, source: str, form: str) -> None:

@@ -145,11 +145,11 @@ def _last_signature(conn: duckdb.DuckDBPyConnection) -> str:
 
 def waiting_runs(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Runs that may still wait for answers: every run with requests but those that finished,
-    succeeded or failed (a failed run left alone would otherwise make every later query of its
-    identities ambiguous; resuming it makes it wait again)."""
+    succeeded, failed or refused (a failed run left alone would otherwise make every later
+    query of its identities ambiguous; resuming it makes it wait again)."""
     rows = conn.execute("""
-        SELECT DISTINCT run_id FROM requests
-        WHERE run_id NOT IN (SELECT run_id FROM runs WHERE status IN ('succeeded', 'failed'))
+        SELECT DISTINCT run_id FROM requests WHERE run_id NOT IN (
+            SELECT run_id FROM runs WHERE status IN ('succeeded', 'failed', 'refused'))
     """).fetchall()
     return sorted(str(row[0]) for row in rows)
 

@@ -151,7 +151,10 @@ class OAuth2Auth:
     def _gave_up(
         self, failure: SinchApiError | SinchTransportError, attempts: int
     ) -> SinchApiError | SinchTransportError:
-        """The last failure, saying that the deadline passed and after how many tries."""
+        """The last failure, saying that the deadline passed and after how many tries; with
+        no deadline (one try asked for), the failure as it is."""
+        if self._deadline_seconds <= 0:
+            return failure
         why = (
             f"token endpoint {self._token_url}: no token after {attempts} attempts in "
             f"{self._deadline_seconds:.0f} s (the deadline for one fetch)"

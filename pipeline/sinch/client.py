@@ -23,7 +23,7 @@ import orjson
 
 from pipeline.errors import ConfigError, SinchApiError, SinchTransportError
 from pipeline.settings import Secrets, SinchSettings
-from pipeline.sinch.auth import Auth, BasicAuth, OAuth2Auth
+from pipeline.sinch.auth import TOKEN_DEADLINE_SECONDS, Auth, BasicAuth, OAuth2Auth
 from pipeline.sinch.models import CAPABILITY_TRIGGER, parse_error
 from pipeline.sinch.retry import RETRYABLE_STATUSES, backoff_seconds
 from pipeline.sinch.transport import AiohttpTransport, RawResponse
@@ -65,14 +65,24 @@ class SinchClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
+        retry: bool = True,
     ) -> None:
+        """`retry=False` tries admin calls and the token once: `capaudit check` wants the
+        first failure as it is, within its budget, not after minutes of back-off."""
         if secrets.key_id is None or secrets.key_secret is None:
             raise ConfigError("SINCH_KEY_ID and SINCH_KEY_SECRET must be set in the environment")
         self._transport = transport or AiohttpTransport(max_connections=max_connections)
         self._timeout = httpx.Timeout(sinch.timeout_seconds).as_dict()
         self._http = httpx.AsyncClient(transport=self._transport, timeout=sinch.timeout_seconds)
+        self._admin_attempts = ADMIN_ATTEMPTS if retry else 1
         self.auth: Auth = (
-            OAuth2Auth(self._http, sinch.token_url, secrets.key_id, secrets.key_secret)
+            OAuth2Auth(
+                self._http,
+                sinch.token_url,
+                secrets.key_id,
+                secrets.key_secret,
+                deadline_seconds=TOKEN_DEADLINE_SECONDS if retry else 0.0,
+            )
             if sinch.auth == "oauth2"
             else BasicAuth(secrets.key_id, secrets.key_secret)
         )
@@ -161,15 +171,15 @@ class SinchClient:
     async def _call(self, method: str, url: str, body: Any = None) -> dict[str, Any]:
         """An admin call (webhooks, contacts): retried briefly on 429, 5xx and lost answers."""
         content = orjson.dumps(body) if body is not None else b""
-        for attempt in range(1, ADMIN_ATTEMPTS + 1):
+        for attempt in range(1, self._admin_attempts + 1):
             try:
                 response = await self._send(method, url, content)
             except SinchTransportError:
-                if attempt == ADMIN_ATTEMPTS:
+                if attempt == self._admin_attempts:
                     raise
                 await asyncio.sleep(_admin_backoff(attempt))
                 continue
-            if response.status_code not in RETRYABLE_STATUSES or attempt == ADMIN_ATTEMPTS:
+            if response.status_code not in RETRYABLE_STATUSES or attempt == self._admin_attempts:
                 break
             wait = retry_after_seconds(response)
             await asyncio.sleep(wait if wait is not None else _admin_backoff(attempt))
@@ -208,12 +218,18 @@ class SinchClient:
                 response = await self._exchange(method, url, content, headers)
             except httpx.TransportError as exc:
                 raise SinchTransportError(
-                    f"{method} {httpx.URL(url).path}: {type(exc).__name__} {exc}"
+                    f"{method} {_without_query(url)}: {type(exc).__name__} {exc}"
                 ) from exc
             if attempt == 1 and _token_expired(response) and self.auth.expired(authorization):
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _without_query(url: str) -> str:
+    """The URL an error names: whole, so the reader knows which host failed, but without its
+    query, where contact look-ups carry phone numbers."""
+    return str(httpx.URL(url).copy_with(query=None))
 
 
 def _admin_backoff(attempt: int) -> float:

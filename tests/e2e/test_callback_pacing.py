@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import pytest
 
 from pipeline import steps
 from pipeline.audit import register_webhook
@@ -23,6 +24,8 @@ from pipeline.settings import Settings
 from pipeline.warehouse import open_warehouse
 from tests.conftest import receiver, simulator, write_config
 from tests.e2e.test_audit import small_sample
+
+pytestmark = pytest.mark.timed  # measures query rates and backlogs over seconds
 
 SLOW, FAST = 50.0, 150.0  # callbacks per second before and after the raise
 BACKLOG_SECONDS = 3.0

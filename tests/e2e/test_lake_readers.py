@@ -122,6 +122,8 @@ def test_latest_is_the_newest_answer_over_the_whole_history(home: Path) -> None:
         "channel_capabilities",
         "checked_at",
         "run_id",
+        "answered_run_id",
+        "request_id",
     ]
     assert set(latest["run_id"]) <= set(RUNS)
     assert "wednesday" in set(latest["run_id"])  # the newest run's answers won

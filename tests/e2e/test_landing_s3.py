@@ -80,6 +80,7 @@ def test_each_batch_is_one_object_acknowledged_once_stored(aws: EmbeddedS3, buck
     with_receiver(f"s3://{bucket}/landing/", storage(aws), scenario, group_commit_ms=20)
 
 
+@pytest.mark.timed  # asserts what happens within the store's timeouts
 def test_storage_down_gets_503_then_recovers_by_itself(aws: EmbeddedS3, bucket: str) -> None:
     quick = storage(aws, read_timeout_seconds=0.5, connect_timeout_seconds=0.5, max_attempts=2)
 

@@ -9,12 +9,14 @@ import hmac
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import (
     KEY_SECRET,
@@ -83,16 +85,47 @@ def test_check_passes_when_ready_and_fails_without_a_receiver(tmp_path: Path) ->
                 ["ok", "config"],
                 ["ok", "privacy"],
                 ["ok", "secrets"],
+                ["ok", "rate"],
                 ["ok", "token"],
                 ["ok", "api"],
                 ["ok", "app"],
                 ["ok", "webhook"],
                 ["ok", "receiver"],
+                ["note", "check"],  # check changes nothing at Sinch: ...
             ]
         gone = capaudit("check", "--config", str(config), env=env)  # the receiver has stopped
     assert gone.returncode == 1
-    assert "FAIL  receiver" in gone.stdout
+    assert f"FAIL  receiver  GET {receiver_url}/callbacks/sinch: ConnectError" in gone.stdout
     assert KEY_SECRET not in gone.stdout + gone.stderr
+
+
+@pytest.mark.timed
+def test_check_with_the_example_config_and_no_network_fails_fast_naming_each_problem() -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on: refused at once
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {
+        "CAPAUDIT_SINCH__TOKEN_URL": f"{closed}/oauth2/token",
+        "CAPAUDIT_WEBHOOK_SECRET": "short",
+        "CAPAUDIT_DISPATCH__RATE_PER_SECOND": "5000",
+    }
+    started = time.monotonic()
+    done = capaudit("check", "--config", "configs/sinch.example.toml", env=env)
+    took = time.monotonic() - started
+    assert done.returncode == 1
+    assert took < 5, f"check took {took:.1f} s (its budget: 10 s; 13 min before issue 25)"
+    lines = {line.split()[1]: line for line in done.stdout.splitlines()}
+    assert lines["config"].startswith("FAIL")
+    for key in ("[sinch] project_id", "[sinch] app_id", "[receiver] public_url"):
+        assert key in lines["config"]
+    assert "CAPAUDIT_WEBHOOK_SECRET is shorter than 32 characters" in lines["secrets"]
+    assert "short" not in lines["secrets"].replace("shorter", "")
+    assert lines["rate"].startswith("warn  rate      [dispatch] rate_per_second = 5000")
+    assert lines["token"].startswith(f"FAIL  token     token endpoint {closed}/oauth2/token:")
+    for name in ("api", "app", "webhook", "receiver"):
+        assert lines[name].startswith("FAIL")
+        assert "not tried: placeholder in" in lines[name]
+    assert "check changes nothing at Sinch" in done.stdout
 
 
 def test_a_second_concurrent_run_exits_without_touching_the_warehouse(tmp_path: Path) -> None:

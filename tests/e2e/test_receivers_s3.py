@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import pytest
 
 from pipeline.landing.ingest import ingest_landing
 from pipeline.landing.objects import ObjectLanding
@@ -97,6 +98,7 @@ async def burst_counting(
         await asyncio.gather(*(sender(i) for i in range(16)))
 
 
+@pytest.mark.timed  # the store's timeouts and a 5 s outage: a busy machine would skew them
 def test_storage_stopped_5_s_gets_503s_and_loses_nothing_acknowledged(
     s3: EmbeddedS3,
     bucket: str,

@@ -17,7 +17,8 @@ from tests.conftest import receiver, sim_stats, simulator, wait_for, write_confi
 from tests.e2e.test_audit import capaudit, small_sample
 from tests.e2e.test_resume import live_env
 
-WINDOW = 8.0
+WINDOW = 25.0
+RATE = 100.0  # callbacks a second
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -45,9 +46,19 @@ def slow_callbacks(
     )
 
 
+@pytest.mark.timed  # each run ends within its 25 s window plus 10%
 def test_three_windows_query_every_target_exactly_once_stalest_first(tmp_path: Path) -> None:
-    # 4 callbacks/s, an 8 s window less 2 s of reserve: about 20 of the list's 57 targets a night
-    config = slow_callbacks(tmp_path, 57, 4.0, plan={"window_reserve_seconds": 2.0})
+    """Issue 25: three `--window 25s` runs on the sample list (6,003 targets) at 100 callbacks/s
+    ask every target once between them, each ending within the window plus 10%. A window keeps
+    a tenth of itself in reserve (2.5 s), so about 2,200 targets fit a night: three 25 s
+    windows are the least that covers the list at that rate."""
+    config = write_config(
+        tmp_path / "c.toml",
+        tmp_path,
+        simulator={"webhook_rate": RATE, "callback_delay_ms": 50, "latency_ms": 5},
+        collect={"callback_rate_per_second": RATE},
+    )
+    walls = []
     with simulator(config) as sim_url, receiver(config) as receiver_url:
         for night in ("n1", "n2", "n3"):
             started = time.monotonic()
@@ -61,37 +72,47 @@ def test_three_windows_query_every_target_exactly_once_stalest_first(tmp_path: P
                 f"{WINDOW:g}s",
                 env=live_env(sim_url, receiver_url),
             )
+            walls.append(time.monotonic() - started)
             assert done.returncode == 0, done.stderr
-            assert time.monotonic() - started < WINDOW * 1.1 + 3  # + the interpreter's start
             wait_for(lambda: sim_stats(sim_url)["callbacks_pending"] == 0)
+    # the run as recorded ends within the window plus 10%; the process too, but for the
+    # interpreter's start (imports: 0.8 s on an idle machine, seconds on a busy one)
     durations = query(tmp_path, "SELECT epoch(finished_at) - epoch(started_at) FROM runs")
     assert all(float(d) <= WINDOW * 1.1 for (d,) in durations), durations  # type: ignore[arg-type]
-    listed = query(
+    assert all(wall <= WINDOW * 1.1 + 3 for wall in walls), walls
+    [(listed,)] = query(
+        tmp_path, "SELECT json_extract(counts, '$.load.targets')::INT FROM runs WHERE run_id = 'n1'"
+    )
+    asked = query(
         tmp_path,
-        "SELECT json_extract(counts, '$.load.contacts')::INT FROM runs WHERE run_id = 'n1'",
-    )[0][0]
-    asked = query(tmp_path, "SELECT run_id, contact_key FROM requests ORDER BY run_id")
-    per_night = {night: sum(1 for r, _ in asked if r == night) for night in ("n1", "n2", "n3")}
-    # about a third a night; every target asked once over the three nights, never-answered
-    # ones first: only an answer that reported a transient failure is asked again, last
-    assert all(12 <= n <= 25 for n in per_night.values()), per_night
-    assert len({key for _, key in asked}) == listed
+        "SELECT t.run_id, t.contact_key, t.channel FROM targets t WHERE action = 'query'",
+    )
+    per_night = {night: sum(1 for r, _, _ in asked if r == night) for night in ("n1", "n2", "n3")}
+    # about 22 s of callbacks a night, the third asks the rest; every target asked once
+    # over the three nights, never-answered ones first. Asked again: an answer that reported
+    # a transient failure (last), and a contact id Sinch has no contact for (NOT_A_CONTACT is
+    # no answer, never reused: rule 11)
+    assert all(1800 <= per_night[n] <= 2400 for n in ("n1", "n2")), per_night
+    assert len({(key, channel) for _, key, channel in asked}) == listed == 6003
     again = query(
         tmp_path,
         """
-        SELECT r.run_id, r.contact_key, bool_and(c.reason_code IN ('RATE_LIMITED', 'INTERNAL_ERROR',
-            'CHANNEL_FAILURE')) FROM requests r JOIN capability c ON c.contact_key = r.contact_key
-            AND c.run_id < r.run_id AND NOT c.reused
+        SELECT t.run_id, t.contact_key, t.channel, bool_and(c.reason_code IN ('RATE_LIMITED',
+            'INTERNAL_ERROR', 'CHANNEL_FAILURE') OR c.status = 'NOT_A_CONTACT')
+        FROM targets t JOIN capability c ON c.contact_key = t.contact_key
+            AND c.channel = t.channel AND c.run_id < t.run_id AND NOT c.reused
+        WHERE t.action = 'query'
         GROUP BY ALL""",
     )
-    assert all(transient for _, _, transient in again), again
-    assert len(asked) - listed == len(again) <= 3
+    assert all(transient for *_, transient in again), again
+    assert len(asked) - listed == len(again)
     # the first night asks the top of the list (all never answered, in input order)
     first = query(
         tmp_path,
         """
         SELECT max(row_number) FILTER (WHERE run_id = 'n1')
-            < min(row_number) FILTER (WHERE run_id = 'n2')
+            < min(row_number) FILTER (WHERE run_id = 'n2' AND contact_key NOT IN (
+                SELECT contact_key FROM targets WHERE run_id = 'n1' AND action = 'query'))
         FROM targets WHERE action = 'query'""",
     )
     assert first == [(True,)]
@@ -101,6 +122,7 @@ def test_three_windows_query_every_target_exactly_once_stalest_first(tmp_path: P
         "SELECT count(*), count(*) FILTER (WHERE reused) FROM capability WHERE run_id = 'n3'",
     )
     assert rows == [(listed, listed - per_night["n3"])]
+    print(f"window runs: {durations} s recorded, {walls} s walls, asked {per_night}")
 
 
 def test_late_answers_are_used_by_the_next_run_and_not_asked_again(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ def test_a_refusal_is_a_storage_error_not_unavailable(s3: EmbeddedS3, bucket: st
     assert not isinstance(caught.value, StorageUnavailable)
 
 
+@pytest.mark.timed  # asserts what happens within the store's timeouts
 def test_a_store_that_does_not_answer_is_unavailable_within_its_timeouts() -> None:
     with socket.socket() as silent:  # accepts connections (backlog), never answers
         silent.bind(("127.0.0.1", 0))
@@ -107,6 +108,7 @@ def test_check_probes_each_configured_bucket(
     configured = settings.replace("receiver", landing_url=f"s3://{bucket}/landing/")
     configured = configured.replace("warehouse", lake_url="s3://no-such-bucket-here/lake/")
     configured = Settings(**{**configured.__dict__, "secrets": Secrets(None, None, ())})
-    found = [c for c in asyncio.run(run_checks(configured)) if c.name == "storage"]
+    report = asyncio.run(run_checks(configured, budget_seconds=10.0))
+    found = [c for c in report.checks if c.name == "storage"]
     assert [c.ok for c in found] == [True, False]
     assert "no-such-bucket-here" in found[1].detail

@@ -18,11 +18,15 @@ from pathlib import Path
 import duckdb
 import httpx
 import orjson
+import pytest
 
 from pipeline.landing.segments import list_segments
 from tests.conftest import REPO, receiver, service_env, sim_stats, simulator, wait_for, write_config
 from tests.e2e.test_audit import capaudit, small_sample
 from tests.e2e.test_resume import live_env
+
+# Outages and restarts within short collect deadlines and health intervals.
+pytestmark = pytest.mark.timed
 
 CONTACTS = 300  # 900 targets: a few seconds of sending and callbacks
 
@@ -167,7 +171,9 @@ def test_receiver_stopped_for_good_ends_incomplete_then_resume_completes(tmp_pat
     )
     first_requests = {str(r[0]) for r in query(tmp_path, "SELECT request_id FROM requests")}
     for channel in summary["channels"]:  # the shares of answered targets leave the gap out
+        # (not a contact is no answer either: the contact-id row's, when it landed in time)
         answered = channel["targets"] - channel["no_response"] - channel["request_failed"]
+        answered -= channel["not_a_contact"]
         assert channel["answered"] == answered
         assert channel["reachable_share_of_answered"] == channel["reachable"] / answered
 
@@ -254,3 +260,25 @@ def test_external_receiver_down_and_back_is_logged_and_the_run_completes(tmp_pat
     assert no_response == 0
     [(counts,)] = query(tmp_path, "SELECT counts FROM runs")
     assert json.loads(str(counts))["collect"]["receiver_outages"] >= 1
+
+
+def test_an_external_receiver_is_watched_where_sinch_calls_it(tmp_path: Path) -> None:
+    """Issue 25: with only `public_url` pointing at an external receiver ([receiver] port left
+    at this host's default), collect watched 127.0.0.1:8751 and reported a false outage."""
+    config = write_config(
+        tmp_path / "c.toml",
+        tmp_path,
+        contacts={"paths": [str(small_sample(tmp_path, 100))]},
+        simulator={"latency_ms": 5, "webhook_rate": 300, "callback_delay_ms": 50},
+        collect={"deadline_seconds": 30, "health_interval_seconds": 0.2},
+    )
+    with simulator(config) as sim_url, receiver(config) as receiver_url:
+        live = live_env(sim_url, receiver_url)
+        del live["CAPAUDIT_COLLECT__RECEIVER_HEALTH_URL"]
+        done = capaudit("run", "--config", str(config), "--run-id", "ext", env=live)
+    assert done.returncode == 0, done.stderr
+    assert "is down" not in done.stderr
+    assert "still down" not in done.stderr
+    [(counts,)] = query(tmp_path, "SELECT counts FROM runs")
+    collect = json.loads(str(counts))["collect"]
+    assert (collect["receiver_outages"], collect["receiver_health_checked"]) == (0, True)

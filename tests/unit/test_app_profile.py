@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.checks import _app, _check
+from pipeline.check_probes import SinchReads, _app
+from pipeline.check_runner import Probe, attempt
 from pipeline.settings import Settings
 from pipeline.sinch.apps import AppProfile, app_profile, read_app_profile
 from pipeline.sinch.client import SinchClient
@@ -47,7 +48,8 @@ def test_check_reports_the_app_and_warns_when_callbacks_are_expected_faster(
     async def scenario(client: SinchClient, sim: Any) -> None:
         for expected in (20.0, 30.0):
             collect = settings.replace("collect", callback_rate_per_second=expected)
-            found.append(await _check("app", lambda s=collect: _app(client, s)))
+            probe = Probe("app", "GET", "/apps/a", lambda s=collect: _app(SinchReads(client), s))
+            found.append(await attempt(probe))
 
     with_simulator(scenario, webhook_rate=25.0)
     fine, warned = found

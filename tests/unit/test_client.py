@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.errors import ConfigError, SinchTransportError
 from pipeline.settings import Secret, Secrets, SinchSettings
+from pipeline.sinch.auth import BasicAuth
 from pipeline.sinch.client import SinchClient, retry_after_seconds
 
 KEYS = Secrets(Secret("id"), Secret("secret"), ())
@@ -123,3 +124,32 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
     ceilings = [backoff_seconds(n, 0.25, 1.0, jitter=lambda low, high: high) for n in (1, 2, 3, 4)]
     assert ceilings == [0.25, 0.5, 1.0, 1.0]
     assert backoff_seconds(3, 0.25, 1.0, jitter=lambda low, high: low) == 0.0
+
+
+def test_without_retries_each_call_is_tried_once_and_names_its_host_not_its_query() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+    async def main() -> tuple[str, str]:
+        sinch = SinchSettings(base_url="http://sinch.test", token_url="http://auth.test/token")
+        transport = httpx.MockTransport(handler)
+        async with SinchClient(sinch, KEYS, transport=transport, retry=False) as client:
+            with pytest.raises(SinchTransportError) as token:
+                await client.list_webhooks()
+            client.auth = BasicAuth(Secret("id"), Secret("secret"))
+            with pytest.raises(SinchTransportError) as lookup:
+                await client.find_contacts("SMS", "46701234567")
+        return str(token.value), str(lookup.value)
+
+    token, lookup = asyncio.run(main())
+    assert sent == ["POST /token", "GET /v1/projects/capaudit-demo-project/contacts"]
+    assert token == (
+        "token endpoint http://auth.test/token: "
+        "ConnectError('[Errno -2] Name or service not known')"
+    )
+    # The whole URL but its query, which carries the phone number.
+    assert lookup.startswith("GET http://sinch.test/v1/projects/capaudit-demo-project/contacts: ")
+    assert "46701234567" not in lookup

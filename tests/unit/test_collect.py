@@ -94,6 +94,7 @@ def test_struck_off_count_equals_the_full_count(conn: duckdb.DuckDBPyConnection)
     tracker.close()
 
 
+@pytest.mark.timed  # under 10 s
 def test_collect_ingests_callbacks_as_they_land_until_all_answered(
     conn: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
@@ -160,6 +161,7 @@ def collect_for(
     return asyncio.run(main())
 
 
+@pytest.mark.timed  # builds within a 3 s deadline
 def test_collect_builds_while_waiting_so_the_build_after_redoes_only_the_latest(
     conn: duckdb.DuckDBPyConnection, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -204,6 +206,7 @@ def test_no_provisional_build_when_it_would_not_end_well_before_the_deadline(
     assert summary.provisional_builds == 0
 
 
+@pytest.mark.timed  # under 5 s
 def test_a_stop_interrupts_a_provisional_build(
     conn: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,16 +47,61 @@ def test_a_run_that_queried_nothing_is_complete() -> None:
     assert Completeness("r", 0, 0, 0.0).complete
 
 
-def test_the_health_url_defaults_to_healthz_on_the_receivers_own_port() -> None:
+def test_the_health_url_is_healthz_where_the_receiver_is_called() -> None:
     collect = CollectSettings()
-    assert collect.health_url(ReceiverSettings(host="0.0.0.0", port=8751)) == (
-        "http://127.0.0.1:8751/healthz"
-    )
-    assert collect.health_url(ReceiverSettings(host="::1", port=80)) == "http://[::1]:80/healthz"
+    # An external receiver: [receiver] host and port (this host's defaults) are not where it is.
+    external = ReceiverSettings(public_url="http://127.0.0.1:41234/callbacks/sinch")
+    assert collect.health_url(external) == "http://127.0.0.1:41234/healthz"
+    proxied = ReceiverSettings(host="0.0.0.0", public_url="https://cb.test/in/callbacks/sinch")
+    assert collect.health_url(proxied) == "https://cb.test/healthz"
     explicit = CollectSettings(receiver_health_url="http://10.0.0.5:8751/healthz")
-    assert explicit.health_url(ReceiverSettings()) == "http://10.0.0.5:8751/healthz"
+    assert explicit.health_url(external) == "http://10.0.0.5:8751/healthz"
 
 
+def watched(answers: list[int | str], seconds: float = 0.3) -> HealthWatch:
+    """A watch polling every 10 ms for `seconds`; each poll takes the next answer (a status,
+    or an error text: no answer), the last one repeating."""
+    queue = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, str):
+            raise httpx.ConnectError(answer, request=request)
+        return httpx.Response(answer)
+
+    async def watch() -> HealthWatch:
+        transport = httpx.MockTransport(handler)
+        async with HealthWatch("http://r/healthz", interval=0.01, transport=transport) as w:
+            await asyncio.sleep(seconds)
+        return w
+
+    return asyncio.run(watch())
+
+
+@pytest.mark.parametrize("status", [403, 404, 405])
+def test_a_proxy_hiding_healthz_is_not_checked_never_down(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pipeline.health"):
+        watch = watched([200, status])
+    messages = [r.getMessage() for r in caplog.records]
+    assert (watch.outages, watch.down_seconds, watch.checked) == (0, 0.0, False)
+    assert messages == [
+        f"the receiver's health is not checked: http://r/healthz answers HTTP {status}, as a "
+        "proxy that keeps /healthz private does; set [collect] receiver_health_url to a "
+        "/healthz that reaches the receiver itself"
+    ]
+
+
+def test_a_proxy_that_stops_answering_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pipeline.health"):
+        watch = watched([404, 404, "refused", "refused", 404])
+    assert watch.outages == 1
+    assert "is down (ConnectError: refused)" in caplog.text
+    assert caplog.text.count("not checked") == 2  # before and after the outage
+
+
+@pytest.mark.timed  # polls every 0.01 s for 0.3 s
 def test_the_health_watch_logs_down_and_back(caplog: pytest.LogCaptureFixture) -> None:
     answers = iter([200, 200, 503, 503, 200, 200] + [200] * 100)
 

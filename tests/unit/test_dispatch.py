@@ -85,6 +85,7 @@ def states(events: list[RequestEvent]) -> dict[str, int]:
     return found
 
 
+@pytest.mark.timed  # requests per 1 s window
 def test_rate_and_concurrency_are_never_exceeded(sim_url: str) -> None:
     configure(sim_url, latency_ms=60, rate_limit=40)
     _dispatcher, events = dispatch(sim_url, 100, rate_per_second=40, max_in_flight=3)
@@ -95,6 +96,7 @@ def test_rate_and_concurrency_are_never_exceeded(sim_url: str) -> None:
     assert stats["max_requests_in_flight"] <= 3
 
 
+@pytest.mark.timed  # a 30/s client against a 10/s limit
 def test_429_with_retry_after_pauses_everyone_then_succeeds(sim_url: str) -> None:
     configure(sim_url, rate_limit=10, retry_after=True)
     dispatcher, events = dispatch(sim_url, 30, rate_per_second=30)
@@ -105,6 +107,7 @@ def test_429_with_retry_after_pauses_everyone_then_succeeds(sim_url: str) -> Non
     assert dispatcher.stats.last_sent - dispatcher.stats.first_sent >= 1.0
 
 
+@pytest.mark.timed  # a 30/s client against a 10/s limit
 def test_429_without_retry_after_backs_off_then_succeeds(sim_url: str) -> None:
     configure(sim_url, rate_limit=10, retry_after=False)
     dispatcher, events = dispatch(sim_url, 30, rate_per_second=30)
@@ -112,6 +115,7 @@ def test_429_without_retry_after_backs_off_then_succeeds(sim_url: str) -> None:
     assert dispatcher.stats.answers["429"] > 0
 
 
+@pytest.mark.timed  # a 40/s client against a 10/s limit
 def test_persistent_429s_slow_the_rate_down(sim_url: str, caplog: pytest.LogCaptureFixture) -> None:
     configure(sim_url, rate_limit=10, retry_after=False)
     with caplog.at_level(logging.WARNING, logger="pipeline.submit.pacing"):
@@ -138,6 +142,7 @@ def test_connections_reset_mid_request_are_retried(sim_url: str) -> None:
     assert sim_stats(sim_url)["request_ids_repeated"] > 0
 
 
+@pytest.mark.timed  # the expiry must land mid-run
 def test_token_expiry_mid_run_renews_once(sim_url: str) -> None:
     configure(sim_url)
     before = sim_stats(sim_url)["tokens_issued"]
@@ -187,9 +192,9 @@ def test_a_callback_budget_keeps_accepted_requests_awaited_and_releases_failed_o
     async def main() -> None:
         sinch = SinchSettings(base_url=sim_url, token_url=f"{sim_url}/oauth2/token")
         async with SinchClient(sinch, KEYS) as client:
-            dispatcher = Dispatcher(
-                client, DispatchSettings(max_attempts=1), record=events.append, budget=budget
-            )
+            # 200/s: the default 8/s would only make the 40 requests take 5 s
+            settings = DispatchSettings(rate_per_second=200.0, max_attempts=1)
+            dispatcher = Dispatcher(client, settings, record=events.append, budget=budget)
             await dispatcher.run(requests(40), asyncio.Event())
 
     asyncio.run(main())
@@ -207,6 +212,7 @@ def test_retries_take_an_in_flight_slot_like_first_attempts(sim_url: str) -> Non
     assert sim_stats(sim_url)["max_requests_in_flight"] <= 3
 
 
+@pytest.mark.timed  # stopped after 0.2 s, mid-run
 def test_a_stopped_run_leaves_no_in_flight_slot_taken(sim_url: str) -> None:
     configure(sim_url, latency_ms=50)
     events: list[RequestEvent] = []

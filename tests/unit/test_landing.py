@@ -52,6 +52,7 @@ def test_segments_rotate_by_size_and_close_atomically(tmp_path: Path) -> None:
     assert writer.metrics.segments_closed == len(segments)
 
 
+@pytest.mark.timed  # a 0.2 s age within 0.6 s
 def test_segments_rotate_by_age_without_traffic(tmp_path: Path) -> None:
     async def main() -> None:
         writer = LandingWriter(tmp_path, writer_id="w1", max_age_seconds=0.2)

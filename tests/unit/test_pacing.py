@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from pipeline.submit.pacing import MAX_MARGIN, SPREAD_MEMORY_SECONDS, Pacer
 
 
@@ -57,6 +59,7 @@ def test_persistent_429s_cut_the_rate_and_quiet_restores_it() -> None:
     assert pacer.rate == 100
 
 
+@pytest.mark.timed  # the real clock
 def test_the_window_guard_admits_at_most_the_rate_per_window() -> None:
     readings: list[float] = []
 

@@ -9,6 +9,7 @@ import duckdb
 import orjson
 
 from pipeline import ledger, runs, steps
+from pipeline.reasks import plan_resume_asks
 from pipeline.settings import Settings
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -155,18 +156,77 @@ def test_unanswered_targets_are_asked_again_once_on_resume(
                 "received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, 1)",
                 [first[key], channel, NOW],
             )
-        assert steps.plan_reasks(conn, "new", settings) == 0  # no collect yet: too early
+        assert reask(conn, settings) == 0  # no collect yet: too early
         runs.start_run(conn, "new", config_digest="", inputs=[])
         runs.record_step(conn, "new", "collect", 1.0, {"deadline_passed": False})
-        assert steps.plan_reasks(conn, "new", settings) == 0  # interrupted while waiting
+        assert reask(conn, settings) == 0  # interrupted while waiting
         runs.record_step(conn, "new", "collect", 1.0, {"deadline_passed": True})
-        assert steps.plan_reasks(conn, "new", settings) == 2
-        assert steps.plan_reasks(conn, "new", settings) == 0  # once: a re-ask is not re-asked
+        assert reask(conn, settings) == 2
+        conn.execute("UPDATE requests SET state = 'accepted', accepted_at = $now", {"now": NOW})
+        assert reask(conn, settings) == 0  # once: a re-ask is not re-asked
         reasks = conn.execute(
             "SELECT contact_key, channels, requery_of, state FROM requests "
             "WHERE requery_of IS NOT NULL ORDER BY 1"
         ).fetchall()
     assert reasks == [
-        ("b", ["RCS"], first["b"], "planned"),
-        ("c", ["RCS", "SMS"], first["c"], "planned"),
+        ("b", ["RCS"], first["b"], "accepted"),
+        ("c", ["RCS", "SMS"], first["c"], "accepted"),
+    ]
+
+
+def reask(conn: duckdb.DuckDBPyConnection, settings: Settings, *, embedded: bool = False) -> int:
+    return plan_resume_asks(conn, "new", settings, embedded=embedded)
+
+
+def test_a_resume_with_a_new_embedded_simulator_asks_again_what_the_old_one_owed(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The embedded simulator that accepted the queries is gone with its session: what it owed
+    is asked again at once (no deadline waited out), then again if that session dies too."""
+    settings = settings.replace("contacts", phone_channels=("SMS", "RCS"))
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        from pipeline.warehouse import ensure_schema
+
+        ensure_schema(conn)
+        steps.load(conn, "new", settings, [str(contacts(tmp_path))])
+        ledger.plan_requests(conn, "new", "app", now=NOW)
+        # a: answered, RCS with a transient failure whose re-query was lost; b: accepted, RCS
+        # never answered; c: never sent (submit sends it)
+        conn.execute(
+            "UPDATE requests SET state = 'accepted', accepted_at = $now WHERE contact_key <> 'c'",
+            {"now": NOW},
+        )
+        first = dict(conn.execute("SELECT contact_key, request_id FROM requests").fetchall())
+        for key, channel, reason in (
+            ("a", "SMS", None),
+            ("a", "RCS", "RATE_LIMITED"),
+            ("b", "SMS", None),
+        ):
+            conn.execute(
+                "INSERT INTO notifications (request_id, channel, identity, capability_status, "
+                "reason_code, received_at, deliveries) VALUES (?, ?, 'x', 'CAPABILITY_FULL', ?, ?, 1)",
+                [first[key], channel, reason, NOW],
+            )
+        assert ledger.plan_requeries(conn, "new", "app", now=NOW) == 1
+        conn.execute(
+            "UPDATE requests SET state = 'accepted', accepted_at = $now WHERE contact_key = 'a'",
+            {"now": NOW},
+        )
+        # b's RCS only: a's transient answer stands (asked again once at most)
+        assert reask(conn, settings, embedded=True) == 1  # no collect ran: asked all the same
+        assert reask(conn, settings, embedded=True) == 0  # the re-ask is not sent yet
+        conn.execute(  # sent, and its session died too: a third session asks once more
+            "UPDATE requests SET state = 'accepted', accepted_at = $now "
+            "WHERE requery_of IS NOT NULL",
+            {"now": NOW},
+        )
+        assert reask(conn, settings, embedded=True) == 1
+        asks = conn.execute(
+            "SELECT request_id, channels, requery_of FROM requests WHERE contact_key = 'b' "
+            "ORDER BY request_id"
+        ).fetchall()
+    assert [(channels, of) for _, channels, of in asks] == [
+        (["RCS", "SMS"], None),
+        (["RCS"], first["b"]),  # the channel that was owed, no other
+        (["RCS"], asks[1][0]),
     ]

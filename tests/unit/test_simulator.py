@@ -123,6 +123,7 @@ def test_webhook_admin_and_the_five_webhook_limit() -> None:
     with_simulator(scenario)
 
 
+@pytest.mark.timed  # 5 requests within 1 s
 def test_rate_limit_answers_429_with_and_without_retry_after() -> None:
     for retry_after in (True, False):
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from pipeline import ledger, steps
 from pipeline.errors import UsageError
+from pipeline.refusal import idle_window_problem
 from pipeline.settings import Settings
 from pipeline.submit.backlog import expected_callback_rate
 from pipeline.warehouse import open_warehouse
@@ -20,6 +22,8 @@ from pipeline.window import (
     collect_deadline,
     fit_window,
     parse_duration,
+    reserve_for,
+    window_spec,
 )
 from tests.conftest import add_targets
 
@@ -264,3 +268,53 @@ def test_coverage_counts_each_target_once_so_its_text_and_chart_agree(
     assert sum(ages.values()) + sum(without.values()) == coverage["list_targets"] == 8
     # and the fresh ones are exactly the answers in the buckets younger than the TTL
     assert coverage["fresh_targets"] == ages["< 1 day"] + ages["1-3 days"] + ages["3-7 days"]
+
+
+def test_the_reserve_is_a_tenth_of_the_window_at_most_the_configured_seconds(
+    settings: Settings,
+) -> None:
+    assert reserve_for(25, cap=60) == 2.5  # a short window keeps most of itself for asking
+    assert reserve_for(6 * 3600, cap=60) == 60
+    spec = window_spec(settings.replace("plan", window_reserve_seconds=60), "25s")
+    assert spec is not None
+    assert (spec.seconds, spec.reserve_seconds, spec.where) == (25, 2.5, "--window 25s")
+    assert budget(spec, rate=100.0, now=spec.ends_at - 25) == 2250
+    configured = window_spec(settings.replace("plan", window="2h"), None)
+    assert configured is not None
+    assert (configured.reserve_seconds, configured.where) == (60, "[plan] window = '2h'")
+
+
+def test_a_window_that_fits_nothing_says_why_with_the_numbers(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    targets(conn, "night", ["c0", "c1", "c2"])
+    ledger.mark_reuse(conn, "night", settings.freshness, refresh=False, now=NOW)
+    spec = WindowSpec(10, NOW.timestamp() + 10, reserve_for(10, 60), "--window 10s")
+    plan = fit_window(conn, "night", spec, rate=0.1, query_rate=100, now=NOW)
+    assert (plan.queried_targets, plan.deferred, plan.smallest_contact_targets) == (0, 3, 1)
+    problem = idle_window_problem(asdict(plan), spec, cap=60)
+    assert problem is not None
+    for figure in (
+        "--window 10s fits nothing: 3 targets need asking",
+        "at 0.1 callbacks/s",
+        "has room for 0 callbacks",
+        "the smallest contact needs 1 callback ",
+        "1.0 s are kept",
+        "10% of the window, at most [plan] window_reserve_seconds",
+        "leaving 9.0 s for asking",
+        "a window of at least 12 s",
+    ):
+        assert figure in problem, (figure, problem)
+    # the suggested window fits that contact
+    bigger = WindowSpec(12, NOW.timestamp() + 12, reserve_for(12, 60))
+    assert budget(bigger, rate=0.1, now=NOW.timestamp()) >= 1
+    # a capped reserve: lowering it is the other way out
+    capped = WindowSpec(100, NOW.timestamp() + 100, reserve_for(100, 5.0), "--window 100s")
+    slow = asdict(plan) | {"asking_seconds": 95.0, "callback_rate_per_second": 0.0105}
+    message = idle_window_problem(slow, capped, cap=5.0)
+    assert message is not None
+    assert "5.0 s are kept for the last callbacks, the build and the report ([plan] " in message
+    assert "window_reserve_seconds = 5)" in message
+    assert "a window of at least 101 s or a lower [plan] window_reserve_seconds" in message
+    # everything fresh: nothing needs asking, nothing to say
+    assert idle_window_problem(asdict(plan) | {"deferred": 0}, spec, cap=60) is None
