@@ -1,14 +1,15 @@
 """Landing objects on S3: names no other writer can produce, and finding the new ones cheaply.
 
-    <prefix><YYYY-MM-DD>/<host>/<writer>/<sequence>.ndjson
-    s3://audit/landing/2026-12-08/rx1/rx1-4242-a1b2c3/0000000017.ndjson
+    <prefix><YYYY-MM-DD>/<host>/<writer>-<lane>/<sequence>.ndjson
+    s3://audit/landing/2026-12-08/rx1/rx1-4242-a1b2c3-0/0000000017.ndjson
 
 Each object is one group-committed batch of landing lines (the segment format,
 `segments.py`), written once with a conditional PUT and never changed. The writer id holds the
-host, the process id and random bits (`writer.new_writer_id`), the sequence counts the writer's
+host, the process id and random bits (`writer.new_writer_id`); a writer keeps a few PUTs in
+flight, one per lane, each lane in a folder of its own; the sequence counts the lane's
 batches; the date (the writer's UTC clock when it wrote) and host prefixes keep every listing
-small. A writer writes one batch at a time and never skips a sequence number (a failed PUT is
-tried again under the same name with the next batch), so within a writer's folder the keys
+small. A lane writes one batch at a time and never skips a sequence number (a failed PUT is tried
+again under the same name with the lane's next batch), so within a lane's folder the keys
 appear in order: whoever has read a folder up to a key only needs the keys after it
 (`StartAfter`), and a reader lists only the dates since the newest it has read, one day of
 margin either side for clocks and a PUT crossing midnight.
