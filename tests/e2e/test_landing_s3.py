@@ -102,3 +102,34 @@ def test_storage_down_gets_503_then_recovers_by_itself(aws: EmbeddedS3, bucket: 
     bodies = [line["body"] for lines in landed(aws, bucket, "landing/").values() for line in lines]
     assert callback_body("before").decode() in bodies
     assert callback_body("after").decode() in bodies
+
+
+def test_a_taken_name_is_read_back_own_retry_counts_a_clash_moves_on(
+    aws: EmbeddedS3, bucket: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.landing.objects import ObjectLanding, object_name
+    from pipeline.landing.s3writer import ObjectWriter
+    from pipeline.landing.writer import host_name
+    from pipeline.storage import parse_s3
+
+    when = datetime(2026, 12, 8, 12, tzinfo=UTC)
+    landing = ObjectLanding(aws.store(), parse_s3(f"s3://{bucket}/landing/"))
+    store, name = aws.store(), lambda n: "landing/" + object_name(when, host_name(), "w-0", n)
+    store.put(bucket, name(1), b"first\n")  # our own earlier attempt, landed after a timeout
+    store.put(bucket, name(2), b"someone else\n")  # never seen: a clash all the same
+
+    async def main() -> None:
+        writer = ObjectWriter(
+            landing, writer_id="w", commit_window_seconds=0, lanes=1, clock=lambda: when
+        )
+        await writer.start()
+        for line in (b"first\n", b"second\n"):
+            await writer.append(line)
+        await writer.close()
+
+    asyncio.run(main())
+    assert store.get(bucket, name(1))[0] == b"first\n"  # counted as written, not written twice
+    assert store.get(bucket, name(2))[0] == b"someone else\n"  # left alone
+    assert store.get(bucket, name(3))[0] == b"second\n"  # the batch moved to the next name
