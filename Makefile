@@ -10,7 +10,7 @@ BENCH_E2E_ARGS ?=
 TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse bench-e2e lock clean
+.PHONY: help install run run-s3 test lint docs serve simulate bench bench-dispatch bench-receiver bench-warehouse bench-e2e lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ install: $(STAMP) ## create .venv/ from the lock file
 
 run: $(STAMP) ## run the audit on the sample data against the embedded simulator
 	$(CAPAUDIT) run --config $(CONFIG)
+
+run-s3: $(STAMP) ## the same audit with landing and lake on S3, against an embedded SeaweedFS
+	$(PY) scripts/run-s3
 
 # Two phases, both always run: the tests not marked `timed` on TEST_WORKERS pytest-xdist
 # workers, then the `timed` ones alone (they measure rates and durations). `--dist loadscope`
@@ -74,7 +77,7 @@ bench-e2e: $(STAMP) ## a whole capaudit run of 100,000 contacts vs the API's lim
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs the registry)
 	@test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'uv==0.13.9')
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --extra s3 --python-version 3.11 --generate-hashes -o requirements.lock
 
 clean: ## remove generated outputs (keeps data/sample)
 	rm -rf data/warehouse.duckdb* data/state.duckdb* data/lake data/landing data/reports .pytest_cache .mypy_cache .ruff_cache

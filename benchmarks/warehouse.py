@@ -16,7 +16,9 @@ Each phase runs in its own process so its peak resident memory is its own:
 
 Prints (DESIGN §8): contacts_load_rows_per_s, contacts_load_peak_rss_mb, warehouse_build_s,
 warehouse_peak_rss_mb, warehouse_ratio_vs_bare_duckdb (ingest + build ÷ bare ingest + bare
-build), publish_ratio (publish ÷ ingest + build), latest_query_ratio (30 runs ÷ 1 run).
+build), publish_ratio (publish ÷ ingest + build), publish_s3_ratio (the same publication with
+`lake_url` on an embedded S3 ÷ local, `benchmarks/publish.py`), latest_query_ratio (30 runs ÷
+1 run).
 Knobs: BENCH_ROWS, BENCH_TARGETS, BENCH_LATEST_TARGETS, BENCH_LATEST_RUNS.
 """
 
@@ -36,6 +38,8 @@ from typing import Any
 
 import duckdb
 import psutil
+
+from benchmarks.publish import lake_settings, measure_publish
 
 ROWS = int(os.environ.get("BENCH_ROWS", "10000000"))
 TARGETS = int(os.environ.get("BENCH_TARGETS", "10000000"))
@@ -261,7 +265,7 @@ def phase_build() -> dict[str, Any]:
                 conn.execute(statement.replace("JOIN notifications n", "JOIN bare_notifications n"))
         bare_seconds = time.perf_counter() - started
         changes = conn.execute("SELECT count(*) FROM capability_changes").fetchone()
-        publish_seconds, early_seconds = measure_publish(conn)
+        published = measure_publish(conn, WORK)
     return {
         "ingest_seconds": ingest_seconds,
         "build_seconds": build_seconds,
@@ -272,8 +276,7 @@ def phase_build() -> dict[str, Any]:
         "lines": ingested.lines,
         "changes": changes[0] if changes else 0,
         "bare_ingest_seconds": bare_ingest_seconds,
-        "publish_seconds": publish_seconds,
-        "early_publish_seconds": early_seconds,
+        **published,
     }
 
 
@@ -412,31 +415,6 @@ def bare_ingest(conn: duckdb.DuckDBPyConnection, landing: Path) -> float:
     return time.perf_counter() - started
 
 
-def lake_settings(folder: Path) -> Any:
-    from pipeline.settings import Settings
-
-    shutil.rmtree(folder, ignore_errors=True)
-    return Settings().replace("warehouse", path=str(folder / "warehouse.duckdb"))
-
-
-def measure_publish(conn: duckdb.DuckDBPyConnection) -> tuple[float, float]:
-    """Publish last night's run (not timed: its snapshot is what tonight's merges with), write
-    tonight's early partitions as `plan` does (timed apart: the run then waits on callbacks),
-    then time publishing tonight's: every table's partitions and the catalog swap. Returns
-    (publish seconds, early seconds)."""
-    from pipeline.lake.partitions import stage_early
-    from pipeline.lake.publish import publish_runs
-
-    settings = lake_settings(WORK / "published")
-    publish_runs(conn, settings, ["previous"])
-    started = time.perf_counter()
-    stage_early(conn, settings.warehouse.lake, "bench")
-    early_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    publish_runs(conn, settings, ["bench"])
-    return time.perf_counter() - started, early_seconds
-
-
 LATEST_QUERY = "SELECT * FROM capability_latest WHERE channel = 'WHATSAPP'"
 
 
@@ -512,7 +490,8 @@ def print_lake_figures(build: dict[str, Any], latest: dict[str, Any]) -> None:
     print(
         f"# bare reference: JSON ingest {build['bare_ingest_seconds']:.1f}s + "
         f"build {build['bare_seconds']:.1f}s; publish {build['publish_seconds']:.1f}s "
-        f"(and {build['early_publish_seconds']:.1f}s at plan: targets, rejects)"
+        f"(and {build['early_publish_seconds']:.1f}s at plan: targets, rejects), to a bucket "
+        f"{build['publish_s3_seconds']:.1f}s"
     )
     print(
         f"# latest answers for one channel: {latest['one_run_s'] * 1000:.0f} ms after one "
@@ -521,6 +500,7 @@ def print_lake_figures(build: dict[str, Any], latest: dict[str, Any]) -> None:
     )
     print(f"warehouse_ratio_vs_bare_duckdb: {ours / bare:.2f} ratio")
     print(f"publish_ratio: {build['publish_seconds'] / ours:.2f} ratio")
+    print(f"publish_s3_ratio: {build['publish_s3_seconds'] / build['publish_seconds']:.2f} ratio")
     print(f"latest_query_ratio: {latest['many_runs_s'] / latest['one_run_s']:.2f} ratio")
 
 

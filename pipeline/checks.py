@@ -16,6 +16,8 @@ network checks run at once within one time budget (`capaudit check --timeout`, 1
     webhook     the app has a CAPABILITY webhook pointing at [receiver] public_url
     receiver    the receiver answers at its public URL
     privacy     no data file or directory is open to other users (a warning: permissions.py)
+    storage     each s3:// location configured (landing_url, lake_url) answers a listing with
+                the credentials of the AWS chain (pipeline/check_storage.py)
 
     report = asyncio.run(run_checks(settings, budget_seconds=10.0, embedded=False))
     print("\\n".join(report.lines()))
@@ -31,6 +33,7 @@ import httpx
 from pipeline.check_config import config_check, placeholders, rate_check, secrets_check
 from pipeline.check_probes import SinchReads, receiver_probe, sinch_probes
 from pipeline.check_runner import Check, within_budget
+from pipeline.check_storage import storage_probes
 from pipeline.permissions import data_permissions
 from pipeline.settings import Settings
 from pipeline.sinch.client import SinchClient
@@ -84,7 +87,7 @@ async def run_checks(
         rate_check(settings),
     ]
     left = placeholders(settings)
-    probes = [receiver_probe(settings, left, budget_seconds)]
+    probes = [receiver_probe(settings, left, budget_seconds), *storage_probes(settings)]
     started = time.monotonic()
     if settings.secrets.key_id is None or settings.secrets.key_secret is None:
         checks += await within_budget(probes, budget_seconds)  # the secrets line says why

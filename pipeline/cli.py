@@ -206,11 +206,11 @@ def serve(
 
     die_with_parent()
     settings = settings_for(config_path)
-    receiver = settings.receiver
-    overrides: dict[str, Any] = {"insecure": insecure or receiver.insecure}
+    overrides: dict[str, Any] = {"insecure": insecure or settings.receiver.insecure}
     if landing_dir is not None:
-        overrides["landing_dir"] = str(landing_dir)
-    app = create_app(dataclasses.replace(receiver, **overrides), settings.secrets.webhook_secrets)
+        overrides |= {"landing_dir": str(landing_dir), "landing_url": ""}
+    receiver = dataclasses.replace(settings.receiver, **overrides)
+    app = create_app(receiver, settings.secrets.webhook_secrets, settings.storage)
     serve_asgi(app, host=host or receiver.host, port=port or receiver.port, fd=fd)
 
 

@@ -17,7 +17,9 @@ exit code (DESIGN §4) and prints the message, never a traceback.
     │   ├── SinchTransportError        no answer at all (connect, timeout, dropped connection)
     │   ├── WarehouseError             the DuckDB warehouse cannot be opened or is inconsistent
     │   ├── RunLocked                  another run holds the warehouse lock
-    │   └── ServiceError               an embedded simulator or receiver did not start
+    │   ├── ServiceError               an embedded simulator or receiver did not start
+    │   └── StorageError               object storage (S3) refused or did not answer
+    │       └── StorageUnavailable     no answer, a timeout or a 5xx after the client's retries
     └── Interrupted                    exit 3: stopped by SIGTERM/SIGINT; `run --resume` continues
 """
 
@@ -101,3 +103,12 @@ class ServiceError(RunFailed):
 class Interrupted(CapauditError):
     exit_code = EXIT_INTERRUPTED
     run_status = "interrupted"
+
+
+class StorageError(RunFailed):
+    """Object storage answered with an error (access denied, no such bucket, ...)."""
+
+
+class StorageUnavailable(StorageError):
+    """Object storage did not answer usefully (connect error, timeout, 5xx) after retries: the
+    receiver answers 503, a step fails and is resumed."""

@@ -13,11 +13,11 @@ asked is never rewritten.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import duckdb
 
 from pipeline.landing.ingest import ingest_landing
+from pipeline.landing.place import configured_landing
 from pipeline.settings import Settings
 from pipeline.sinch.models import SINCH_STATUSES, TRANSIENT_REASONS
 
@@ -51,7 +51,7 @@ def keep_late_answers(
     conn: duckdb.DuckDBPyConnection, run_id: str, settings: Settings, *, now: datetime
 ) -> int:
     """Ingest what landed, then record the late answers this run may reuse; returns how many."""
-    ingest_landing(conn, Path(settings.receiver.landing_dir))
+    ingest_landing(conn, configured_landing(settings))
     freshness = settings.freshness
     longest_ttl = max([freshness.ttl_days, *freshness.channels.values()])
     conn.execute("DELETE FROM late_answers WHERE run_id = $run_id", {"run_id": run_id})

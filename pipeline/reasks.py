@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 
 import duckdb
 
 from pipeline import runs
 from pipeline.landing.ingest import ingest_landing
+from pipeline.landing.place import configured_landing
 from pipeline.ledger import insert_requests
 from pipeline.logs import log_fields
 from pipeline.settings import Settings
@@ -49,7 +49,7 @@ def plan_resume_asks(
     requests were planned (submit sends them)."""
     if not embedded and not runs.collect_gave_up(conn, run_id):
         return 0  # Sinch still owes those answers: they may come
-    ingest_landing(conn, Path(settings.receiver.landing_dir))
+    ingest_landing(conn, configured_landing(settings))
     name = "lost" if embedded else "unanswered"
     now = datetime.now(UTC)  # this session has sent nothing yet: earlier acceptances are lost
     planned = insert_requests(conn, asks_sql(name), run_id, settings.sinch.app_id, now)

@@ -26,7 +26,6 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
@@ -35,12 +34,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from pipeline.errors import ConfigError
+from pipeline.landing.place import landing_writer
 from pipeline.landing.segments import KIND_CAPABILITY, KIND_OTHER, encode_line
-from pipeline.landing.writer import FSYNC_BUCKETS_MS, LandingWriter
+from pipeline.landing.writer import FSYNC_BUCKETS_MS
 from pipeline.readable import duration
 from pipeline.settings import ReceiverSettings, Secret
 from pipeline.sinch import signing
 from pipeline.sinch.models import CAPABILITY_EVENT_KEY
+from pipeline.storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/callbacks/sinch"
@@ -137,7 +138,12 @@ class StaleSignatures:
 
 
 class Receiver:
-    def __init__(self, settings: ReceiverSettings, secrets: tuple[Secret, ...]) -> None:
+    def __init__(
+        self,
+        settings: ReceiverSettings,
+        secrets: tuple[Secret, ...],
+        storage: StorageSettings | None = None,
+    ) -> None:
         if not secrets and not settings.insecure:
             raise ConfigError(
                 "the receiver needs CAPAUDIT_WEBHOOK_SECRET (or [receiver] insecure = true, "
@@ -145,13 +151,7 @@ class Receiver:
             )
         self.settings = settings
         self.secrets = tuple(s.reveal() for s in secrets)
-        self.writer = LandingWriter(
-            Path(settings.landing_dir),
-            max_bytes=settings.segment_max_bytes,
-            max_age_seconds=settings.segment_max_age_seconds,
-            commit_window_seconds=settings.group_commit_ms / 1000,
-            durable=settings.durable,
-        )
+        self.writer = landing_writer(settings, storage or StorageSettings())
         self.nonces = NonceMemory(
             max(NONCE_HORIZON_SECONDS, 2 * settings.max_signature_age_seconds)
         )
@@ -206,7 +206,11 @@ class Receiver:
         except (OSError, RuntimeError) as exc:
             # Not on disk, so not acknowledged: Sinch retries, and this nonce must be accepted then.
             self.nonces.forget(nonce)
-            log.error("landing write failed: %s", exc)
+            # An unhealthy writer has said why once already: one line per refused callback
+            # would flood the log through a storage outage.
+            log.log(
+                logging.ERROR if self.writer.healthy else logging.DEBUG, "landing failed: %s", exc
+            )
             outcome.set_result(False)
         finally:
             if not outcome.done():  # cancelled mid-write: copies waiting must not hang
@@ -255,7 +259,7 @@ class Receiver:
             "problem": self.writer.failure,
             "pid": os.getpid(),
             "writer": self.writer.writer_id,
-            "segment": self.writer.segment_path.name,
+            "segment": self.writer.current_name,
         }
         return Response(orjson.dumps(body), 200 if healthy else 503, media_type="application/json")
 
@@ -285,14 +289,19 @@ class Receiver:
         return "\n".join(lines) + "\n"
 
 
-def create_app(settings: ReceiverSettings, secrets: tuple[Secret, ...]) -> Starlette:
+def create_app(
+    settings: ReceiverSettings,
+    secrets: tuple[Secret, ...],
+    storage: StorageSettings | None = None,
+) -> Starlette:
     """The receiver as an ASGI app; its landing writer lives for the app's lifespan."""
-    receiver = Receiver(settings, secrets)
+    receiver = Receiver(settings, secrets, storage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await receiver.writer.start()
-        log.info("receiver landing into %s as %s", settings.landing_dir, receiver.writer.writer_id)
+        where = settings.landing_url or settings.landing_dir
+        log.info("receiver landing into %s as %s", where, receiver.writer.writer_id)
         try:
             yield
         finally:

@@ -5,7 +5,8 @@ A run older than the cutoff goes with all its rows (targets, rejects, requests, 
 capability, reachability and by country, reasons, routing, changes, estimates) and its report
 directory; notifications that no remaining request refers to go too, and so do callbacks without
 request_id kept unmatched since before the cutoff. A landing segment goes only when it is closed,
-fully ingested and older than the cutoff: nothing not yet in the warehouse is ever deleted. The
+fully ingested and older than the cutoff, and so does a landing object on S3
+(`landing/s3retention.py`): nothing not yet in the warehouse is ever deleted. The
 newest successful run is always kept, so freshness reuse still has answers to reuse, and so is
 any run whose answers a kept run reuses. Their lake partitions leave the catalog now and the
 disk at the next purge (`pipeline.lake.publish.retire_runs`), so an analyst holding the previous
@@ -24,6 +25,9 @@ import duckdb
 
 from pipeline.db import transaction
 from pipeline.lake.publish import retire_runs
+from pipeline.landing.objects import ObjectLanding
+from pipeline.landing.place import Landing, configured_landing
+from pipeline.landing.s3retention import delete_objects, old_objects
 from pipeline.landing.segments import list_segments
 from pipeline.progress import ticking
 from pipeline.settings import Settings
@@ -75,7 +79,7 @@ def purge(
     conn: duckdb.DuckDBPyConnection,
     *,
     older_than_days: float,
-    landing_dir: Path,
+    landing_dir: Landing,
     reports_dir: Path,
     dry_run: bool = False,
     now: datetime | None = None,
@@ -100,8 +104,7 @@ def purge(
         for run_id in summary.runs:
             shutil.rmtree(reports_dir / run_id, ignore_errors=True)
         tick(removed="reports")
-        for name in summary.segments:
-            (landing_dir / name).unlink(missing_ok=True)
+        _delete_segments(conn, landing_dir, summary.segments)
         tick(removed="segments")
     return summary
 
@@ -115,7 +118,7 @@ def purge_configured(
             conn,
             older_than_days=older_than_days,
             dry_run=dry_run,
-            landing_dir=Path(settings.receiver.landing_dir),
+            landing_dir=configured_landing(settings),
             reports_dir=Path(settings.reports.dir),
             console=console,
             lake=settings,
@@ -149,9 +152,19 @@ def _delete_runs(
         tick(removed="unmatched_notifications")
 
 
+def _delete_segments(conn: duckdb.DuckDBPyConnection, landing: Landing, names: list[str]) -> None:
+    if isinstance(landing, ObjectLanding):
+        delete_objects(conn, landing, names)
+        return
+    for name in names:
+        (landing / name).unlink(missing_ok=True)
+
+
 def _old_segments(
-    conn: duckdb.DuckDBPyConnection, landing_dir: Path, cutoff: datetime
+    conn: duckdb.DuckDBPyConnection, landing_dir: Landing, cutoff: datetime
 ) -> list[str]:
+    if isinstance(landing_dir, ObjectLanding):
+        return old_objects(conn, landing_dir, cutoff)
     ingested = dict(
         conn.execute("SELECT segment_id, bytes_ingested FROM landing_files WHERE closed").fetchall()
     )

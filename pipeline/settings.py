@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pipeline.errors import ConfigError
 from pipeline.metrics.settings import MetricsSettings
 from pipeline.sinch.models import PROCESSING_MODES
+from pipeline.storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("configs/default.toml")
@@ -102,6 +103,9 @@ class ReceiverSettings:
     port: int = 8751
     public_url: str = "http://127.0.0.1:8751/callbacks/sinch"
     landing_dir: str = "data/landing"
+    # "s3://bucket/prefix/": land on object storage instead of landing_dir (pipeline/landing/
+    # place.py); several hosts' receivers then share one prefix.
+    landing_url: str = ""
     max_body_bytes: int = 256 * 1024
     # Refuse a correctly signed callback signed longer ago (or further in the future) than this;
     # 0: never refuse one for its age. Sinch publishes no window and re-delivers after outages
@@ -179,6 +183,9 @@ class WarehouseSettings:
     path: str = "data/warehouse.duckdb"  # the analysts' catalog: views over the lake
     state_path: str = ""  # the job's working state; only capaudit opens it
     lake_dir: str = ""  # published runs as hive-partitioned Parquet
+    # "s3://bucket/lake/": each publication is also uploaded there, with a catalog script for
+    # analysts off the box (pipeline/lake/bucket.py); the local lake and catalog stay.
+    lake_url: str = ""
 
     @property
     def catalog(self) -> Path:
@@ -272,6 +279,7 @@ class Settings:
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     reports: ReportsSettings = field(default_factory=ReportsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     secrets: Secrets = field(default_factory=lambda: Secrets(None, None, ()))
@@ -516,6 +524,14 @@ def _validate(settings: Settings) -> None:
         (settings.plan.window_reserve_seconds >= 0, "[plan] window_reserve_seconds must be >= 0"),
         (settings.receiver.max_body_bytes > 0, "[receiver] max_body_bytes must be > 0"),
         (
+            not settings.warehouse.lake_url or settings.warehouse.lake_url.startswith("s3://"),
+            "[warehouse] lake_url must be an s3://bucket/prefix/ URL (or empty: local only)",
+        ),
+        (
+            not settings.receiver.landing_url or settings.receiver.landing_url.startswith("s3://"),
+            "[receiver] landing_url must be an s3://bucket/prefix/ URL (or empty: landing_dir)",
+        ),
+        (
             settings.receiver.max_signature_age_seconds >= 0,
             "[receiver] max_signature_age_seconds must be >= 0 (0: no limit)",
         ),
@@ -540,6 +556,7 @@ def _validate(settings: Settings) -> None:
             "[logging] format must be 'auto', 'json' or 'console'",
         ),
         *settings.metrics.checks(),
+        *settings.storage.checks(),
     ]
     for ok, message in checks:
         if not ok:

@@ -96,6 +96,15 @@ SECTION_DOCS: dict[str, tuple[str, str, str]] = {
         "rules: [operations.md](operations.md#metrics-and-alerts)). Both empty: none.",
         "run",
     ),
+    "storage": (
+        "object storage (S3)",
+        "How capaudit reaches S3-compatible storage, used only where a location is an `s3://` "
+        "URL (`[receiver] landing_url`, `[warehouse] lake_url`). Credentials are never keys "
+        "here: they come from the standard AWS chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, "
+        "`AWS_PROFILE`, web identity, container or instance role) "
+        "([operations.md](operations.md#several-hosts)).",
+        "serve, run, collect, publish, purge",
+    ),
     "logging": (
         "log lines",
         "Log lines go to stderr; they never hold a secret or a full phone number.",
@@ -176,6 +185,13 @@ KEYS: dict[str, KeyDoc] = {
         "Where receivers write landing segments and the job ingests them (shared by every "
         "receiver and the job).",
         "path",
+        "serve, run, plan, submit, collect, purge",
+    ),
+    "receiver.landing_url": KeyDoc(
+        "`s3://bucket/prefix/`: receivers write each group-committed batch as one object there "
+        "(conditional PUT, acknowledged once stored) and the job ingests from it, instead of "
+        "`landing_dir`; empty: `landing_dir`. Reached as `[storage]` says.",
+        "URL",
         "serve, run, plan, submit, collect, purge",
     ),
     "receiver.max_body_bytes": KeyDoc(
@@ -290,6 +306,14 @@ KEYS: dict[str, KeyDoc] = {
     "warehouse.lake_dir": KeyDoc(
         "Published runs as hive-partitioned Parquet; empty: `lake/` beside `path`.", "path"
     ),
+    "warehouse.lake_url": KeyDoc(
+        "`s3://bucket/prefix/`: every publication is also uploaded there (the same hive "
+        "layout, `_published.json`, and `_catalog.sql`, the views analysts run with DuckDB's "
+        "httpfs); the local lake and catalog stay. Empty: local only. Reached as `[storage]` "
+        "says.",
+        "URL",
+        "run, publish, purge",
+    ),
     # [reports]
     "reports.dir": KeyDoc(
         "Reports go to `<dir>/<run_id>/`; `purge` removes old ones.", "path", "run, report, purge"
@@ -349,6 +373,29 @@ KEYS: dict[str, KeyDoc] = {
     "simulator.contact_not_found": KeyDoc(
         'A query for no contact: one CONTACT_NOT_FOUND `"callback"`, or an `"error"` (404).'
     ),
+    # [storage]
+    "storage.endpoint_url": KeyDoc(
+        "The S3 endpoint (any S3-compatible server); empty: `AWS_ENDPOINT_URL` (or the "
+        "profile's `endpoint_url`), else AWS itself.",
+        "URL",
+    ),
+    "storage.region": KeyDoc("The bucket's region; empty: the AWS chain's, else `us-east-1`."),
+    "storage.addressing_style": KeyDoc(
+        "`path` (`http://host/bucket/key`, for servers without wildcard DNS), `virtual` "
+        "(`http://bucket.host/key`) or `auto` (botocore decides)."
+    ),
+    "storage.connect_timeout_seconds": KeyDoc(
+        "Give up connecting to the store after this long (then retry).", "seconds"
+    ),
+    "storage.read_timeout_seconds": KeyDoc(
+        "Give up on an answer after this long (then retry): a receiver answers 503 once its "
+        "attempts are spent rather than hold the sender.",
+        "seconds",
+    ),
+    "storage.max_attempts": KeyDoc(
+        "Attempts per request, first included (botocore's standard retry mode: throttling, "
+        "5xx and timeouts, exponential back-off with jitter)."
+    ),
     # [metrics]
     "metrics.textfile": KeyDoc(
         "node-exporter textfile collector file (must end in `.prom`), written under a temporary "
@@ -389,6 +436,16 @@ SECRETS: tuple[SecretDoc, ...] = (
 
 # Environment variables read with os.environ (found by settings_doc.env_reads).
 ENVIRONMENT: dict[str, KeyDoc] = {
+    "AWS_ENDPOINT_URL": KeyDoc(
+        "The S3 endpoint when `[storage] endpoint_url` is empty (read by botocore, and by "
+        "`pipeline.lake.scan` for polars); with the other standard AWS variables "
+        "(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, `AWS_REGION`, ...).",
+        read_by="serve, run, collect, publish, purge",
+    ),
+    "AWS_ENDPOINT_URL_S3": KeyDoc(
+        "The same for S3 only; wins over `AWS_ENDPOINT_URL`.",
+        read_by="serve, run, collect, publish, purge",
+    ),
     "CAPAUDIT_DUCKDB_MEMORY_LIMIT": KeyDoc(
         "DuckDB `memory_limit` of the working state (e.g. `4GB`); unset: a quarter of the "
         "memory the machine (or the process's cgroup) has, at most 1 GiB, which keeps a run's "

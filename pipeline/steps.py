@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 
@@ -26,7 +25,8 @@ from pipeline.contacts.load import LoadProgress, LoadSummary, load_contacts
 from pipeline.errors import WarehouseError
 from pipeline.landing import correlate
 from pipeline.landing.ingest import IngestStats, ingest_landing
-from pipeline.landing.tail import Awaited, LandingTail, wait_for_landing
+from pipeline.landing.place import Landing, configured_landing
+from pipeline.landing.tail import Awaited, landing_tail, wait_for_landing
 from pipeline.late import keep_late_answers, late_answers_kept
 from pipeline.logs import log_fields
 from pipeline.progress import StepProgress, ticking
@@ -203,7 +203,7 @@ class CallbackWatch:
     def __init__(
         self,
         conn: duckdb.DuckDBPyConnection,
-        landing: Path,
+        landing: Landing,
         *,
         run_id: str = "",
         app_id: str = "",
@@ -314,7 +314,7 @@ class SubmitSummary:
     settled_rate_per_second: float | None = None
 
 
-def prepare_resume(conn: duckdb.DuckDBPyConnection, run_id: str, landing: Path) -> int:
+def prepare_resume(conn: duckdb.DuckDBPyConnection, run_id: str, landing: Landing) -> int:
     """Before sending: ingest what landed, and never re-send a request Sinch already answered."""
     ingest_landing(conn, landing)
     answered = ledger.accept_answered(conn, run_id)
@@ -339,7 +339,7 @@ async def submit(
     asked once more in the same stream, and it ends only when none can come any more.
     `prepared`: the caller has just ingested and folded the ledger (collect), so the checks
     for a resumed run are skipped."""
-    landing = Path(settings.receiver.landing_dir)
+    landing = configured_landing(settings)
     answered = 0 if prepared else prepare_resume(conn, run_id, landing)
     summary = SubmitSummary(accepted_by_callback=answered)
     since = datetime.now(UTC)  # every event recorded before is folded
@@ -361,7 +361,7 @@ async def submit(
         done = asyncio.Event()
         helpers = [asyncio.create_task(buffer.run(done)), asyncio.create_task(watch.run(done))]
         if budget is not None:
-            tail = LandingTail(landing)
+            tail = landing_tail(landing)
             helpers.append(asyncio.create_task(follow_callbacks(budget, tail, done)))
         progress = asyncio.create_task(_show_progress(dispatcher.stats, watch, planned, console))
         try:
@@ -648,7 +648,7 @@ async def collect(
     not a poll interval later.
     """
     deadline = settings.collect.deadline_seconds if deadline_seconds is None else deadline_seconds
-    landing = Path(settings.receiver.landing_dir)
+    landing = configured_landing(settings)
     summary = CollectSummary()
     started = time.monotonic()
     expected = None
@@ -656,7 +656,7 @@ async def collect(
     builds = ProvisionalBuilds(conn, run_id)
     pacer = project_pacer(settings.dispatch)  # re-queries and contact creations share it
     requeries = Requeries(settings, pacer, requery_since)
-    tail = LandingTail(landing)  # what lands from now on: wakes the wait below
+    tail = landing_tail(landing)  # what lands from now on: wakes the wait below
     pace = OutstandingPace()
     with StepProgress("collect", None, console=console) as progress:
         while True:

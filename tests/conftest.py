@@ -15,6 +15,7 @@ import pytest
 from pipeline.services import child_service
 from pipeline.settings import Secret, Secrets, Settings, load_settings
 from pipeline.sinch.signing import signature_headers
+from tests.s3server import bucket, s3  # noqa: F401 - fixtures for every test module
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample" / "contacts.csv"

@@ -6,7 +6,8 @@
     data/warehouse.duckdb                             read-only views over the listed files
 
 `tables` is the one list of what is published; `publish` writes a run and swaps in the catalog
-(`catalog`); `migrate` adopts a single-file warehouse; `scan` is the polars API.
+(`catalog`), and with `[warehouse] lake_url` shows the same in a bucket (`bucket`); `migrate`
+adopts a single-file warehouse; `scan` is the polars API (a directory or an s3:// lake).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +70,7 @@ def build_catalog(catalog: Path, lake: Path, current: Published, channel_order_s
     if staged.with_name(staged.name + ".wal").exists():
         raise WarehouseError(f"{staged}: a .wal is left after closing; not publishing it")
     fsync_file(staged)
-    write_text_durably(lake / MANIFEST, json.dumps(_manifest(current), indent=1))
+    write_text_durably(lake / MANIFEST, json.dumps(manifest(current), indent=1))
     replace_durably(staged, catalog)
     wal = catalog.with_name(catalog.name + ".wal")
     if wal.exists():  # an analyst wrote to the old catalog: new connections fail until they stop
@@ -86,9 +87,9 @@ def _write_catalog(staged: Path, lake: Path, current: Published, channel_order_s
         for table in TABLES:
             files = current.files.get(table.name)
             if files and table.name == LATEST:
-                conn.execute(_latest_view(lake, files[-1][1]))
+                conn.execute(latest_view_sql(lake / files[-1][1]))
             elif files:
-                conn.execute(_view(table.name, table.partition, [lake / f[1] for f in files]))
+                conn.execute(view_sql(table.name, table.partition, [lake / f[1] for f in files]))
         if "capability" in current.files:
             conn.execute(channel_order_sql)
         _describe(conn, lake, current)
@@ -97,11 +98,12 @@ def _write_catalog(staged: Path, lake: Path, current: Published, channel_order_s
         conn.close()
 
 
-def _paths(paths: list[Path]) -> str:
+def _paths(paths: Sequence[Path | str]) -> str:
     return sql_literal([str(p) for p in paths])
 
 
-def _view(name: str, partition: str, paths: list[Path]) -> str:
+def view_sql(name: str, partition: str, paths: Sequence[Path | str]) -> str:
+    """The view of a table over its published files (paths or s3:// URLs)."""
     # The run's files by name, not a glob: a run being published is invisible to this catalog.
     return (
         f"CREATE VIEW {name} AS SELECT {partition}, * EXCLUDE ({partition}) FROM read_parquet("
@@ -110,23 +112,15 @@ def _view(name: str, partition: str, paths: list[Path]) -> str:
     )
 
 
-def _latest_view(lake: Path, newest: str) -> str:
+def latest_view_sql(newest: Path | str) -> str:
     # Only the newest snapshot: the cost of asking for the latest answers does not grow.
-    files = _paths([lake / newest])
+    files = _paths([newest])
     return f"CREATE VIEW {LATEST} AS SELECT * FROM read_parquet({files}, hive_partitioning = false)"
 
 
 def _describe(conn: duckdb.DuckDBPyConnection, lake: Path, current: Published) -> None:
     about = {"at": datetime.now(UTC), "run": current.newest_run, "lake": str(lake)}
-    # The newest published run of each kind, by start time (pipeline/run_kinds.py); runs of
-    # versions before `kind` read as full.
-    newest = ", ".join(
-        f"(SELECT arg_max(run_id, started_at) FROM runs WHERE coalesce(kind, 'full') = '{kind}')"
-        f" AS newest_{kind}_run_id"
-        if "runs" in current.files
-        else f"NULL::VARCHAR AS newest_{kind}_run_id"
-        for kind in KINDS
-    )
+    newest = newest_of_each_kind("runs" in current.files)
     conn.execute(
         "CREATE TABLE capaudit_catalog AS SELECT $at::TIMESTAMPTZ AS published_at, "
         f"$run AS newest_run_id, {newest}, $lake AS lake_dir, "
@@ -145,7 +139,19 @@ def _describe(conn: duckdb.DuckDBPyConnection, lake: Path, current: Published) -
         conn.executemany("INSERT INTO lake_files VALUES (?, ?, ?, ?)", rows)
 
 
-def _manifest(current: Published) -> dict[str, object]:
+def newest_of_each_kind(has_runs: bool) -> str:
+    """SQL columns `newest_<kind>_run_id`: the newest published run of each kind, by start
+    time (pipeline/run_kinds.py); runs of versions before `kind` read as full."""
+    return ", ".join(
+        f"(SELECT arg_max(run_id, started_at) FROM runs WHERE coalesce(kind, 'full') = '{kind}')"
+        f" AS newest_{kind}_run_id"
+        if has_runs
+        else f"NULL::VARCHAR AS newest_{kind}_run_id"
+        for kind in KINDS
+    )
+
+
+def manifest(current: Published) -> dict[str, object]:
     """The same list for readers without DuckDB (`pipeline.lake.scan`): paths relative to the
     lake, so a copied or mounted lake still reads."""
     return {

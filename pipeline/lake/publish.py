@@ -22,6 +22,7 @@ import duckdb
 
 from pipeline.errors import UsageError
 from pipeline.files import fsync_dir
+from pipeline.lake.bucket import publish_to_bucket, remove_from_bucket
 from pipeline.lake.catalog import build_catalog, published
 from pipeline.lake.partitions import Partition, commit_run, forget_early, stage_run
 from pipeline.lake.tables import LATEST, TABLES
@@ -65,7 +66,7 @@ def publish_runs(
                     summary.rows.get(partition.table, 0) + partition.rows
                 )
             summary.runs.append(run_id)
-        refresh_catalog(conn, settings)
+        refresh_catalog(conn, settings, fresh=summary.runs)
         tick(table="catalog")
     summary.seconds = time.monotonic() - started
     log_fields(
@@ -78,12 +79,15 @@ def publish_runs(
     return summary
 
 
-def refresh_catalog(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """A new catalog of every published, unretired partition, swapped in."""
+def refresh_catalog(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, *, fresh: Sequence[str] = ()
+) -> None:
+    """A new catalog of every published, unretired partition, swapped in; with `[warehouse]
+    lake_url`, the bucket then shows the same (`bucket.py`), `fresh` runs uploaded again."""
     channel_order = render_view("channel_order", settings.reports.channel_preference)
-    build_catalog(
-        settings.warehouse.catalog, settings.warehouse.lake, published(conn), channel_order
-    )
+    current, lake = published(conn), settings.warehouse.lake
+    build_catalog(settings.warehouse.catalog, lake, current, channel_order)
+    publish_to_bucket(settings, current, channel_order, local_lake=lake, fresh=fresh)
 
 
 def _ordered(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[tuple[str, datetime]]:
@@ -153,6 +157,7 @@ def retire_runs(
     ).fetchall()
     for _table, _run, path in gone:
         _remove_partition(lake / str(path))
+    remove_from_bucket(settings, [str(path) for _table, _run, path in gone])
     conn.execute("DELETE FROM lake_partitions WHERE retired_at IS NOT NULL")
     row = conn.execute(
         "UPDATE lake_partitions SET retired_at = now() WHERE run_id IN (SELECT unnest($ids))",

@@ -21,11 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from pipeline.landing.segments import KIND_CAPABILITY, complete_end, list_segments, open_segment
 from pipeline.sinch.models import CAPABILITY_EVENT_KEY, TRANSIENT_REASONS
+
+if TYPE_CHECKING:
+    from pipeline.landing.place import Landing
 
 log = logging.getLogger(__name__)
 TAIL_POLL_SECONDS = 0.1  # a look costs a directory listing and the new bytes
@@ -37,6 +41,19 @@ class LandedCallback:
     request_id: str
     channel: str  # '' when the notification names no channel
     reason: str = ""  # the reason code, if any
+
+
+class Tail(Protocol):
+    def read_new(self) -> list[LandedCallback]: ...
+
+
+def landing_tail(landing: Landing) -> Tail:
+    """A tail of segment files, or of objects on S3 (`s3tail.py`)."""
+    if isinstance(landing, Path):
+        return LandingTail(landing)
+    from pipeline.landing.s3tail import ObjectTail
+
+    return ObjectTail(landing)
 
 
 class LandingTail:
@@ -116,7 +133,7 @@ class Awaited:
 
 
 async def wait_for_landing(
-    tail: LandingTail,
+    tail: Tail,
     seconds: float,
     *,
     awaited: Awaited | None = None,

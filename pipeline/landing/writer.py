@@ -32,10 +32,14 @@ MAX_BATCH_LINES = 4096
 FSYNC_BUCKETS_MS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)
 
 
+def host_name() -> str:
+    """This host's name as it goes into file and object names."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32]
+
+
 def new_writer_id() -> str:
     """Unique per process and start: host, pid and random bits (several receivers, restarts)."""
-    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32]
-    return f"{host}-{os.getpid()}-{os.urandom(3).hex()}"
+    return f"{host_name()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 @dataclass
@@ -85,6 +89,11 @@ class LandingWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failure: str | None = None
+
+    @property
+    def current_name(self) -> str:
+        """The segment being written (for /healthz)."""
+        return self.segment_path.name
 
     @property
     def segment_path(self) -> Path:

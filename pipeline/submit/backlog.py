@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
-from pipeline.landing.tail import LandedCallback, LandingTail
+from pipeline.landing.tail import LandedCallback, Tail
 from pipeline.logs import log_fields
 from pipeline.readable import duration
 from pipeline.settings import Settings
@@ -192,7 +192,7 @@ class CallbackBudget:
             self._sends.popleft()
 
 
-async def follow_callbacks(budget: CallbackBudget, tail: LandingTail, done: asyncio.Event) -> None:
+async def follow_callbacks(budget: CallbackBudget, tail: Tail, done: asyncio.Event) -> None:
     """Feed landed callbacks to the budget every POLL_SECONDS until `done`; log the pace."""
     logged = budget.clock()
     while not done.is_set():

@@ -115,15 +115,15 @@ def test_segments_larger_than_the_memory_limit_are_ingested_in_batches(
     (landing / "w1-000002.ndjson").write_bytes(line(3) + line(1))  # r1 delivered again
     (landing / "w1-000003.ndjson").write_bytes(line(4))
     batches: list[int] = []
-    real_batches = ingest_module._batches
+    real_batches = ingest_module.batches
 
     def spy(slices: list[Any], batch_bytes: int) -> list[list[Any]]:
         made = real_batches(slices, batch_bytes)
         batches.extend(len(batch) for batch in made)
         return made
 
-    monkeypatch.setattr(ingest_module, "_memory_limit_bytes", lambda conn: len(line(1)) * 2)
-    monkeypatch.setattr(ingest_module, "_batches", spy)
+    monkeypatch.setattr(ingest_module, "memory_limit_bytes", lambda conn: len(line(1)) * 2)
+    monkeypatch.setattr(ingest_module, "batches", spy)
     with open_warehouse(tmp_path / "w.duckdb") as conn:
         stats = ingest_landing(conn, landing)
         again = ingest_landing(conn, landing)
